@@ -1,0 +1,69 @@
+/**
+ * A RepoReader over a directory on disk. Paths are resolved inside the root; anything that
+ * leads outside it — through "..", an absolute path or a symbolic link — is refused.
+ */
+import { closeSync, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type { ReadResult, RepoReader } from '../core/load.js';
+
+export function directoryReader(root: string): RepoReader {
+  const realRoot = realpathSync(root);
+  const inside = (p: string) => {
+    const rel = relative(realRoot, p);
+    return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
+  };
+  return {
+    read(path: string, maxBytes: number): ReadResult {
+      const target = resolve(realRoot, path);
+      if (!inside(target)) return { ok: false, reason: 'outside-repository' };
+      let real: string;
+      try {
+        real = realpathSync(target);
+      } catch {
+        return { ok: false, reason: 'not-found' };
+      }
+      if (!inside(real)) return { ok: false, reason: 'outside-repository' };
+      let fd: number;
+      try {
+        fd = openSync(real, 'r');
+      } catch {
+        return { ok: false, reason: 'not-found' };
+      }
+      try {
+        const stat = fstatSync(fd);
+        if (!stat.isFile()) return { ok: false, reason: 'not-a-file' };
+        if (stat.size > maxBytes) return { ok: false, reason: 'too-large', size: stat.size };
+        const buffer = Buffer.allocUnsafe(stat.size);
+        let read = 0;
+        while (read < stat.size) {
+          const n = readSync(fd, buffer, read, stat.size - read, read);
+          if (n === 0) break;
+          read += n;
+        }
+        return { ok: true, text: buffer.toString('utf8', 0, read) };
+      } finally {
+        closeSync(fd);
+      }
+    },
+    list(dir: string): string[] {
+      const target = resolve(realRoot, dir);
+      if (!inside(target)) return [];
+      try {
+        return readdirSync(target, { withFileTypes: true })
+          .filter((e) => e.isFile() || (e.isSymbolicLink() && isFileQuiet(join(target, e.name))))
+          .map((e) => e.name)
+          .sort();
+      } catch {
+        return [];
+      }
+    },
+  };
+}
+
+function isFileQuiet(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}

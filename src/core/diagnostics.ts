@@ -1,0 +1,120 @@
+/**
+ * Diagnostics: every problem Tower finds in a fleet repository, with the place it was
+ * found and, where we can tell, how to fix it. Codes are PascalCase reasons (Flux style),
+ * reused as condition reasons, metric labels and GitHub annotation titles.
+ */
+
+export type Severity = 'error' | 'warning';
+
+export type DiagnosticCode =
+  | 'FileNotFound'
+  | 'FileTooLarge'
+  | 'PathOutsideRepository'
+  | 'YamlSyntax'
+  | 'YamlAliasLimit'
+  | 'SchemaViolation'
+  | 'UnknownKind'
+  | 'DuplicateInstanceName'
+  | 'DuplicatePort'
+  | 'DuplicatePlanName'
+  | 'PlanNotFound'
+  | 'UnknownInstance'
+  | 'InstanceNotInPlan'
+  | 'InstanceInPlanTwice'
+  | 'DependencyCycle'
+  | 'PlanFieldIgnored'
+  | 'FlowSyntax'
+  | 'FlowFormat'
+  | 'DuplicateNodeId'
+  | 'DanglingWire'
+  | 'DanglingLink'
+  | 'MissingTab'
+  | 'MissingSubflow'
+  | 'MissingGroup'
+  | 'CredentialsInFlow'
+  | 'UnknownLibraryFlow';
+
+export interface Position {
+  line: number; // 1-based
+  col: number; // 1-based
+}
+
+export interface Diagnostic {
+  severity: Severity;
+  code: DiagnosticCode;
+  /** Repository-relative path, always with forward slashes. */
+  file: string;
+  line: number;
+  col: number;
+  message: string;
+  /** How to fix it, when we can say. */
+  hint?: string;
+  /** Instances this problem affects (flow problems are found per instance). */
+  instances?: string[];
+  /** Node id, for flow problems. */
+  nodeId?: string;
+}
+
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = `${d.file}:${d.line}:${d.col}`;
+  const scope = d.instances?.length ? ` [instance${d.instances.length > 1 ? 's' : ''} ${d.instances.join(', ')}]` : '';
+  const hint = d.hint ? ` — ${d.hint}` : '';
+  return `${where}: ${d.severity}: ${d.message}${hint}${scope}`;
+}
+
+export function hasErrors(diagnostics: readonly Diagnostic[]): boolean {
+  return diagnostics.some((d) => d.severity === 'error');
+}
+
+/** Stable order: file, line, column, then message — so output and snapshots are deterministic. */
+export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
+  return diagnostics.sort(
+    (a, b) =>
+      cmp(a.file, b.file) || a.line - b.line || a.col - b.col || cmp(a.code, b.code) || cmp(a.message, b.message),
+  );
+}
+
+/**
+ * The same flow file problem is found once for every instance that includes the file;
+ * report it once and name all of those instances.
+ */
+export function mergeDuplicates(diagnostics: readonly Diagnostic[]): Diagnostic[] {
+  const byKey = new Map<string, Diagnostic>();
+  for (const d of diagnostics) {
+    const key = `${d.file}\0${d.line}\0${d.col}\0${d.code}\0${d.message}`;
+    const seen = byKey.get(key);
+    if (!seen) {
+      byKey.set(key, { ...d, instances: d.instances ? [...d.instances] : undefined });
+    } else if (d.instances) {
+      const merged = new Set([...(seen.instances ?? []), ...d.instances]);
+      seen.instances = [...merged].sort();
+    }
+  }
+  return [...byKey.values()];
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Maps byte offsets of a text to 1-based line and column. Built once per file, on demand. */
+export class LineIndex {
+  private readonly starts: number[] = [0];
+
+  constructor(text: string) {
+    for (let i = 0; i < text.length; i++) {
+      if (text.charCodeAt(i) === 10) this.starts.push(i + 1);
+    }
+  }
+
+  position(offset: number): Position {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.starts[mid] ?? 0) <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, col: offset - (this.starts[lo] ?? 0) + 1 };
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * Loading a fleet repository: fleet.yaml, the deploy plans and every instance's flows,
+ * validated all the way through. Files come in through a RepoReader, so this stays pure:
+ * the same code reads a directory, a Git worktree or a test's in-memory files.
+ */
+import { posix } from 'node:path';
+import { hasErrors, mergeDuplicates, sortDiagnostics, type Diagnostic, type DiagnosticCode } from './diagnostics.js';
+import { deployableFlows, flowsRev, mergeInstanceFlows, parseFlowFile, type FlowFile } from './flows.js';
+import {
+  API_VERSION,
+  DEFAULT_SETTINGS,
+  type DeployPlan,
+  type DesiredInstance,
+  type Fleet,
+  type Instance,
+  type InstanceSettings,
+  type PlanSpec,
+} from './model.js';
+import { validatePlan } from './plan.js';
+import { SCHEMA_IDS, validateAgainstSchema, type Kind } from './schema.js';
+import { parseYamlFile, type PathSegment, type YamlDocument } from './yaml-source.js';
+
+export type ReadResult =
+  | { ok: true; text: string }
+  | { ok: false; reason: 'not-found' | 'outside-repository' | 'too-large' | 'not-a-file'; size?: number };
+
+/** Read-only access to a repository's files, by repository-relative path. */
+export interface RepoReader {
+  read(path: string, maxBytes: number): ReadResult;
+  /** Names of the regular files directly in dir; [] when dir does not exist. */
+  list(dir: string): string[];
+}
+
+export const LIMITS = {
+  /** fleet.yaml and plan files. */
+  yamlBytes: 1024 * 1024,
+  /** One flow file. Whole-instance dumps of large installations run to a few MiB. */
+  flowBytes: 32 * 1024 * 1024,
+};
+
+export const FLEET_FILES = ['fleet.yaml', 'fleet.yml'];
+export const PLANS_DIR = 'plans';
+export const LIBRARY_PREFIX = 'lib:';
+
+export interface LoadOptions {
+  /** Tower's bundled flow library (top-level flows/), for flows: [lib:<name>]. */
+  library?: RepoReader;
+}
+
+export interface LoadedRepository {
+  /** Undefined when fleet.yaml could not be read as a fleet at all. */
+  fleet?: Fleet;
+  /** Instances whose flows all loaded. */
+  instances: DesiredInstance[];
+  plans: DeployPlan[];
+  diagnostics: Diagnostic[];
+  valid: boolean;
+}
+
+export function loadRepository(reader: RepoReader, options: LoadOptions = {}): LoadedRepository {
+  const diagnostics: Diagnostic[] = [];
+  const finish = (fleet?: Fleet, instances: DesiredInstance[] = [], plans: DeployPlan[] = []): LoadedRepository => {
+    const merged = sortDiagnostics(mergeDuplicates(diagnostics));
+    return { fleet, instances, plans, diagnostics: merged, valid: !hasErrors(merged) };
+  };
+
+  // fleet.yaml
+  let fleetFile = FLEET_FILES[0]!;
+  let fleetText: string | undefined;
+  for (const name of FLEET_FILES) {
+    const r = reader.read(name, LIMITS.yamlBytes);
+    if (r.ok) {
+      fleetFile = name;
+      fleetText = r.text;
+      break;
+    }
+    if (r.reason !== 'not-found') {
+      diagnostics.push(readFailure(name, r, { file: name, line: 1, col: 1 }));
+      return finish();
+    }
+  }
+  if (fleetText === undefined) {
+    diagnostics.push(error('FileNotFound', fleetFile, 1, 1, 'no fleet.yaml in this directory', 'a fleet repository has fleet.yaml at its top (see fleet-example/); or pass the right directory'));
+    return finish();
+  }
+  const parsedFleet = parseYamlFile(fleetFile, fleetText);
+  diagnostics.push(...parsedFleet.diagnostics);
+
+  const fleetDocs: YamlDocument[] = [];
+  const planDocs: YamlDocument[] = [];
+  sortByKind(parsedFleet.documents, ['Fleet', 'DeployPlan'], fleetDocs, planDocs, diagnostics);
+
+  // plans/*.yaml
+  for (const name of reader.list(PLANS_DIR).filter((n) => /\.ya?ml$/.test(n)).sort()) {
+    const file = `${PLANS_DIR}/${name}`;
+    const r = reader.read(file, LIMITS.yamlBytes);
+    if (!r.ok) {
+      diagnostics.push(readFailure(file, r, { file, line: 1, col: 1 }));
+      continue;
+    }
+    const parsed = parseYamlFile(file, r.text);
+    diagnostics.push(...parsed.diagnostics);
+    sortByKind(parsed.documents, ['DeployPlan'], [], planDocs, diagnostics);
+  }
+
+  if (fleetDocs.length === 0) {
+    if (!hasErrors(diagnostics)) {
+      diagnostics.push(error('UnknownKind', fleetFile, 1, 1, `${fleetFile} holds no Fleet document`, `start it with "apiVersion: ${API_VERSION}" and "kind: Fleet"`));
+    }
+    return finish();
+  }
+  for (const extra of fleetDocs.slice(1)) {
+    const p = extra.locate(['kind']);
+    diagnostics.push(error('UnknownKind', extra.file, p.line, p.col, 'a second Fleet document; a repository describes exactly one fleet', 'move the other fleet to its own repository or directory'));
+  }
+  const fleetDoc = fleetDocs[0]!;
+  diagnostics.push(...validateAgainstSchema('Fleet', fleetDoc));
+
+  // Plans that are documents of their own, by name.
+  const plans: DeployPlan[] = [];
+  const planDocByName = new Map<string, YamlDocument>();
+  for (const doc of planDocs) {
+    diagnostics.push(...validateAgainstSchema('DeployPlan', doc));
+    const name = str(get(doc.value, ['metadata', 'name']));
+    const spec = get(doc.value, ['spec']);
+    if (!name || !isObject(spec)) continue;
+    const clash = planDocByName.get(name);
+    if (clash) {
+      const p = doc.locate(['metadata', 'name']);
+      const q = clash.locate(['metadata', 'name']);
+      diagnostics.push(error('DuplicatePlanName', doc.file, p.line, p.col, `a DeployPlan named "${name}" is already defined at ${clash.file}:${q.line}`, 'give each plan its own metadata.name'));
+      continue;
+    }
+    planDocByName.set(name, doc);
+    plans.push({ name, source: doc.file, spec: spec as unknown as PlanSpec });
+  }
+
+  const fleetValue = fleetDoc.value;
+  const fleetName = str(get(fleetValue, ['metadata', 'name'])) ?? 'fleet';
+  const defaults = (asObject(get(fleetValue, ['spec', 'defaults'])) ?? {}) as InstanceSettings;
+  const rawInstances = Array.isArray(get(fleetValue, ['spec', 'instances'])) ? (get(fleetValue, ['spec', 'instances']) as unknown[]) : [];
+
+  // Instances, with defaults applied. Malformed entries were reported by the schema; skip them.
+  const instances: { instance: Instance; index: number }[] = [];
+  const byName = new Map<string, number>();
+  const byPort = new Map<number, { name: string; index: number }>();
+  rawInstances.forEach((raw, index) => {
+    if (!isObject(raw)) return;
+    const name = str(raw.name);
+    const port = typeof raw.port === 'number' && Number.isInteger(raw.port) ? raw.port : undefined;
+    const flows = Array.isArray(raw.flows) ? raw.flows.filter((f): f is string => typeof f === 'string') : [];
+    if (!name || port === undefined) return;
+    const clash = byName.get(name);
+    if (clash !== undefined) {
+      const p = fleetDoc.locate(['spec', 'instances', index, 'name']);
+      const q = fleetDoc.locate(['spec', 'instances', clash, 'name']);
+      diagnostics.push(error('DuplicateInstanceName', fleetDoc.file, p.line, p.col, `instance name "${name}" is already used by spec.instances[${clash}] (line ${q.line})`, 'instance names must be unique; rename one'));
+      return;
+    }
+    byName.set(name, index);
+    const portClash = byPort.get(port);
+    if (portClash) {
+      const p = fleetDoc.locate(['spec', 'instances', index, 'port']);
+      const q = fleetDoc.locate(['spec', 'instances', portClash.index, 'port']);
+      diagnostics.push(error('DuplicatePort', fleetDoc.file, p.line, p.col, `port ${port} of instance "${name}" is already the port of instance "${portClash.name}" (line ${q.line})`, 'each instance needs a port of its own'));
+    } else {
+      byPort.set(port, { name, index });
+    }
+    instances.push({ instance: buildInstance(name, port, flows, raw as InstanceSettings & { smoke?: unknown }, defaults), index });
+  });
+
+  // The plan this fleet rolls out with.
+  const plan = resolvePlan(fleetDoc, planDocByName, diagnostics);
+  const names = instances.map((i) => i.instance.name);
+  for (const p of plans) {
+    const doc = planDocByName.get(p.name)!;
+    diagnostics.push(...validatePlan(p.spec, names, (path, key) => located(doc, ['spec', ...path], key)));
+  }
+  if (plan.source === `${fleetDoc.file} (inline)`) {
+    diagnostics.push(...validatePlan(plan.spec, names, (path, key) => located(fleetDoc, ['spec', 'plan', ...path], key)));
+  }
+
+  // Flows: each file read and parsed once, however many instances include it.
+  const flowFiles = new Map<string, FlowFile | null>();
+  const desired: DesiredInstance[] = [];
+  for (const { instance, index } of instances) {
+    const files: FlowFile[] = [];
+    let complete = true;
+    instance.flows.forEach((ref, j) => {
+      const at = located(fleetDoc, ['spec', 'instances', index, 'flows', j]);
+      const resolved = resolveFlowRef(ref, at, diagnostics);
+      if (!resolved) {
+        complete = false;
+        return;
+      }
+      const cacheKey = resolved.library ? `${LIBRARY_PREFIX}${resolved.path}` : resolved.path;
+      if (!flowFiles.has(cacheKey)) {
+        flowFiles.set(cacheKey, readFlowFile(reader, options.library, resolved, at, diagnostics));
+      }
+      const f = flowFiles.get(cacheKey);
+      if (f) files.push(f);
+      else complete = false;
+    });
+    const merged = mergeInstanceFlows(instance.name, files);
+    diagnostics.push(...merged.diagnostics);
+    if (!complete) continue;
+    const flowList = deployableFlows(merged.nodes);
+    desired.push({ ...instance, flowList, rev: flowsRev(flowList) });
+  }
+
+  const fleet: Fleet = {
+    name: fleetName,
+    labels: (asObject(get(fleetValue, ['metadata', 'labels'])) as Record<string, string>) ?? {},
+    selfHeal: get(fleetValue, ['spec', 'selfHeal']) === true,
+    instances: instances.map((i) => i.instance),
+    plan,
+  };
+  return finish(fleet, desired, plans);
+}
+
+function buildInstance(
+  name: string,
+  port: number,
+  flows: string[],
+  raw: InstanceSettings & { smoke?: unknown },
+  defaults: InstanceSettings,
+): Instance {
+  const pick = <K extends keyof InstanceSettings>(key: K): InstanceSettings[K] => raw[key] ?? defaults[key];
+  const nodeRedVersion = String(pick('nodeRedVersion') ?? DEFAULT_SETTINGS.nodeRedVersion);
+  return {
+    name,
+    port,
+    flows,
+    smoke: Array.isArray(raw.smoke) ? raw.smoke : [],
+    strategy: pick('strategy') ?? DEFAULT_SETTINGS.strategy,
+    labels: { ...(defaults.labels ?? {}), ...(raw.labels ?? {}) },
+    keepWarm: pick('keepWarm') ?? DEFAULT_SETTINGS.keepWarm,
+    drainTimeout: pick('drainTimeout') ?? DEFAULT_SETTINGS.drainTimeout,
+    config: {
+      runtime: pick('runtime') ?? DEFAULT_SETTINGS.runtime,
+      nodeRedVersion,
+      ...(pick('image') ? { image: pick('image') } : {}),
+      env: { ...(defaults.env ?? {}), ...(raw.env ?? {}) },
+      resources: { ...(defaults.resources ?? {}), ...(raw.resources ?? {}) },
+      settings: { ...(defaults.settings ?? {}), ...(raw.settings ?? {}) },
+      context: pick('context') ?? DEFAULT_SETTINGS.context,
+      port,
+    },
+  };
+}
+
+function resolvePlan(fleetDoc: YamlDocument, byName: Map<string, YamlDocument>, diagnostics: Diagnostic[]): DeployPlan {
+  const ref = get(fleetDoc.value, ['spec', 'plan']);
+  const fallback: DeployPlan = { name: 'default', source: '(default)', spec: { order: 'sequential' } };
+  if (ref === undefined) return fallback;
+  if (isObject(ref)) {
+    return { name: 'inline', source: `${fleetDoc.file} (inline)`, spec: ref as unknown as PlanSpec };
+  }
+  if (typeof ref !== 'string') return fallback;
+  const looksLikePath = ref.includes('/') || /\.ya?ml$/.test(ref);
+  let doc: YamlDocument | undefined;
+  if (looksLikePath) {
+    const normalized = posix.normalize(ref);
+    doc = [...byName.values()].find((d) => d.file === normalized);
+  } else {
+    doc = byName.get(ref);
+  }
+  if (!doc) {
+    const p = fleetDoc.locate(['spec', 'plan']);
+    const known = [...byName.values()].map((d) => `${str(get(d.value, ['metadata', 'name']))} (${d.file})`);
+    diagnostics.push(
+      error(
+        'PlanNotFound',
+        fleetDoc.file,
+        p.line,
+        p.col,
+        looksLikePath ? `spec.plan: no DeployPlan in "${ref}"` : `spec.plan: no DeployPlan named "${ref}"`,
+        known.length ? `plans in this repository: ${known.join(', ')}` : `put a DeployPlan in ${PLANS_DIR}/ or remove spec.plan to roll out sequentially`,
+      ),
+    );
+    return fallback;
+  }
+  const name = str(get(doc.value, ['metadata', 'name'])) ?? 'plan';
+  return { name, source: doc.file, spec: get(doc.value, ['spec']) as PlanSpec };
+}
+
+interface FlowRef {
+  path: string;
+  library: boolean;
+}
+
+function resolveFlowRef(ref: string, at: Location, diagnostics: Diagnostic[]): FlowRef | undefined {
+  if (ref.startsWith(LIBRARY_PREFIX)) {
+    const name = ref.slice(LIBRARY_PREFIX.length);
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) {
+      diagnostics.push(error('UnknownLibraryFlow', at.file, at.line, at.col, `"${ref}" is not a library flow name`, 'library flows are named lib:<lower-case-name>, e.g. lib:deploy-gate'));
+      return undefined;
+    }
+    return { path: `${name}.json`, library: true };
+  }
+  if (ref.includes('\0') || ref.includes('\\')) {
+    diagnostics.push(error('PathOutsideRepository', at.file, at.line, at.col, `flow path "${ref}" is not a plain relative path`, 'use forward slashes, relative to the repository, e.g. flows/ingest.json'));
+    return undefined;
+  }
+  if (posix.isAbsolute(ref) || /^[A-Za-z]:/.test(ref)) {
+    diagnostics.push(error('PathOutsideRepository', at.file, at.line, at.col, `flow path "${ref}" is absolute; flows must live in the repository`, 'write it relative to the repository root, e.g. flows/ingest.json'));
+    return undefined;
+  }
+  const normalized = posix.normalize(ref);
+  if (normalized === '..' || normalized.startsWith('../')) {
+    diagnostics.push(error('PathOutsideRepository', at.file, at.line, at.col, `flow path "${ref}" points outside the repository`, 'copy the flow into the repository; Tower only deploys what Git holds'));
+    return undefined;
+  }
+  return { path: normalized, library: false };
+}
+
+function readFlowFile(reader: RepoReader, library: RepoReader | undefined, ref: FlowRef, at: Location, diagnostics: Diagnostic[]): FlowFile | null {
+  const source = ref.library ? library : reader;
+  const display = ref.library ? `${LIBRARY_PREFIX}${ref.path.replace(/\.json$/, '')}` : ref.path;
+  if (!source) {
+    diagnostics.push(error('UnknownLibraryFlow', at.file, at.line, at.col, `"${display}": no flow library is available here`));
+    return null;
+  }
+  const r = source.read(ref.path, LIMITS.flowBytes);
+  if (!r.ok) {
+    if (ref.library && r.reason === 'not-found') {
+      const names = library!.list('').filter((n) => n.endsWith('.json')).map((n) => `lib:${n.slice(0, -5)}`);
+      diagnostics.push(error('UnknownLibraryFlow', at.file, at.line, at.col, `"${display}" is not in Tower's flow library`, names.length ? `available: ${names.join(', ')}` : undefined));
+    } else {
+      diagnostics.push(readFailure(display, r, at));
+    }
+    return null;
+  }
+  const parsed = parseFlowFile(display, r.text);
+  diagnostics.push(...parsed.diagnostics);
+  return parsed.flowFile ?? null;
+}
+
+type Location = { file: string; line: number; col: number };
+
+function located(doc: YamlDocument, path: readonly PathSegment[], key = false): Location {
+  const p = doc.locate(path, { key });
+  return { file: doc.file, line: p.line, col: p.col };
+}
+
+function readFailure(file: string, r: Extract<ReadResult, { ok: false }>, at: Location): Diagnostic {
+  switch (r.reason) {
+    case 'not-found':
+      return error('FileNotFound', at.file, at.line, at.col, `"${file}" does not exist`, 'check the path; it is relative to the repository root');
+    case 'outside-repository':
+      return error('PathOutsideRepository', at.file, at.line, at.col, `"${file}" resolves (through a symbolic link) to a place outside the repository`, 'replace the link with the file itself');
+    case 'too-large':
+      return error('FileTooLarge', at.file, at.line, at.col, `"${file}" is ${r.size ?? 'too many'} bytes, over the limit`, `split it; fleet and plan files may have ${LIMITS.yamlBytes} bytes, flow files ${LIMITS.flowBytes}`);
+    case 'not-a-file':
+      return error('FileNotFound', at.file, at.line, at.col, `"${file}" is not a regular file`);
+  }
+}
+
+function sortByKind(docs: YamlDocument[], allowed: Kind[], fleets: YamlDocument[], plans: YamlDocument[], diagnostics: Diagnostic[]): void {
+  for (const doc of docs) {
+    const kind = get(doc.value, ['kind']);
+    if (kind === 'Fleet' && allowed.includes('Fleet')) fleets.push(doc);
+    else if (kind === 'DeployPlan' && allowed.includes('DeployPlan')) plans.push(doc);
+    else {
+      const p = doc.locate(['kind']);
+      const expected = allowed.map((k) => `"${k}"`).join(' or ');
+      const what = typeof kind === 'string' ? `kind "${kind}" does not belong here` : isObject(doc.value) ? 'missing "kind"' : 'not a mapping with apiVersion, kind, metadata and spec';
+      diagnostics.push(error('UnknownKind', doc.file, p.line, p.col, `${what}; expected kind ${expected}`, `schemas: ${allowed.map((k) => SCHEMA_IDS[k]).join(', ')}`));
+    }
+  }
+}
+
+function error(code: DiagnosticCode, file: string, line: number, col: number, message: string, hint?: string): Diagnostic {
+  return { severity: 'error', code, file, line, col, message, hint };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function asObject(v: unknown): Record<string, unknown> | undefined {
+  return isObject(v) ? v : undefined;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+function get(v: unknown, path: readonly PathSegment[]): unknown {
+  let cursor = v;
+  for (const seg of path) {
+    if (cursor === null || typeof cursor !== 'object') return undefined;
+    cursor = (cursor as Record<string | number, unknown>)[seg];
+  }
+  return cursor;
+}

@@ -1,0 +1,150 @@
+/**
+ * The fleet model: what fleet.yaml and the deploy plans say, after defaults are applied.
+ * Field names mirror the YAML, which is a public contract (see schemas/).
+ */
+
+export const API_VERSION = 'tower.redforge.dev/v1';
+
+/** A Node-RED node as it appears in a flow export. Everything but id and type is free-form. */
+export interface FlowNode {
+  id: string;
+  type: string;
+  z?: string;
+  [property: string]: unknown;
+}
+
+export type EnvValue = string | number | boolean | { fromEnv: string } | { fromFile: string };
+
+export interface HttpSmokeCheck {
+  method?: string;
+  path: string;
+  headers?: Record<string, string>;
+  body?: unknown;
+  expect?: {
+    status?: number;
+    body?: string;
+    bodyContains?: string;
+    json?: { path: string; equals?: unknown; exists?: boolean };
+  };
+}
+
+export interface MqttSmokeCheck {
+  publish: { topic: string; payload?: unknown; qos?: 0 | 1 | 2 };
+  expect: { topic: string; payloadContains?: string };
+}
+
+export interface SmokeCheck {
+  name?: string;
+  timeout?: string;
+  http?: HttpSmokeCheck;
+  mqtt?: MqttSmokeCheck;
+}
+
+export type RuntimeKind = 'process' | 'docker';
+export type Strategy = 'blue-green' | 'recreate';
+export type ContextMode = 'memory' | 'shared';
+
+/** Settings an instance inherits from spec.defaults unless it sets its own. */
+export interface InstanceSettings {
+  runtime?: RuntimeKind;
+  strategy?: Strategy;
+  nodeRedVersion?: string;
+  image?: string;
+  env?: Record<string, EnvValue>;
+  resources?: { memory?: string; cpu?: number | string };
+  labels?: Record<string, string>;
+  settings?: Record<string, unknown>;
+  context?: ContextMode;
+  keepWarm?: string;
+  drainTimeout?: string;
+}
+
+export const DEFAULT_SETTINGS = {
+  runtime: 'process',
+  strategy: 'blue-green',
+  nodeRedVersion: '4.1',
+  context: 'memory',
+  keepWarm: '2m',
+  drainTimeout: '30s',
+} as const satisfies InstanceSettings;
+
+/**
+ * What the instance's Node-RED process is made of. A change to any of these needs a new
+ * process (a blue-green swap); a change to flows alone may not.
+ */
+export interface RuntimeConfig {
+  runtime: RuntimeKind;
+  nodeRedVersion: string;
+  image?: string;
+  env: Record<string, EnvValue>;
+  resources: { memory?: string; cpu?: number | string };
+  settings: Record<string, unknown>;
+  context: ContextMode;
+  port: number;
+}
+
+export interface Instance {
+  name: string;
+  port: number;
+  /** Flow references as written in fleet.yaml: repository paths or lib:<name>. */
+  flows: string[];
+  smoke: SmokeCheck[];
+  strategy: Strategy;
+  labels: Record<string, string>;
+  keepWarm: string;
+  drainTimeout: string;
+  config: RuntimeConfig;
+}
+
+export type PlanOrder = 'sequential' | 'waves' | 'dag';
+export type OnFailure = 'rollback-all' | 'rollback-wave' | 'halt';
+
+export interface PlanSpec {
+  order: PlanOrder;
+  sequence?: string[];
+  waves?: string[][];
+  dependsOn?: Record<string, string[]>;
+  maxParallel?: number;
+  onFailure?: OnFailure;
+}
+
+export interface DeployPlan {
+  /** metadata.name, or "default" when fleet.yaml names no plan. */
+  name: string;
+  /** Where the plan came from, for messages: a file, "fleet.yaml (inline)" or "(default)". */
+  source: string;
+  spec: PlanSpec;
+}
+
+export interface Fleet {
+  name: string;
+  labels: Record<string, string>;
+  selfHeal: boolean;
+  instances: Instance[];
+  plan: DeployPlan;
+}
+
+/** An instance with the one flow list Node-RED will run, and its hashes. */
+export interface DesiredInstance extends Instance {
+  flowList: FlowNode[];
+  /** Node-RED's own rev for flowList: sha256 of JSON.stringify(flows), credentials removed. */
+  rev: string;
+}
+
+/** The live state of an instance, as observed by an adapter (or given with --observed). */
+export interface ObservedInstance {
+  name: string;
+  /** null when the instance exists but its flows could not be read. */
+  flows: FlowNode[] | null;
+  rev?: string;
+  /** Absent when unknown: config is then not compared. */
+  config?: Partial<RuntimeConfig>;
+}
+
+export interface ObservedFleet {
+  instances: ObservedInstance[];
+}
+
+export function isSecretRef(value: EnvValue): value is { fromEnv: string } | { fromFile: string } {
+  return typeof value === 'object' && value !== null;
+}

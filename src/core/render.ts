@@ -1,0 +1,229 @@
+/**
+ * How a plan reads: plain text for terminals, JSON for tools, Markdown for pull requests.
+ * All three are pure functions of the same PlanReport.
+ */
+import { formatDiagnostic, type Diagnostic } from './diagnostics.js';
+import type { ContainerDiff, InstanceDiff, NodeRef } from './diff.js';
+import type { Plan, PlanStep } from './plan.js';
+
+export interface PlanReport {
+  fleet: string;
+  /** The Git revision planned, when known. */
+  revision?: string;
+  valid: boolean;
+  plan?: Plan;
+  instances: InstanceDiff[];
+  diagnostics: Diagnostic[];
+}
+
+/** The JSON contract of `tower plan --format json`. */
+export function planJson(report: PlanReport): Record<string, unknown> {
+  const byName = new Map(report.instances.map((d) => [d.name, d]));
+  return {
+    fleet: report.fleet,
+    ...(report.revision ? { revision: report.revision } : {}),
+    valid: report.valid,
+    hasChanges: report.plan?.hasChanges ?? false,
+    ...(report.plan
+      ? {
+          plan: { name: report.plan.name, source: report.plan.source, order: report.plan.order, maxParallel: report.plan.maxParallel, onFailure: report.plan.onFailure },
+        }
+      : {}),
+    waves: (report.plan?.waves ?? []).map((w) => ({
+      index: w.index,
+      steps: w.steps.map((s) => {
+        const d = byName.get(s.instance);
+        return {
+          instance: s.instance,
+          action: s.action,
+          strategy: s.strategy,
+          after: s.after,
+          reason: s.reason,
+          ...(d ? { flows: d.change, counts: d.counts, config: d.config, desiredRev: d.desiredRev, observedRev: d.observedRev } : {}),
+        };
+      }),
+    })),
+    unchanged: report.plan?.unchanged ?? [],
+    instances: report.instances,
+    diagnostics: report.diagnostics,
+  };
+}
+
+export function planText(report: PlanReport): string {
+  const lines: string[] = [];
+  lines.push(`Fleet ${report.fleet}${report.revision ? ` at ${report.revision.slice(0, 12)}` : ''}`);
+  for (const d of report.diagnostics) lines.push(formatDiagnostic(d));
+  if (!report.valid) {
+    const errors = report.diagnostics.filter((d) => d.severity === 'error').length;
+    lines.push(`${errors} error${errors === 1 ? '' : 's'}: nothing can be planned until ${errors === 1 ? 'it is' : 'they are'} fixed.`);
+    return lines.join('\n') + '\n';
+  }
+  const plan = report.plan!;
+  if (!plan.hasChanges) {
+    lines.push(`No changes. ${plan.unchanged.length} instance${plan.unchanged.length === 1 ? ' is' : 's are'} up to date.`);
+    return lines.join('\n') + '\n';
+  }
+  lines.push(`Plan ${plan.name} (${plan.order}, maxParallel ${plan.maxParallel}, on failure ${plan.onFailure}) from ${plan.source}`);
+  const byName = new Map(report.instances.map((d) => [d.name, d]));
+  for (const wave of plan.waves) {
+    lines.push('');
+    lines.push(`Wave ${wave.index + 1}:`);
+    for (const step of wave.steps) {
+      const d = byName.get(step.instance);
+      lines.push(`  ${symbol(step)} ${step.instance}: ${describeStep(step)}${d ? ` — ${summary(d)}` : ''}  (${step.reason})`);
+      if (!d) continue;
+      for (const c of d.config) lines.push(`      config ${c.field}: ${c.from ?? '(unset)'} -> ${c.to ?? '(unset)'}`);
+      for (const c of d.containers) {
+        lines.push(`      ${containerHeading(c)}`);
+        for (const n of c.added) lines.push(`        + ${nodeName(n)}`);
+        for (const n of c.removed) lines.push(`        - ${nodeName(n)}`);
+        for (const n of c.changed) lines.push(`        ~ ${nodeName(n)}: ${n.properties.join(', ')}${n.cosmetic ? ' (layout)' : ''}`);
+      }
+      if (d.note) lines.push(`      note: ${d.note}`);
+    }
+  }
+  if (plan.unchanged.length) lines.push('', `Unchanged: ${plan.unchanged.join(', ')}`);
+  const total = plan.waves.reduce((n, w) => n + w.steps.length, 0);
+  lines.push('', `${total} instance${total === 1 ? '' : 's'} to change in ${plan.waves.length} wave${plan.waves.length === 1 ? '' : 's'}.`);
+  return lines.join('\n') + '\n';
+}
+
+/** Per tab, at most this many nodes are listed in Markdown; the rest are counted. */
+export const MARKDOWN_NODES_PER_LIST = 25;
+
+export function planMarkdown(report: PlanReport): string {
+  const out: string[] = [];
+  out.push(`### Tower plan for fleet \`${report.fleet}\`${report.revision ? ` at \`${report.revision.slice(0, 12)}\`` : ''}`);
+  out.push('');
+  const errors = report.diagnostics.filter((d) => d.severity === 'error');
+  const warnings = report.diagnostics.filter((d) => d.severity === 'warning');
+  if (!report.valid) {
+    out.push(`:x: **${errors.length} validation error${errors.length === 1 ? '' : 's'}** — this revision cannot be deployed.`);
+    out.push('');
+    out.push(...diagnosticTable(errors));
+    if (warnings.length) out.push('', ...diagnosticsDetails('Warnings', warnings));
+    return out.join('\n') + '\n';
+  }
+  const plan = report.plan!;
+  if (!plan.hasChanges) {
+    out.push(`:white_check_mark: **No changes.** All ${plan.unchanged.length} instances are up to date.`);
+    if (warnings.length) out.push('', ...diagnosticsDetails('Warnings', warnings));
+    return out.join('\n') + '\n';
+  }
+  const byName = new Map(report.instances.map((d) => [d.name, d]));
+  const steps = plan.waves.flatMap((w) => w.steps);
+  out.push(
+    `**${steps.length} instance${steps.length === 1 ? '' : 's'} to change in ${plan.waves.length} wave${plan.waves.length === 1 ? '' : 's'}** — plan \`${plan.name}\` (${plan.order}, maxParallel ${plan.maxParallel}, on failure \`${plan.onFailure}\`).`,
+  );
+  out.push('');
+  out.push('| Wave | Instance | Action | Nodes + / − / ~ | Why here |');
+  out.push('| ---: | --- | --- | --- | --- |');
+  for (const wave of plan.waves) {
+    for (const step of wave.steps) {
+      const d = byName.get(step.instance);
+      const counts = d ? `${d.counts.added} / ${d.counts.removed} / ${d.counts.changed}` : '';
+      out.push(`| ${wave.index + 1} | \`${step.instance}\` | ${symbol(step)} ${describeStep(step)} | ${counts} | ${escapeCell(step.reason)} |`);
+    }
+  }
+  if (plan.unchanged.length) {
+    out.push('');
+    out.push(`Unchanged: ${plan.unchanged.map((n) => `\`${n}\``).join(', ')}`);
+  }
+  for (const wave of plan.waves) {
+    for (const step of wave.steps) {
+      const d = byName.get(step.instance);
+      if (!d || (d.containers.length === 0 && d.config.length === 0 && !d.note)) continue;
+      out.push('');
+      out.push(`<details><summary><b>${escapeHtml(step.instance)}</b> — ${escapeHtml(summary(d))}</summary>`);
+      out.push('');
+      if (d.note) out.push(`> ${d.note}`, '');
+      if (d.config.length) {
+        out.push('| Setting | From | To |', '| --- | --- | --- |');
+        for (const c of d.config) out.push(`| \`${c.field}\` | ${cellValue(c.from)} | ${cellValue(c.to)} |`);
+        out.push('');
+      }
+      for (const c of d.containers) {
+        out.push(`<details><summary>${escapeHtml(containerHeading(c))}</summary>`);
+        out.push('');
+        out.push(...nodeList('Added', c.added.map(nodeName)));
+        out.push(...nodeList('Removed', c.removed.map(nodeName)));
+        out.push(...nodeList('Changed', c.changed.map((n) => `${nodeName(n)}: ${n.properties.join(', ')}${n.cosmetic ? ' _(layout)_' : ''}`)));
+        out.push('</details>');
+        out.push('');
+      }
+      out.push('</details>');
+    }
+  }
+  if (warnings.length) out.push('', ...diagnosticsDetails('Warnings', warnings));
+  return out.join('\n') + '\n';
+}
+
+function nodeList(title: string, items: string[]): string[] {
+  if (items.length === 0) return [];
+  const shown = items.slice(0, MARKDOWN_NODES_PER_LIST).map((i) => `- ${escapeMarkdown(i)}`);
+  if (items.length > MARKDOWN_NODES_PER_LIST) shown.push(`- … and ${items.length - MARKDOWN_NODES_PER_LIST} more`);
+  return [`**${title}** (${items.length})`, '', ...shown, ''];
+}
+
+function diagnosticTable(diagnostics: Diagnostic[]): string[] {
+  const rows = diagnostics.slice(0, 100).map((d) => `| \`${d.file}:${d.line}:${d.col}\` | ${escapeCell(d.message)}${d.hint ? `<br>_${escapeCell(d.hint)}_` : ''} |`);
+  if (diagnostics.length > 100) rows.push(`| | … and ${diagnostics.length - 100} more (run \`tower validate\`) |`);
+  return ['| Where | Problem |', '| --- | --- |', ...rows];
+}
+
+function diagnosticsDetails(title: string, diagnostics: Diagnostic[]): string[] {
+  return [`<details><summary>${title} (${diagnostics.length})</summary>`, '', ...diagnosticTable(diagnostics), '', '</details>'];
+}
+
+function symbol(step: PlanStep): string {
+  return step.action === 'create' ? '+' : step.action === 'delete' ? '-' : '~';
+}
+
+function describeStep(step: PlanStep): string {
+  switch (step.action) {
+    case 'create':
+      return 'create';
+    case 'delete':
+      return 'delete (drain, then remove)';
+    default:
+      return step.strategy === 'in-place' ? 'update in place (layout only)' : `update (${step.strategy})`;
+  }
+}
+
+function summary(d: InstanceDiff): string {
+  const parts: string[] = [];
+  const { added, removed, changed } = d.counts;
+  if (added || removed || changed) parts.push(`${added} added, ${removed} removed, ${changed} changed node${added + removed + changed === 1 ? '' : 's'}`);
+  const tabs = d.containers.filter((c) => c.kind !== 'config').length;
+  if (tabs) parts.push(`${tabs} tab${tabs === 1 ? '' : 's'}`);
+  if (d.config.length) parts.push(`${d.config.length} setting${d.config.length === 1 ? '' : 's'}`);
+  if (d.change === 'cosmetic' && d.config.length === 0) parts.push('layout only');
+  return parts.join(', ') || (d.action === 'update' ? 'flows replaced' : d.action);
+}
+
+function containerHeading(c: ContainerDiff): string {
+  const kind = c.kind === 'config' ? '' : c.kind === 'subflow' ? '' : 'tab ';
+  const what = c.change === 'added' ? 'added' : c.change === 'removed' ? 'removed' : `${c.added.length} added, ${c.removed.length} removed, ${c.changed.length} changed`;
+  const own = c.properties.length ? `; ${c.properties.join(', ')} changed` : '';
+  return `${kind}${c.label} — ${what}${own}${c.cosmetic && c.change === 'changed' ? ' (layout only)' : ''}`;
+}
+
+function nodeName(n: NodeRef): string {
+  return n.name ? `${n.type} "${n.name}" (${n.id})` : `${n.type} (${n.id})`;
+}
+
+function cellValue(v: string | undefined): string {
+  return v === undefined ? '_(unset)_' : `\`${v.replace(/`/g, "'")}\``;
+}
+
+function escapeCell(s: string): string {
+  return escapeMarkdown(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+function escapeMarkdown(s: string): string {
+  return escapeHtml(s).replace(/([\\`*_[\]])/g, '\\$1');
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
