@@ -2,7 +2,7 @@
  * A RepoReader over a directory on disk. Paths are resolved inside the root; anything that
  * leads outside it — through "..", an absolute path or a symbolic link — is refused.
  */
-import { closeSync, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { ReadResult, RepoReader } from '../core/load.js';
 
@@ -23,26 +23,18 @@ export function directoryReader(root: string): RepoReader {
         return { ok: false, reason: 'not-found' };
       }
       if (!inside(real)) return { ok: false, reason: 'outside-repository' };
-      let fd: number;
+      let stat;
       try {
-        fd = openSync(real, 'r');
+        stat = statSync(real);
       } catch {
         return { ok: false, reason: 'not-found' };
       }
+      if (!stat.isFile()) return { ok: false, reason: 'not-a-file' };
+      if (stat.size > maxBytes) return { ok: false, reason: 'too-large', size: stat.size };
       try {
-        const stat = fstatSync(fd);
-        if (!stat.isFile()) return { ok: false, reason: 'not-a-file' };
-        if (stat.size > maxBytes) return { ok: false, reason: 'too-large', size: stat.size };
-        const buffer = Buffer.allocUnsafe(stat.size);
-        let read = 0;
-        while (read < stat.size) {
-          const n = readSync(fd, buffer, read, stat.size - read, read);
-          if (n === 0) break;
-          read += n;
-        }
-        return { ok: true, text: buffer.toString('utf8', 0, read) };
-      } finally {
-        closeSync(fd);
+        return { ok: true, text: readFileSync(real, 'utf8') };
+      } catch {
+        return { ok: false, reason: 'not-found' };
       }
     },
     list(dir: string): string[] {

@@ -75,6 +75,7 @@ export function planText(report: PlanReport): string {
       for (const c of d.config) lines.push(`      config ${c.field}: ${c.from ?? '(unset)'} -> ${c.to ?? '(unset)'}`);
       for (const c of d.containers) {
         lines.push(`      ${containerHeading(c)}`);
+        if (d.action === 'create') continue; // a new instance: the tab headings say enough
         for (const n of c.added) lines.push(`        + ${nodeName(n)}`);
         for (const n of c.removed) lines.push(`        - ${nodeName(n)}`);
         for (const n of c.changed) lines.push(`        ~ ${nodeName(n)}: ${n.properties.join(', ')}${n.cosmetic ? ' (layout)' : ''}`);
@@ -193,7 +194,8 @@ function describeStep(step: PlanStep): string {
 function summary(d: InstanceDiff): string {
   const parts: string[] = [];
   const { added, removed, changed } = d.counts;
-  if (added || removed || changed) parts.push(`${added} added, ${removed} removed, ${changed} changed node${added + removed + changed === 1 ? '' : 's'}`);
+  if (d.action === 'create') parts.push(plural(added, 'node'));
+  else if (added || removed || changed) parts.push(`${added} added, ${removed} removed, ${changed} changed node${added + removed + changed === 1 ? '' : 's'}`);
   const tabs = d.containers.filter((c) => c.kind !== 'config').length;
   if (tabs) parts.push(`${tabs} tab${tabs === 1 ? '' : 's'}`);
   if (d.config.length) parts.push(`${d.config.length} setting${d.config.length === 1 ? '' : 's'}`);
@@ -203,9 +205,13 @@ function summary(d: InstanceDiff): string {
 
 function containerHeading(c: ContainerDiff): string {
   const kind = c.kind === 'config' ? '' : c.kind === 'subflow' ? '' : 'tab ';
-  const what = c.change === 'added' ? 'added' : c.change === 'removed' ? 'removed' : `${c.added.length} added, ${c.removed.length} removed, ${c.changed.length} changed`;
+  const what = c.change === 'added' ? `added, ${plural(c.added.length, 'node')}` : c.change === 'removed' ? 'removed' : `${c.added.length} added, ${c.removed.length} removed, ${c.changed.length} changed`;
   const own = c.properties.length ? `; ${c.properties.join(', ')} changed` : '';
   return `${kind}${c.label} — ${what}${own}${c.cosmetic && c.change === 'changed' ? ' (layout only)' : ''}`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function nodeName(n: NodeRef): string {

@@ -1,0 +1,100 @@
+/** The CLI contract: commands, output formats and exit codes. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli.js';
+import { bufferIo } from '../src/commands/io.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const EXAMPLE = join(ROOT, 'fleet-example');
+
+async function tower(...args: string[]) {
+  const io = bufferIo();
+  const code = await main(args, io);
+  return { code, out: io.out, err: io.err };
+}
+
+describe('tower validate', () => {
+  it('accepts fleet-example: exit 0', async () => {
+    const r = await tower('validate', EXAMPLE);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/valid — fleet redforge, 5 instances/);
+  });
+
+  it('rejects a broken repository: exit 1, errors as path:line:col: error: message', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tower-cli-'));
+    try {
+      cpSync(EXAMPLE, dir, { recursive: true });
+      const fleet = readFileSync(join(dir, 'fleet.yaml'), 'utf8');
+      writeFileSync(join(dir, 'fleet.yaml'), fleet.replace(/port: 1882/, 'port: 1881'));
+      const r = await tower('validate', dir);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/^fleet\.yaml:\d+:\d+: error: port 1881 of instance "embeddings" is already the port of instance "ingest"/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('tower plan', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tower-plan-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('against an empty fleet: every instance is created, exit 2', async () => {
+    const r = await tower('plan', EXAMPLE, '--format', 'json');
+    expect(r.code).toBe(2);
+    const j = JSON.parse(r.out) as { waves: { index: number; steps: { instance: string; action: string }[] }[] };
+    expect(j.waves[0]).toMatchObject({ index: 0 });
+    expect(j.waves.flatMap((w) => w.steps.map((s) => s.action))).toEqual(Array(5).fill('create'));
+  });
+
+  it('against itself: no changes, exit 0; one change: exit 2 and the node named', async () => {
+    const plan = JSON.parse((await tower('plan', EXAMPLE, '--format', 'json')).out) as { instances: { name: string }[] };
+    const validated = JSON.parse((await tower('validate', EXAMPLE, '--format', 'json')).out) as { instances: { name: string; rev: string }[] };
+    expect(plan.instances).toHaveLength(5);
+    // Build the observed fleet from the example's own flows: what Tower would have deployed.
+    const { loadDirectory } = await import('../src/repository.js');
+    const repo = loadDirectory(EXAMPLE);
+    const observed = { instances: repo.instances.map((i) => ({ name: i.name, flows: i.flowList, rev: i.rev, config: i.config })) };
+    expect(validated.instances.map((i) => i.rev)).toEqual(repo.instances.map((i) => i.rev));
+    writeFileSync(join(dir, 'same.json'), JSON.stringify(observed));
+    const same = await tower('plan', EXAMPLE, '--observed', join(dir, 'same.json'));
+    expect(same.code).toBe(0);
+    expect(same.out).toContain('No changes. 5 instances are up to date.');
+
+    const changedNode = repo.instances[0]!.flowList.find((n) => n.type === 'function')!;
+    const live = structuredClone(observed);
+    const liveNode = live.instances[0]!.flows.find((n) => n.id === changedNode.id)!;
+    liveNode.func = '/* older */ return msg;';
+    delete (live.instances[0] as { rev?: string }).rev;
+    writeFileSync(join(dir, 'changed.json'), JSON.stringify(live));
+    const changed = await tower('plan', EXAMPLE, '--observed', join(dir, 'changed.json'), '--format', 'markdown');
+    expect(changed.code).toBe(2);
+    expect(changed.out).toContain(`(${changedNode.id})`);
+    expect(changed.out).toContain('Unchanged:');
+  });
+
+  it('invalid input: exit 1', async () => {
+    writeFileSync(join(dir, 'bad.json'), '{"nope": 1}');
+    const r = await tower('plan', EXAMPLE, '--observed', join(dir, 'bad.json'));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('expected an object with an "instances" list');
+    expect((await tower('plan', join(dir, 'no-such-dir'))).code).toBe(1);
+    expect((await tower('plan', EXAMPLE, '--format', 'yaml')).code).toBe(1);
+  });
+});
+
+describe('the installed command', () => {
+  it('--help, <cmd> --help and --version work through bin/tower.js', () => {
+    const bin = join(ROOT, 'bin', 'tower.js');
+    expect(execFileSync('node', [bin, '--help'], { encoding: 'utf8' })).toContain('Usage: tower');
+    expect(execFileSync('node', [bin, 'plan', '--help'], { encoding: 'utf8' })).toContain('--observed <file>');
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+    expect(execFileSync('node', [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version);
+    const r = spawnSync('node', [bin, 'validate', join(ROOT, 'no-such-dir')], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+  });
+});

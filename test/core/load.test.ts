@@ -1,0 +1,159 @@
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { directoryReader } from '../../src/adapters/fs-repo.js';
+import { formatDiagnostic } from '../../src/core/diagnostics.js';
+import { LIMITS, loadRepository } from '../../src/core/load.js';
+import { memoryReader } from '../helpers/memory-repo.js';
+
+const FLOW = JSON.stringify([{ id: 't1', type: 'tab', label: 'main' }, { id: 'n1', type: 'inject', z: 't1', wires: [] }]);
+const FLOW2 = JSON.stringify([{ id: 't2', type: 'tab', label: 'other' }]);
+
+function fleet(instances: string, extra = ''): string {
+  return `apiVersion: tower.redforge.dev/v1
+kind: Fleet
+metadata: { name: demo }
+spec:
+${extra}  instances:
+${instances}`;
+}
+
+const A = `    - name: a
+      flows: [flows/a.json]
+      port: 2001
+`;
+const B = `    - name: b
+      flows: [flows/b.json]
+      port: 2002
+`;
+
+function load(files: Record<string, string>) {
+  return loadRepository(memoryReader({ 'flows/a.json': FLOW, 'flows/b.json': FLOW2, ...files }));
+}
+
+describe('loadRepository: valid repositories', () => {
+  it('loads a fleet with defaults applied, and computes each instance rev', () => {
+    const repo = load({
+      'fleet.yaml': fleet(
+        `${A}      env: { B: two, SECRET: { fromEnv: MY_SECRET } }
+      runtime: docker
+${B}`,
+        '  defaults: { env: { A: one, B: default }, nodeRedVersion: "4.1.8", keepWarm: 5m }\n',
+      ),
+    });
+    expect(repo.diagnostics).toEqual([]);
+    expect(repo.valid).toBe(true);
+    const a = repo.instances[0]!;
+    expect(a.config).toMatchObject({ runtime: 'docker', nodeRedVersion: '4.1.8', env: { A: 'one', B: 'two', SECRET: { fromEnv: 'MY_SECRET' } }, port: 2001 });
+    expect(a.keepWarm).toBe('5m');
+    expect(repo.instances[1]!.config.runtime).toBe('process');
+    expect(a.rev).toMatch(/^[0-9a-f]{64}$/);
+    expect(repo.fleet!.plan).toMatchObject({ name: 'default', spec: { order: 'sequential' } });
+  });
+
+  it('finds the plan by path, by name (also in fleet.yaml itself), or inline', () => {
+    const plan = (name: string) => `apiVersion: tower.redforge.dev/v1\nkind: DeployPlan\nmetadata: { name: ${name} }\nspec: { order: waves, waves: [[a], [b]] }\n`;
+    expect(load({ 'fleet.yaml': fleet(A + B, '  plan: plans/w.yaml\n'), 'plans/w.yaml': plan('w') }).fleet!.plan.source).toBe('plans/w.yaml');
+    expect(load({ 'fleet.yaml': fleet(A + B, '  plan: w\n'), 'plans/w.yaml': plan('w') }).fleet!.plan.name).toBe('w');
+    const inFleet = load({ 'fleet.yaml': `${fleet(A + B, '  plan: w\n')}---\n${plan('w')}` });
+    expect(inFleet.valid).toBe(true);
+    expect(inFleet.fleet!.plan.source).toBe('fleet.yaml');
+    const inline = load({ 'fleet.yaml': fleet(A + B, '  plan: { order: dag, dependsOn: { b: [a] } }\n') });
+    expect(inline.valid).toBe(true);
+    expect(inline.fleet!.plan.spec.order).toBe('dag');
+  });
+
+  it('accepts fleet.yml and library flows', () => {
+    const library = memoryReader({ 'gate.json': JSON.stringify([{ id: 'g1', type: 'tab' }]) });
+    const repo = loadRepository(memoryReader({ 'fleet.yml': fleet(`    - name: a\n      flows: [lib:gate, flows/a.json]\n      port: 2001\n`), 'flows/a.json': FLOW }), { library });
+    expect(repo.diagnostics).toEqual([]);
+    expect(repo.instances[0]!.flowList.map((n) => n.id)).toEqual(['g1', 't1', 'n1']);
+  });
+});
+
+describe('loadRepository: every error names file, line and column', () => {
+  it.each([
+    ['no fleet.yaml', {}, 'FileNotFound', 'fleet.yaml', 1, 1],
+    ['YAML syntax', { 'fleet.yaml': 'spec:\n  instances: [a\n  b: c\n' }, 'YamlSyntax', 'fleet.yaml', 3, 3],
+    ['duplicate key', { 'fleet.yaml': 'kind: Fleet\nkind: Fleet\n' }, 'YamlSyntax', 'fleet.yaml', 2, 1],
+    ['unknown kind', { 'fleet.yaml': 'apiVersion: tower.redforge.dev/v1\nkind: Flet\n' }, 'UnknownKind', 'fleet.yaml', 2, 7],
+    ['wrong apiVersion', { 'fleet.yaml': fleet(A).replace('tower.redforge.dev/v1', 'v2') }, 'SchemaViolation', 'fleet.yaml', 1, 13],
+    ['unknown property with a typo', { 'fleet.yaml': fleet(A + '      prot: 3\n') }, 'SchemaViolation', 'fleet.yaml', 9, 7],
+    ['wrong type', { 'fleet.yaml': fleet(A.replace('port: 2001', 'port: "x"')) }, 'SchemaViolation', 'fleet.yaml', 8, 13],
+    ['duplicate instance name', { 'fleet.yaml': fleet(A + A.replace('2001', '2009')) }, 'DuplicateInstanceName', 'fleet.yaml', 9, 13],
+    ['duplicate port', { 'fleet.yaml': fleet(A + B.replace('2002', '2001')) }, 'DuplicatePort', 'fleet.yaml', 11, 13],
+    ['missing flow file', { 'fleet.yaml': fleet(A.replace('flows/a.json', 'flows/nope.json')) }, 'FileNotFound', 'fleet.yaml', 7, 15],
+    ['flow path with ..', { 'fleet.yaml': fleet(A.replace('flows/a.json', 'flows/../../x.json')) }, 'PathOutsideRepository', 'fleet.yaml', 7, 15],
+    ['absolute flow path', { 'fleet.yaml': fleet(A.replace('flows/a.json', '/etc/passwd')) }, 'PathOutsideRepository', 'fleet.yaml', 7, 15],
+    ['plan not found', { 'fleet.yaml': fleet(A, '  plan: plans/none.yaml\n') }, 'PlanNotFound', 'fleet.yaml', 5, 9],
+    ['unknown library flow', { 'fleet.yaml': fleet(A.replace('flows/a.json', 'lib:nope')) }, 'UnknownLibraryFlow', 'fleet.yaml', 7, 15],
+    ['flow JSON syntax', { 'fleet.yaml': fleet(A), 'flows/a.json': '[\n{"id": "a",\n]' }, 'FlowSyntax', 'flows/a.json', 3, 1],
+  ])('%s', (_what, files, code, file, line, col) => {
+    const repo = load(files as Record<string, string>);
+    expect(repo.valid).toBe(false);
+    const d = repo.diagnostics.find((x) => x.code === code);
+    expect(d, JSON.stringify(repo.diagnostics)).toBeDefined();
+    expect([d!.file, d!.line, d!.col]).toEqual([file, line, col]);
+    expect(formatDiagnostic(d!)).toMatch(new RegExp(`^${file.replace('.', '\\.')}:${line}:${col}: error: `));
+  });
+
+  it('suggests the property meant', () => {
+    const d = load({ 'fleet.yaml': fleet(A + '      prot: 3\n') }).diagnostics[0]!;
+    expect(d.message).toBe('spec.instances[0]: unknown property "prot"');
+    expect(d.hint).toBe('did you mean "port"?');
+  });
+
+  it('reports all errors in one run, not just the first', () => {
+    const repo = load({
+      'fleet.yaml': fleet(`${A}      prot: 3\n${B.replace('2002', '2001')}    - name: c\n      flows: [flows/x.json]\n      port: 2003\n`, '  plan: { order: waves, waves: [[a, zz]] }\n'),
+      'flows/b.json': '[{"id": "t", "type": "tab"}, {"id": "n", "type": "debug", "z": "t", "wires": [["ghost"]]}]',
+    });
+    expect(repo.diagnostics.map((d) => d.code).sort()).toEqual(['DanglingWire', 'DuplicatePort', 'FileNotFound', 'InstanceNotInPlan', 'SchemaViolation', 'UnknownInstance']);
+  });
+
+  it('refuses an alias bomb', () => {
+    const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefghi'.split('').map((k, i) => `${k}: &${k} [*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)}]`)].join('\n');
+    const started = process.hrtime.bigint();
+    const repo = load({ 'fleet.yaml': `${bomb}\nkind: Fleet\n` });
+    expect(repo.diagnostics.map((d) => d.code)).toContain('YamlAliasLimit');
+    expect(Number(process.hrtime.bigint() - started) / 1e9).toBeLessThan(5); // bounded, not exponential
+  });
+
+  it('refuses oversized files', () => {
+    const huge = `# ${'x'.repeat(LIMITS.yamlBytes)}\n`;
+    const repo = load({ 'fleet.yaml': huge });
+    expect(repo.diagnostics).toMatchObject([{ code: 'FileTooLarge', file: 'fleet.yaml' }]);
+  });
+
+  it('merges the same flow problem found through several instances into one message naming them', () => {
+    const repo = load({
+      'fleet.yaml': fleet(`${A}${A.replace('name: a', 'name: c').replace('2001', '2003')}`),
+      'flows/a.json': '[{"id": "t", "type": "tab"}, {"id": "n", "type": "debug", "z": "t", "g": "nogroup"}]',
+    });
+    expect(repo.diagnostics).toHaveLength(1);
+    expect(repo.diagnostics[0]!.instances).toEqual(['a', 'c']);
+  });
+});
+
+describe('directoryReader', () => {
+  const root = mkdtempSync(join(tmpdir(), 'tower-repo-'));
+  const outside = mkdtempSync(join(tmpdir(), 'tower-outside-'));
+  afterAll(() => {
+    rmSync(root, { recursive: true, force: true });
+    rmSync(outside, { recursive: true, force: true });
+  });
+
+  it('refuses a symbolic link that leads outside the repository', () => {
+    mkdirSync(join(root, 'flows'));
+    writeFileSync(join(outside, 'secret.json'), FLOW);
+    symlinkSync(join(outside, 'secret.json'), join(root, 'flows', 'escape.json'));
+    writeFileSync(join(root, 'flows', 'a.json'), FLOW);
+    symlinkSync(join(root, 'flows', 'a.json'), join(root, 'flows', 'inside.json'));
+    writeFileSync(join(root, 'fleet.yaml'), fleet(`    - name: a\n      flows: [flows/escape.json]\n      port: 2001\n    - name: b\n      flows: [flows/inside.json]\n      port: 2002\n`));
+    const repo = loadRepository(directoryReader(root));
+    expect(repo.diagnostics).toMatchObject([{ code: 'PathOutsideRepository', file: 'fleet.yaml', line: 7 }]);
+    expect(repo.diagnostics[0]!.message).toContain('symbolic link');
+    expect(repo.instances.map((i) => i.name)).toEqual(['b']);
+  });
+});
