@@ -25,7 +25,7 @@ const { values } = parseArgs({
     instances: { type: 'string', default: '1000' },
     nodes: { type: 'string', default: '200' },
     runs: { type: 'string', default: '5' },
-    corpus: { type: 'string', default: join(PACKAGE_ROOT, '..', 'shared', 'corpus', 'flows') },
+    corpus: { type: 'string', default: join(PACKAGE_ROOT, 'test', 'fixtures', 'corpus', 'flows') },
   },
 });
 const INSTANCES = Number(values.instances);

@@ -11,7 +11,7 @@ import { loadRepository } from '../src/core/load.js';
 import type { FlowNode } from '../src/core/model.js';
 import { memoryReader, oneInstanceFleet } from './helpers/memory-repo.js';
 
-const CORPUS = join(import.meta.dirname, '../../shared/corpus/flows');
+const CORPUS = join(import.meta.dirname, 'fixtures/corpus/flows');
 const expected = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/corpus-expected.json'), 'utf8')) as {
   files: Record<string, { clean: boolean; findings: { code: string; nodeId: string; ref: string | null }[] }>;
 };
