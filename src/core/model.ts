@@ -145,6 +145,20 @@ export interface ObservedFleet {
   instances: ObservedInstance[];
 }
 
+/** settings.js keys Tower sets itself; fleet.yaml `settings` cannot override them. */
+export const MANAGED_SETTINGS = [
+  'uiHost',
+  'uiPort',
+  'userDir',
+  'flowFile',
+  'credentialSecret',
+  'adminAuth',
+  'runtimeState',
+  'httpAdminRoot',
+  'https',
+  'contextStorage',
+] as const;
+
 export function isSecretRef(value: EnvValue): value is { fromEnv: string } | { fromFile: string } {
   return typeof value === 'object' && value !== null;
 }
