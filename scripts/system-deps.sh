@@ -3,8 +3,10 @@
 # Used by .ci/run and by `npm test` (pretest); safe to run again: installed packages are skipped.
 set -euo pipefail
 
-# git: real repositories in tests.
-PACKAGES=(git)
+# git: real repositories. mosquitto: the MQTT broker (tests, and Tower's embedded broker).
+# docker.io + busybox-static: a private Docker engine and a tiny test image for the docker driver.
+# nginx: the nginx traffic switch.
+PACKAGES=(git mosquitto docker.io busybox-static nginx)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -6,6 +6,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { processIo, type Io } from './commands/io.js';
 import { planCommand } from './commands/plan.js';
 import { validateCommand } from './commands/validate.js';
+import { applyCommand } from './commands/apply.js';
+import { destroyCommand, statusCommand } from './commands/status.js';
 import { VERSION } from './paths.js';
 
 export async function main(argv: readonly string[], io: Io = processIo()): Promise<number> {
@@ -37,6 +39,37 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .addHelpText('after', '\nExamples:\n  tower plan fleet-example\n  tower plan fleet-example --format json | jq ".waves"\n  tower plan . --observed live.json --format markdown > plan.md')
     .action((dir: string, opts: { observed?: string; format: 'text' | 'json' | 'markdown' }) => {
       exitCode = planCommand(dir, opts, io);
+    });
+
+  const stateDirOption = () => new Option('--state-dir <dir>', 'where Tower keeps what it manages on this machine').env('TOWER_STATE_DIR').default('.tower');
+
+  program
+    .command('apply')
+    .description('Make the live fleet match DIR, once: roll the plan out blue-green, wave by wave. Exit 0 converged, 1 failed and rolled back, 2 invalid input.')
+    .argument('[dir]', 'the fleet repository', '.')
+    .addOption(stateDirOption())
+    .option('--dry-run', 'show the plan against what runs, change nothing')
+    .addHelpText('after', '\nEnvironment: MQTT_URL (the fleet broker; default: an embedded mosquitto when the fleet uses MQTT), DOCKER_HOST, and the variables fleet.yaml references with fromEnv.\n\nExamples:\n  tower apply fleet-example\n  tower apply fleet-example --dry-run')
+    .action(async (dir: string, opts: { stateDir: string; dryRun?: boolean }) => {
+      exitCode = await applyCommand(dir, opts, io);
+    });
+
+  program
+    .command('status')
+    .description('What runs: instance, colour, port, rev, health. Exit 0 when every instance is healthy.')
+    .addOption(stateDirOption())
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (opts: { stateDir: string; format: 'text' | 'json' }) => {
+      exitCode = await statusCommand(opts, io);
+    });
+
+  program
+    .command('destroy')
+    .description('Stop and remove every instance and switch this state directory manages.')
+    .argument('[dir]', 'the fleet repository (only used when the state directory does not name its fleet)')
+    .addOption(stateDirOption())
+    .action(async (dir: string | undefined, opts: { stateDir: string }) => {
+      exitCode = await destroyCommand(dir, opts, io);
     });
 
   try {

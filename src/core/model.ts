@@ -13,7 +13,7 @@ export interface FlowNode {
   [property: string]: unknown;
 }
 
-export type EnvValue = string | number | boolean | { fromEnv: string } | { fromFile: string };
+export type EnvValue = string | number | boolean | { fromEnv: string; optional?: boolean } | { fromFile: string; optional?: boolean };
 
 export interface HttpSmokeCheck {
   method?: string;
@@ -159,6 +159,6 @@ export const MANAGED_SETTINGS = [
   'contextStorage',
 ] as const;
 
-export function isSecretRef(value: EnvValue): value is { fromEnv: string } | { fromFile: string } {
+export function isSecretRef(value: EnvValue): value is { fromEnv: string; optional?: boolean } | { fromFile: string; optional?: boolean } {
   return typeof value === 'object' && value !== null;
 }

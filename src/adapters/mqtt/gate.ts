@@ -1,0 +1,217 @@
+/**
+ * Tower's side of the deploy gate (flows/deploy-gate.json, included as lib:deploy-gate).
+ *
+ * Per colour, two retained topics on the fleet's broker:
+ *   <base>          the command Tower publishes: "open" | "closed" (QoS 1, retained)
+ *   <base>/state    what the gate reports after acting: "open" | "closed" (QoS 1, retained)
+ * with <base> = tower/gate/<fleet>/<instance>/<color> (env TOWER_GATE_TOPIC of the colour).
+ * The gate reports "open" only once its consumers' subscriptions are in place, so
+ * open(green) resolving means the broker already delivers to green: close(blue) may follow.
+ */
+import { randomBytes } from 'node:crypto';
+import mqtt from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { formatDuration } from '../../core/duration.js';
+
+export type GateCommand = 'open' | 'closed';
+
+export interface DeployGate {
+  /** Publish "open" (retained) and wait until the gate reports "open". */
+  open(topicBase: string): Promise<void>;
+  /** Publish "closed" (retained) and wait until the gate reports "closed". */
+  close(topicBase: string): Promise<void>;
+  /** Remove the retained command and state, e.g. once a colour is stopped for good. */
+  clear(topicBase: string): Promise<void>;
+  /** The retained state ("open", "closed", …) or null when there is none. */
+  state(topicBase: string): Promise<string | null>;
+  /** Close the connection. The gate object is unusable afterwards. */
+  end(): Promise<void>;
+}
+
+export interface DeployGateOptions {
+  /** The fleet's broker, e.g. mqtt://127.0.0.1:1883. */
+  url: string;
+  /** For connecting and for each open/close/clear/state. Default 10 s. */
+  timeoutMs?: number;
+}
+
+/** The topic base of one colour's gate: tower/gate/<fleet>/<instance>/<color>. */
+export { gateTopicFor as gateTopic } from '../../core/instance-env.js';
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+export function deployGate(opts: DeployGateOptions): DeployGate {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const clientId = `tower-gate-${randomBytes(6).toString('hex')}`;
+  let connecting: Promise<MqttClient> | undefined;
+  let ended = false;
+  // topic -> listeners; one 'message' handler on the one connection dispatches.
+  const listeners = new Map<string, Set<(payload: string) => void>>();
+  // topic -> how many calls use the subscription, and its SUBACK.
+  type Sub = { count: number; ready: Promise<unknown> };
+  const subs = new Map<string, Sub>();
+  // Last payload seen per subscribed state topic ('' = cleared).
+  const seen = new Map<string, string>();
+
+  const client = (): Promise<MqttClient> => {
+    if (ended) return Promise.reject(new Error('the deploy gate connection was ended'));
+    connecting ??= connect(opts.url, clientId, timeoutMs, (topic, payload) => {
+      if (subs.has(topic)) seen.set(topic, payload);
+      for (const l of listeners.get(topic) ?? []) l(payload);
+    }).catch((err: unknown) => {
+      connecting = undefined; // the next call tries again
+      throw err;
+    });
+    return connecting;
+  };
+
+  // Synchronous, so that the caller's finally can always release what it took.
+  const acquire = (c: MqttClient, topic: string): Sub => {
+    let sub = subs.get(topic);
+    if (!sub) {
+      seen.delete(topic);
+      const fresh: Sub = { count: 0, ready: Promise.resolve() };
+      fresh.ready = c.subscribeAsync(topic, { qos: 1 }).catch((err: unknown) => {
+        if (subs.get(topic) === fresh) subs.delete(topic); // the next call subscribes again
+        throw err;
+      });
+      subs.set(topic, fresh);
+      sub = fresh;
+    }
+    sub.count++;
+    return sub;
+  };
+
+  const release = (c: MqttClient, topic: string, sub: Sub | undefined): void => {
+    if (!sub || --sub.count > 0 || subs.get(topic) !== sub) return;
+    subs.delete(topic);
+    seen.delete(topic);
+    c.unsubscribeAsync(topic).catch(() => undefined);
+  };
+
+  const listen = (topic: string, l: (payload: string) => void): (() => void) => {
+    const set = listeners.get(topic) ?? new Set();
+    set.add(l);
+    listeners.set(topic, set);
+    return () => {
+      set.delete(l);
+      if (set.size === 0) listeners.delete(topic);
+    };
+  };
+
+  const command = async (topicBase: string, want: GateCommand): Promise<void> => {
+    const c = await client();
+    const stateTopic = `${topicBase}/state`;
+    // The broker keeps each connection's messages in order: after the echo of our own
+    // "clear the state" message, every state we see was published after it — a stale
+    // retained "open" can never pass for an answer.
+    let cleared = false;
+    let last: string | undefined;
+    let done: () => void = () => undefined;
+    const reported = new Promise<void>((resolve) => (done = resolve));
+    const unlisten = listen(stateTopic, (payload) => {
+      if (!cleared) {
+        cleared = payload === '';
+        return;
+      }
+      if (payload === '') return;
+      last = payload;
+      if (payload === want) done();
+    });
+    const sub = acquire(c, stateTopic);
+    try {
+      await bounded(
+        (async () => {
+          await sub.ready;
+          await c.publishAsync(stateTopic, '', { qos: 1, retain: true });
+          await c.publishAsync(topicBase, want, { qos: 1, retain: true });
+          await reported;
+        })(),
+        timeoutMs,
+        () => `the deploy gate of ${describeBase(topicBase)} did not report ${want} within ${formatDuration(timeoutMs)} — does the instance include lib:deploy-gate?${last === undefined ? '' : ` (it last reported "${last}")`}`,
+      );
+    } finally {
+      unlisten();
+      release(c, stateTopic, sub);
+    }
+  };
+
+  return {
+    open: (topicBase) => command(topicBase, 'open'),
+    close: (topicBase) => command(topicBase, 'closed'),
+
+    async clear(topicBase) {
+      const c = await client();
+      await bounded(
+        Promise.all([c.publishAsync(topicBase, '', { qos: 1, retain: true }), c.publishAsync(`${topicBase}/state`, '', { qos: 1, retain: true })]),
+        timeoutMs,
+        () => `could not clear the deploy gate of ${describeBase(topicBase)}: the broker did not acknowledge within ${formatDuration(timeoutMs)}`,
+      );
+    },
+
+    async state(topicBase) {
+      const c = await client();
+      const stateTopic = `${topicBase}/state`;
+      const sub = acquire(c, stateTopic);
+      try {
+        return await bounded(
+          (async () => {
+            await sub.ready;
+            // A round trip after the SUBACK: the broker sends a retained message right after
+            // the SUBACK, so by the UNSUBACK of this never-subscribed topic it has arrived.
+            await c.unsubscribeAsync(`${topicBase}/probe`);
+            const s = seen.get(stateTopic);
+            return s === undefined || s === '' ? null : s;
+          })(),
+          timeoutMs,
+          () => `could not read the deploy gate state of ${describeBase(topicBase)}: the broker did not answer within ${formatDuration(timeoutMs)}`,
+        );
+      } finally {
+        release(c, stateTopic, sub);
+      }
+    },
+
+    async end() {
+      ended = true;
+      const pending = connecting;
+      connecting = undefined;
+      if (!pending) return;
+      const c = await pending.catch(() => undefined);
+      if (c) await bounded(c.endAsync(), 2000, () => 'end').catch(() => c.end(true));
+    },
+  };
+}
+
+/** "tower/gate/redforge/storage/green" -> "storage/green" (the rest of the topic as it is). */
+function describeBase(topicBase: string): string {
+  const parts = topicBase.split('/');
+  return parts.length === 5 && parts[0] === 'tower' && parts[1] === 'gate' ? `${parts[3]}/${parts[4]}` : topicBase;
+}
+
+function connect(url: string, clientId: string, timeoutMs: number, onMessage: (topic: string, payload: string) => void): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    // Reconnects on its own later (a broker restart must not end Tower's gate control);
+    // only the first connection is bounded here.
+    const c = mqtt.connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: timeoutMs, protocolVersion: 4 });
+    let lastError = '';
+    const onError = (err: Error) => (lastError = err.message);
+    c.on('error', onError);
+    const timer = setTimeout(() => {
+      c.end(true);
+      reject(new Error(`cannot connect to the MQTT broker at ${url} within ${formatDuration(timeoutMs)}${lastError ? `: ${lastError}` : ''}`));
+    }, timeoutMs);
+    c.once('connect', () => {
+      clearTimeout(timer);
+      c.on('message', (topic, payload) => onMessage(topic, payload.toString('utf8')));
+      resolve(c);
+    });
+  });
+}
+
+function bounded<T>(p: Promise<T>, ms: number, message: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message())), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,297 @@
+/**
+ * The docker runtime driver: each colour of an instance is one container, named
+ * tower-<fleet>-<instance>-<color>, on the host network (Node-RED binds 127.0.0.1:<port>).
+ *
+ * The container's labels are the only record: list(fleet) is a label query, so a restarted
+ * reconciler finds exactly what runs without a registry of its own. The userDir is a host
+ * directory (<stateDir>/docker/<instance>/<color>/data) bind-mounted as /data, the official
+ * image's userDir, holding the settings.js and flows.json Tower writes before start.
+ */
+import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type Dockerode from 'dockerode';
+import { deployableFlows } from '../../core/flows.js';
+import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { renderSettings } from './settings.js';
+import {
+  RuntimeError,
+  type ColorIdentity,
+  type ColorSpec,
+  type ColorStatus,
+  type ResourceUsage,
+  type RunningColor,
+  type RuntimeDriver,
+} from './types.js';
+
+const PREFIX = 'dev.redforge.tower';
+export const LABELS = {
+  fleet: `${PREFIX}.fleet`,
+  instance: `${PREFIX}.instance`,
+  color: `${PREFIX}.color`,
+  rev: `${PREFIX}.rev`,
+  flowsHash: `${PREFIX}.flows-hash`,
+  port: `${PREFIX}.port`,
+  nodeRedVersion: `${PREFIX}.node-red-version`,
+} as const;
+
+/** The official image runs Node-RED as node-red (uid/gid 1000); it must own /data. */
+const IMAGE_UID = 1000;
+const DEFAULT_STOP_MS = 10_000;
+
+export interface DockerDriverOptions {
+  docker: Dockerode;
+  /** Tower's state directory; userDirs live under <stateDir>/docker/. */
+  stateDir: string;
+  /** Image for a spec without `image`; default: the official nodered/node-red:<nodeRedVersion>. */
+  imageFor?: (spec: ColorSpec) => string;
+  /** How the container runs, when not as the image says (tests: host node + Node-RED bind-mounted). */
+  run?: { cmd?: string[]; binds?: string[]; entrypoint?: string[] };
+  /** Encrypts flow credentials; default: the state dir's, in <stateDir>/secrets.json (shared with the process driver). */
+  credentialSecret?: string;
+}
+
+export function containerName(ref: ColorIdentity): string {
+  return `tower-${ref.fleet}-${ref.instance}-${ref.color}`;
+}
+
+export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
+  const { docker, stateDir, run = {} } = options;
+  const imageFor = options.imageFor ?? ((spec: ColorSpec) => `nodered/node-red:${spec.nodeRedVersion}`);
+  const colorDir = (ref: ColorIdentity): string => join(stateDir, 'docker', ref.instance, ref.color);
+  let secret: Promise<string> | undefined;
+  const credentialSecret = (): Promise<string> => {
+    secret ??= options.credentialSecret !== undefined ? Promise.resolve(options.credentialSecret) : loadCredentialSecret(stateDir);
+    secret.catch(() => (secret = undefined)); // a failed read is retried next time
+    return secret;
+  };
+
+  async function inspect(ref: ColorIdentity): Promise<RunningColor | undefined> {
+    const name = containerName(ref);
+    const info = await call(`inspect ${name}`, () => docker.getContainer(name).inspect(), [404]);
+    if (!info) return undefined;
+    const started = info.State.StartedAt && !info.State.StartedAt.startsWith('0001-') ? info.State.StartedAt : undefined;
+    return fromLabels(info.Id, info.Config.Labels ?? {}, info.State.Status, started);
+  }
+
+  return {
+    kind: 'docker',
+
+    async list(fleet) {
+      const found = await call(`list containers of fleet ${fleet}`, () =>
+        docker.listContainers({ all: true, filters: { label: [`${LABELS.fleet}=${fleet}`] } }),
+      );
+      return found.flatMap((c) => fromLabels(c.Id, c.Labels, c.State) ?? []);
+    },
+
+    async create(spec) {
+      const name = containerName(spec);
+      const image = spec.image ?? imageFor(spec);
+      // Parse before any side effect: a bad limit leaves nothing behind.
+      const memory = spec.resources.memory !== undefined ? memoryBytes(spec.resources.memory) : undefined;
+      const cpus = spec.resources.cpu !== undefined ? nanoCpus(spec.resources.cpu) : undefined;
+
+      const found = await call(`inspect image ${image}`, () => docker.getImage(image).inspect(), [404]);
+      if (!found) {
+        throw new RuntimeError(
+          `image ${image} is not on the Docker host, and Tower does not pull images: ` +
+            `load it first (docker pull ${image}, or docker load -i <file>.tar where no registry is reachable)`,
+          'ImageMissing',
+        );
+      }
+
+      // create replaces what an earlier attempt left under this colour's name, but only if it is ours.
+      const existing = await call(`inspect ${name}`, () => docker.getContainer(name).inspect(), [404]);
+      if (existing) {
+        if (existing.Config.Labels?.[LABELS.fleet] !== spec.fleet) {
+          throw new RuntimeError(`container ${name} exists but is not Tower's (no label ${LABELS.fleet}=${spec.fleet}): rename or remove it`, 'NameConflict');
+        }
+        await call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]);
+      }
+      const dir = colorDir(spec);
+      const dataDir = join(dir, 'data');
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dataDir, { recursive: true, mode: 0o700 });
+      const secretValue = await credentialSecret();
+      const settings = renderSettings({ port: spec.port, host: '127.0.0.1', admin: spec.admin, credentialSecret: secretValue, settings: spec.settings });
+      const files: Record<string, string> = {
+        'settings.js': settings,
+        // As Node-RED stores them: credentials apart, so the rev it reports is flowsRev(deployableFlows(flows)).
+        'flows.json': JSON.stringify(deployableFlows(spec.flows)),
+      };
+      const credentials = extractCredentials(spec.flows);
+      if (credentials) files['flows_cred.json'] = JSON.stringify(encryptCredentials(secretValue, credentials));
+      for (const [file, text] of Object.entries(files)) await writeFile(join(dataDir, file), text, { mode: 0o600 });
+      // Root hands /data to the image's user; anyone else runs the container as themselves.
+      const user = await giveToContainer(dataDir, Object.keys(files));
+
+      const labels: Record<string, string> = {
+        ...spec.labels,
+        [LABELS.fleet]: spec.fleet,
+        [LABELS.instance]: spec.instance,
+        [LABELS.color]: spec.color,
+        [LABELS.rev]: spec.rev,
+        [LABELS.flowsHash]: spec.flowsHash,
+        [LABELS.port]: String(spec.port),
+        [LABELS.nodeRedVersion]: spec.nodeRedVersion,
+      };
+      const create: Dockerode.ContainerCreateOptions = {
+        name,
+        Image: image,
+        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Labels: labels,
+        ...(run.entrypoint ? { Entrypoint: run.entrypoint } : {}),
+        ...(run.cmd ? { Cmd: run.cmd } : {}),
+        ...(user ? { User: user } : {}),
+        HostConfig: {
+          NetworkMode: 'host',
+          Binds: [`${dataDir}:/data`, ...(run.binds ?? [])],
+          // Survives a Docker daemon restart; a colour Tower stopped stays stopped.
+          RestartPolicy: { Name: 'unless-stopped' },
+          ...(memory !== undefined ? { Memory: memory } : {}),
+          ...(cpus !== undefined ? { NanoCpus: cpus } : {}),
+        },
+      };
+      try {
+        await call(`create ${name}`, () => docker.createContainer(create), [], Object.values(spec.env));
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+      return mustExist(await inspect(spec), name);
+    },
+
+    async start(ref) {
+      const name = containerName(ref);
+      await call(`start ${name}`, () => docker.getContainer(name).start(), [304]);
+      return mustExist(await inspect(ref), name);
+    },
+
+    async stop(ref, opts) {
+      const name = containerName(ref);
+      const t = Math.max(0, Math.ceil((opts?.timeoutMs ?? DEFAULT_STOP_MS) / 1000));
+      await call(`stop ${name}`, () => docker.getContainer(name).stop({ t }), [304, 404]);
+    },
+
+    async remove(ref) {
+      const name = containerName(ref);
+      // 409: a removal is already in progress.
+      await call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]);
+      await rm(colorDir(ref), { recursive: true, force: true });
+    },
+
+    inspect,
+
+    async usage(ref): Promise<ResourceUsage | undefined> {
+      const name = containerName(ref);
+      const c = docker.getContainer(name);
+      const info = await call(`inspect ${name}`, () => c.inspect(), [404]);
+      if (!info?.State.Running) return undefined;
+      const stats = await call(`stats ${name}`, () => c.stats({ stream: false, 'one-shot': true }), [404, 409]);
+      if (!stats) return undefined;
+      const mem = stats.memory_stats;
+      // As `docker stats` shows it: page cache that can be dropped is not the process's memory.
+      const inactive = mem.stats?.total_inactive_file ?? mem.stats?.inactive_file ?? 0;
+      return {
+        cpuSeconds: (stats.cpu_stats.cpu_usage.total_usage ?? 0) / 1e9,
+        rssBytes: Math.max(0, (mem.usage ?? 0) - inactive),
+      };
+    },
+  };
+}
+
+/** resources.memory ("256Mi", "1Gi", "512Ki" or bytes) in bytes. */
+export function memoryBytes(memory: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(memory);
+  if (!m) throw new RuntimeError(`resources.memory "${memory}" is not a size like 256Mi or 1Gi`, 'InvalidResources');
+  const unit = m[2] === 'Ki' ? 2 ** 10 : m[2] === 'Mi' ? 2 ** 20 : m[2] === 'Gi' ? 2 ** 30 : 1;
+  return Number(m[1]) * unit;
+}
+
+/** resources.cpu (0.5, "0.5" or millicores "500m") in Docker's NanoCpus. */
+export function nanoCpus(cpu: number | string): number {
+  const milli = typeof cpu === 'string' ? /^(\d+)m$/.exec(cpu) : null;
+  const cores = milli ? Number(milli[1]) / 1000 : typeof cpu === 'number' ? cpu : /^\d+(\.\d+)?$/.test(cpu) ? Number(cpu) : NaN;
+  if (!(cores > 0) || !Number.isFinite(cores)) {
+    throw new RuntimeError(`resources.cpu "${cpu}" is not a number of cores like 0.5 or 500m`, 'InvalidResources');
+  }
+  return Math.round(cores * 1e9);
+}
+
+function fromLabels(id: string, labels: Record<string, string>, state: string, startedAt?: string): RunningColor | undefined {
+  const fleet = labels[LABELS.fleet];
+  const instance = labels[LABELS.instance];
+  const color = labels[LABELS.color];
+  const port = Number(labels[LABELS.port]);
+  // Not ours, or labels edited by hand: nothing to adopt.
+  if (!fleet || !instance || (color !== 'blue' && color !== 'green') || !Number.isInteger(port) || port <= 0) return undefined;
+  return {
+    runtime: 'docker',
+    fleet,
+    instance,
+    color,
+    id,
+    port,
+    rev: labels[LABELS.rev] ?? '',
+    flowsHash: labels[LABELS.flowsHash] ?? '',
+    status: colorStatus(state),
+    ...(startedAt ? { startedAt } : {}),
+    url: `http://127.0.0.1:${port}`,
+  };
+}
+
+function colorStatus(state: string): ColorStatus {
+  if (state === 'running' || state === 'created') return state;
+  if (state === 'exited' || state === 'dead') return 'exited';
+  return 'unknown';
+}
+
+function mustExist(color: RunningColor | undefined, name: string): RunningColor {
+  if (!color) throw new RuntimeError(`docker: container ${name} vanished right after it was created or started`, 'DockerError');
+  return color;
+}
+
+/** chown the userDir to the image's user when we are root; otherwise run the container as us. */
+async function giveToContainer(dataDir: string, files: string[]): Promise<string | undefined> {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  if (uid === undefined || gid === undefined) return undefined;
+  if (uid !== 0) return `${uid}:${gid}`;
+  for (const p of [dataDir, ...files.map((f) => join(dataDir, f))]) await chown(p, IMAGE_UID, IMAGE_UID);
+  return undefined;
+}
+
+/**
+ * Runs one Docker API call. Statuses in `ok` mean "already so" (404 on remove, 304 on stop)
+ * and resolve to undefined; anything else becomes a RuntimeError with Docker's status and
+ * message, with the given secret values blanked out.
+ */
+async function call<T>(what: string, fn: () => Promise<T>): Promise<T>;
+async function call<T>(what: string, fn: () => Promise<T>, ok: readonly number[], secrets?: readonly string[]): Promise<T | undefined>;
+async function call<T>(what: string, fn: () => Promise<T>, ok: readonly number[] = [], secrets: readonly string[] = []): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    const status = httpStatus(err);
+    if (status !== undefined && ok.includes(status)) return undefined;
+    let message = dockerMessage(err);
+    for (const s of secrets) if (s.length >= 4) message = message.split(s).join('***');
+    throw new RuntimeError(
+      `docker: ${what} failed${status !== undefined ? ` (HTTP ${status})` : ''}: ${message}`,
+      status !== undefined ? 'DockerError' : 'DockerUnavailable',
+    );
+  }
+}
+
+function httpStatus(err: unknown): number | undefined {
+  const status = typeof err === 'object' && err !== null ? (err as { statusCode?: unknown }).statusCode : undefined;
+  return typeof status === 'number' ? status : undefined;
+}
+
+/** Docker's own message ({"message": ...}), not dockerode's "(HTTP code 404) no such container - ..." wrapper. */
+function dockerMessage(err: unknown): string {
+  const json = typeof err === 'object' && err !== null ? (err as { json?: unknown }).json : undefined;
+  if (typeof json === 'object' && json !== null && typeof (json as { message?: unknown }).message === 'string') {
+    return (json as { message: string }).message.trim();
+  }
+  return err instanceof Error ? err.message.trim() : String(err);
+}

@@ -1,0 +1,381 @@
+/**
+ * The process runtime driver: every colour is a detached Node-RED process with its own user
+ * directory. Layout under the state directory:
+ *
+ *   secrets.json                         credentialSecret of this state dir (0600)
+ *   instances/<instance>/<color>/
+ *     colour.json                        the registry record (no secrets)
+ *     env.json                           spec.env, secrets resolved (0600): what start() runs with
+ *     node-red.log                       stdout and stderr of Node-RED
+ *     userDir/settings.js, flows.json, flows_cred.json, package.json
+ *
+ * Processes outlive the reconciler (detached, own process group, stdio on a file); a new
+ * driver on the same state dir finds them through colour.json and checks that each pid is
+ * still the process it started (start time from /proc), not a recycled pid.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import path from 'node:path';
+import { deployableFlows } from '../../core/flows.js';
+import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { renderSettings } from './settings.js';
+import { RuntimeError, type Color, type ColorIdentity, type ResourceUsage, type RunningColor, type RuntimeDriver } from './types.js';
+
+export interface ProcessDriverOptions {
+  stateDir: string;
+  /** One line per lifecycle event. Never given env values or credentials. */
+  log?: (line: string) => void;
+}
+
+/** colour.json: what runs, and how to recognise it again. */
+export interface ColorRecord {
+  fleet: string;
+  instance: string;
+  color: Color;
+  port: number;
+  rev: string;
+  flowsHash: string;
+  pid: number | null;
+  /** /proc/<pid>/stat field 22 (clock ticks after boot): tells our process from a recycled pid. */
+  pidStartTime: number | null;
+  startedAt: string | null;
+  /** The Node-RED version actually run (the installed one). */
+  nodeRedVersion: string;
+  status: 'created' | 'running' | 'exited';
+}
+
+const COLORS: readonly Color[] = ['blue', 'green'];
+/** Variables of the daemon's environment a Node-RED process may see; everything else (tokens, database URLs) stays out. */
+const BASE_ENV = ['PATH', 'HOME', 'LANG', 'TZ', 'NODE_ENV'];
+
+export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
+  const stateDir = path.resolve(options.stateDir);
+  const log = options.log ?? (() => {});
+  let secret: Promise<string> | undefined;
+
+  const colorDir = (ref: ColorIdentity) => {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(ref.instance) || !COLORS.includes(ref.color)) {
+      throw new RuntimeError(`invalid colour ${ref.instance}/${ref.color}: instance names are lower case letters, digits and dashes; colours blue or green`, 'InvalidName');
+    }
+    return path.join(stateDir, 'instances', ref.instance, ref.color);
+  };
+  const key = (ref: ColorIdentity) => `${ref.fleet}/${ref.instance}/${ref.color}`;
+
+  const readAnyRecord = (ref: ColorIdentity) => readJson<ColorRecord>(path.join(colorDir(ref), 'colour.json'));
+  async function readRecord(ref: ColorIdentity): Promise<ColorRecord | undefined> {
+    const record = await readAnyRecord(ref);
+    return record && record.fleet === ref.fleet ? record : undefined;
+  }
+
+  const writeRecord = (record: ColorRecord) => writeAtomic(path.join(colorDir(record), 'colour.json'), `${JSON.stringify(record, null, 2)}\n`);
+
+  function view(record: ColorRecord): RunningColor {
+    const dir = colorDir(record);
+    const status = record.status === 'running' && !isAlive(record) ? 'exited' : record.status;
+    return {
+      fleet: record.fleet,
+      instance: record.instance,
+      color: record.color,
+      runtime: 'process',
+      id: record.pid === null ? '' : String(record.pid),
+      port: record.port,
+      rev: record.rev,
+      flowsHash: record.flowsHash,
+      status,
+      ...(record.startedAt ? { startedAt: record.startedAt } : {}),
+      url: `http://127.0.0.1:${record.port}`,
+      logFile: path.join(dir, 'node-red.log'),
+    };
+  }
+
+  /** Generated once per state dir; every colour's credential file is encrypted with it. */
+  function credentialSecret(): Promise<string> {
+    secret ??= loadCredentialSecret(stateDir);
+    secret.catch(() => (secret = undefined));
+    return secret;
+  }
+
+  async function stop(ref: ColorIdentity, opts?: { timeoutMs?: number }): Promise<void> {
+    const record = await readRecord(ref);
+    if (!record) return;
+    if (isAlive(record)) {
+      const pid = record.pid!;
+      log(`process: stopping ${key(ref)} (pid ${pid})`);
+      signalGroup(pid, 'SIGTERM');
+      if (!(await waitForExit(record, opts?.timeoutMs ?? 10_000))) {
+        log(`process: ${key(ref)} (pid ${pid}) ignored SIGTERM, killing it`);
+        signalGroup(pid, 'SIGKILL');
+        if (!(await waitForExit(record, 5_000))) throw new RuntimeError(`could not stop ${key(ref)}: pid ${pid} survives SIGKILL`, 'StopFailed');
+      }
+    }
+    if (record.status === 'running') await writeRecord({ ...record, status: 'exited' });
+  }
+
+  return {
+    kind: 'process',
+
+    async list(fleet) {
+      const found: RunningColor[] = [];
+      const instancesDir = path.join(stateDir, 'instances');
+      const instances = await fs.readdir(instancesDir).catch(() => [] as string[]);
+      for (const instance of instances.sort()) {
+        for (const color of COLORS) {
+          const record = await readJson<ColorRecord>(path.join(instancesDir, instance, color, 'colour.json'));
+          if (record?.fleet === fleet) found.push(view(record));
+        }
+      }
+      return found;
+    },
+
+    async create(spec) {
+      const installed = installedNodeRed().version;
+      if (!nodeRedVersionMatches(installed, spec.nodeRedVersion)) {
+        throw new RuntimeError(
+          `${key(spec)} wants Node-RED ${spec.nodeRedVersion}, but the process runtime runs the Node-RED installed with Tower, which is ${installed}. ` +
+            `Use runtime: docker with an image of Node-RED ${spec.nodeRedVersion}, install Node-RED ${spec.nodeRedVersion} for Tower, or set nodeRedVersion to "${installed}".`,
+          'NodeRedVersionNotInstalled',
+        );
+      }
+      const existing = await readAnyRecord(spec);
+      if (existing && existing.fleet !== spec.fleet) {
+        throw new RuntimeError(`${stateDir} already holds ${spec.instance}/${spec.color} of fleet ${existing.fleet}; give each fleet its own state directory`, 'FleetMismatch');
+      }
+      if (existing && isAlive(existing)) {
+        throw new RuntimeError(`${key(spec)} is running (pid ${existing.pid}); stop or remove it before creating it again`, 'ColorRunning');
+      }
+      const dir = colorDir(spec);
+      const userDir = path.join(dir, 'userDir');
+      // A colour is created fresh: nothing (sessions, context, old credentials) carries over.
+      await fs.rm(dir, { recursive: true, force: true });
+      await fs.mkdir(userDir, { recursive: true, mode: 0o700 });
+      const credentialSecretValue = await credentialSecret();
+      const settings = renderSettings({ port: spec.port, admin: spec.admin, credentialSecret: credentialSecretValue, settings: spec.settings });
+      await writeAtomic(path.join(userDir, 'settings.js'), settings, 0o600);
+      // The state dir may sit inside an ESM package; without this, settings.js would not load as CommonJS.
+      await writeAtomic(path.join(userDir, 'package.json'), `${JSON.stringify({ name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true }, null, 4)}`);
+      // Node-RED keeps credentials out of flows.json and hashes what is left: write it the same way,
+      // so that the rev it reports at start is flowsRev(deployableFlows(flows)).
+      await writeAtomic(path.join(userDir, 'flows.json'), JSON.stringify(deployableFlows(spec.flows)));
+      const credentials = extractCredentials(spec.flows);
+      if (credentials) await writeAtomic(path.join(userDir, 'flows_cred.json'), JSON.stringify(encryptCredentials(credentialSecretValue, credentials)), 0o600);
+      const record: ColorRecord = {
+        fleet: spec.fleet,
+        instance: spec.instance,
+        color: spec.color,
+        port: spec.port,
+        rev: spec.rev,
+        flowsHash: spec.flowsHash,
+        pid: null,
+        pidStartTime: null,
+        startedAt: null,
+        nodeRedVersion: installed,
+        status: 'created',
+      };
+      // Apart from the registry and owner-only, like settings.js: a restarted Tower can start the colour again.
+      await writeAtomic(path.join(dir, 'env.json'), JSON.stringify(spec.env), 0o600);
+      await writeRecord(record);
+      log(`process: created ${key(spec)} port ${spec.port} rev ${spec.rev.slice(0, 12)}`);
+      return view(record);
+    },
+
+    async start(ref) {
+      const record = await readRecord(ref);
+      if (!record) throw new RuntimeError(`${key(ref)} does not exist; create it first`, 'NotCreated');
+      if (isAlive(record)) return view(record);
+      const dir = colorDir(ref);
+      const env = await readJson<Record<string, string>>(path.join(dir, 'env.json'));
+      if (!env) throw new RuntimeError(`${key(ref)} has no env.json; create it again`, 'NotCreated');
+      if (!(await portIsFree(record.port))) {
+        throw new RuntimeError(`cannot start ${key(ref)}: port ${record.port} on 127.0.0.1 is already in use (another program or another colour); give the colour a free port`, 'PortInUse');
+      }
+      const userDir = path.join(dir, 'userDir');
+      const logFile = await fs.open(path.join(dir, 'node-red.log'), 'a', 0o600);
+      let pid: number;
+      try {
+        const child = spawn(process.execPath, [installedNodeRed().redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir], {
+          cwd: userDir,
+          env: childEnv(env),
+          // Own process group and no pipe to us: the instance outlives the reconciler, even a SIGKILLed one.
+          detached: true,
+          stdio: ['ignore', logFile.fd, logFile.fd],
+        });
+        pid = await new Promise<number>((resolve, reject) => {
+          child.once('error', (err) => reject(new RuntimeError(`could not start Node-RED for ${key(ref)}: ${err.message}`, 'SpawnFailed', { cause: err })));
+          child.once('spawn', () => resolve(child.pid!));
+        });
+        // Later errors (none expected: we never signal through this handle) must not crash the daemon.
+        child.on('error', () => {});
+        child.unref();
+      } finally {
+        await logFile.close();
+      }
+      const stat = await procStat(pid);
+      const started: ColorRecord = { ...record, pid, pidStartTime: stat?.startTime ?? null, startedAt: new Date().toISOString(), status: 'running' };
+      await writeRecord(started);
+      log(`process: started ${key(ref)} pid ${pid} port ${record.port}`);
+      return view(started);
+    },
+
+    stop,
+
+    async remove(ref) {
+      const record = await readAnyRecord(ref);
+      if (record && record.fleet !== ref.fleet) return; // another fleet's colour: not ours to delete
+      await stop(ref);
+      const dir = colorDir(ref);
+      await fs.rm(dir, { recursive: true, force: true });
+      // The instance directory goes with its last colour.
+      await fs.rmdir(path.dirname(dir)).catch(() => {});
+      log(`process: removed ${key(ref)}`);
+    },
+
+    async inspect(ref) {
+      const record = await readRecord(ref);
+      return record ? view(record) : undefined;
+    },
+
+    async usage(ref) {
+      const record = await readRecord(ref);
+      if (!record || !isAlive(record)) return undefined;
+      return processUsage(record.pid!);
+    },
+  };
+}
+
+/** "4.1" accepts 4.1.x, "4" any 4.x, "4.1.8" only itself; "4.1" does not accept 4.10. */
+export function nodeRedVersionMatches(installed: string, wanted: string): boolean {
+  const w = wanted.trim().replace(/^v/, '');
+  return w !== '' && (installed === w || installed.startsWith(`${w}.`));
+}
+
+let nodeRed: { version: string; redJs: string } | undefined;
+/** The Node-RED installed next to Tower (resolved from this package, not from the working directory). */
+export function installedNodeRed(): { version: string; redJs: string } {
+  if (!nodeRed) {
+    const require = createRequire(import.meta.url);
+    const redJs = require.resolve('node-red/red.js');
+    const { version } = require('node-red/package.json') as { version: string };
+    nodeRed = { version, redJs };
+  }
+  return nodeRed;
+}
+
+function childEnv(specEnv: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of BASE_ENV) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...specEnv };
+}
+
+interface ProcStat {
+  state: string;
+  utime: number;
+  stime: number;
+  startTime: number;
+}
+
+async function procStat(pid: number): Promise<ProcStat | undefined> {
+  const text = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : parseStat(text);
+}
+
+/** The process name (field 2) may hold spaces and parentheses: fields are counted after its last ')'. */
+function parseStat(text: string): ProcStat | undefined {
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state), so field n is fields[n - 3].
+  const [state, utime, stime, startTime] = [fields[0], Number(fields[11]), Number(fields[12]), Number(fields[19])];
+  if (!state || !Number.isFinite(startTime)) return undefined;
+  return { state, utime, stime, startTime };
+}
+
+function procStatSync(pid: number): ProcStat | undefined {
+  try {
+    // Sync on purpose: one small read from procfs, and list()/view() stay simple.
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Our process still runs: the pid exists, is not a zombie, and started when we recorded. */
+function isAlive(record: ColorRecord): boolean {
+  if (record.pid === null || record.status !== 'running') return false;
+  const stat = procStatSync(record.pid);
+  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X' && stat.startTime === record.pidStartTime;
+}
+
+async function waitForExit(record: ColorRecord, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(record)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
+/** The whole group (Node-RED and whatever its exec nodes started); the pid alone if there is no group. */
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2_000 }).trim()) || 100;
+    } catch {
+      clockTicks = 100; // USER_HZ on every Linux Tower runs on
+    }
+  }
+  return clockTicks;
+}
+
+async function processUsage(pid: number): Promise<ResourceUsage | undefined> {
+  const stat = await procStat(pid);
+  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  if (!stat || status === undefined) return undefined;
+  const rssKb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+  return { cpuSeconds: (stat.utime + stat.stime) / ticksPerSecond(), rssBytes: rssKb * 1024 };
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new RuntimeError(`${file} is not valid JSON; remove the colour's directory to forget it`, 'StateCorrupt');
+  }
+}
+
+/** tmp + rename: a reader (or a crash) never sees half a file. */
+async function writeAtomic(file: string, content: string, mode = 0o644): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await fs.writeFile(tmp, content, { mode });
+  await fs.rename(tmp, file);
+}

@@ -1,0 +1,59 @@
+import { resolve } from 'node:path';
+import { formatDiagnostic } from '../core/diagnostics.js';
+import { usesMqtt } from '../core/instance-env.js';
+import { planText, type PlanReport } from '../core/render.js';
+import { applyFleet, openRuntime, PreflightError } from '../engine/apply.js';
+import { loadDirectory } from '../repository.js';
+import type { Io } from './io.js';
+import { progressPrinter } from './progress.js';
+
+export const APPLY_EXIT = { converged: 0, failed: 1, invalid: 2 } as const;
+
+export interface ApplyOptions {
+  stateDir: string;
+  dryRun?: boolean;
+}
+
+/** tower apply: make the live fleet match DIR, once. */
+export async function applyCommand(dir: string, options: ApplyOptions, io: Io): Promise<number> {
+  const repo = loadDirectory(resolve(dir));
+  for (const d of repo.diagnostics) io.stderr(formatDiagnostic(d) + '\n');
+  if (!repo.valid || !repo.fleet) {
+    io.stderr(`${dir}: invalid; nothing was changed on the fleet\n`);
+    return APPLY_EXIT.invalid;
+  }
+  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, needsBroker: usesMqtt(repo.instances), log: (l) => io.stdout(`${l}\n`) });
+  const unlock = rt.state.lock('tower apply');
+  try {
+    let outcome;
+    try {
+      outcome = await applyFleet(rt, { fleet: repo.fleet, instances: repo.instances, diagnostics: repo.diagnostics }, { dryRun: options.dryRun ?? false, env: io.env, onEvent: progressPrinter(io) });
+    } catch (err) {
+      if (!(err instanceof PreflightError)) throw err;
+      for (const p of err.problems) io.stderr(`error: ${p}\n`);
+      io.stderr('nothing was changed on the fleet\n');
+      return APPLY_EXIT.invalid;
+    }
+    const report: PlanReport = { fleet: repo.fleet.name, valid: true, plan: outcome.plan, instances: outcome.diffs, diagnostics: [] };
+    if (options.dryRun || !outcome.plan.hasChanges) {
+      io.stdout(planText(report));
+      return APPLY_EXIT.converged;
+    }
+    const result = outcome.result!;
+    if (result.ok) {
+      io.stdout(`converged: fleet ${repo.fleet.name} runs what ${dir} describes\n`);
+      return APPLY_EXIT.converged;
+    }
+    const f = result.failure!;
+    io.stderr(`failed: ${f.instance}${f.phase ? ` in ${f.phase}` : ''}: ${f.error}\n`);
+    for (const r of result.instances) {
+      if (r.state.outcome === 'rolled-back') io.stderr(r.path === 'create' ? `  ${r.instance}: not created (removed again)\n` : `  ${r.instance}: rolled back — it runs what it ran before\n`);
+      else if (r.state.outcome === 'failed') io.stderr(`  ${r.instance}: rollback incomplete: ${r.state.error} — run tower apply again to repair\n`);
+      else io.stderr(`  ${r.instance}: runs the new version\n`);
+    }
+    return APPLY_EXIT.failed;
+  } finally {
+    unlock();
+    await rt.close();
+  }
+}

@@ -1,0 +1,74 @@
+import { resolve } from 'node:path';
+import { destroyAll, observe, openRuntime } from '../engine/apply.js';
+import { loadDirectory } from '../repository.js';
+import type { Io } from './io.js';
+
+export interface StatusRow {
+  name: string;
+  color?: string;
+  port?: number;
+  colorPort?: number;
+  rev?: string;
+  health: string;
+  message: string;
+  standby?: string;
+  runtime?: string;
+}
+
+/** tower status: what runs — instance, colour, port, rev, health. */
+export async function statusCommand(options: { stateDir: string; format: 'text' | 'json' }, io: Io): Promise<number> {
+  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, needsBroker: false });
+  try {
+    const fleet = rt.state.readRegistry().fleet;
+    if (!fleet) {
+      if (options.format === 'json') io.stdout(JSON.stringify({ fleet: null, instances: [] }, null, 2) + '\n');
+      else io.stdout(`nothing is managed from ${options.stateDir} yet (run tower apply)\n`);
+      return 0;
+    }
+    const live = await observe(rt, fleet);
+    const rows: StatusRow[] = [...live.values()].map((l) => {
+      const active = l.active ? l.colors[l.active] : undefined;
+      return {
+        name: l.name,
+        ...(l.active ? { color: l.active } : {}),
+        ...(l.switch ? { port: l.switch.listenPort } : {}),
+        ...(active ? { colorPort: active.port, runtime: active.runtime } : {}),
+        ...(l.rev ? { rev: l.rev } : {}),
+        health: l.health.status,
+        message: l.health.message,
+        ...(l.standby ? { standby: l.standby } : {}),
+      };
+    });
+    if (options.format === 'json') {
+      io.stdout(JSON.stringify({ fleet, instances: rows }, null, 2) + '\n');
+    } else {
+      io.stdout(`fleet ${fleet}\n`);
+      const header = ['INSTANCE', 'COLOUR', 'PORT', 'REV', 'HEALTH', ''];
+      const table = rows.map((r) => [r.name, r.color ?? '-', r.port ? String(r.port) : '-', r.rev ? r.rev.slice(0, 12) : '-', r.health, r.standby ? `(${r.standby} warm)` : r.health === 'Healthy' ? '' : r.message]);
+      const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+      for (const row of [header, ...table]) io.stdout(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+    }
+    return rows.every((r) => r.health === 'Healthy') ? 0 : 1;
+  } finally {
+    await rt.close();
+  }
+}
+
+/** tower destroy: stop and remove every instance and switch this state directory manages. */
+export async function destroyCommand(dir: string | undefined, options: { stateDir: string }, io: Io): Promise<number> {
+  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, needsBroker: false });
+  const unlock = rt.state.lock('tower destroy');
+  try {
+    const fleet = rt.state.readRegistry().fleet ?? (dir ? loadDirectory(resolve(dir)).fleet?.name : undefined);
+    if (!fleet) {
+      io.stdout(`nothing is managed from ${options.stateDir}\n`);
+      return 0;
+    }
+    const removed = await destroyAll(rt, fleet);
+    io.stdout(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing was running\n');
+    return 0;
+  } finally {
+    unlock();
+    await rt.close();
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * The environment Tower gives every instance (pure: the caller resolves secret references).
+ * Flows find the broker and each other through these, never through fixed addresses.
+ */
+import type { Color } from './rollout.js';
+import type { DesiredInstance, Fleet } from './model.js';
+
+export interface BrokerAddress {
+  host: string;
+  port: number;
+}
+
+/** TOWER_URL_EMBEDDINGS for "embeddings", TOWER_URL_TEXT_CHUNKER for "text-chunker". */
+export function urlVariable(instance: string): string {
+  return `TOWER_URL_${instance.toUpperCase().replace(/-/g, '_')}`;
+}
+
+export function gateTopicFor(fleet: string, instance: string, color: Color): string {
+  return `tower/gate/${fleet}/${instance}/${color}`;
+}
+
+export function towerEnvironment(fleet: Fleet, instance: string, color: Color, broker: BrokerAddress | undefined): Record<string, string> {
+  const env: Record<string, string> = {
+    TOWER_FLEET: fleet.name,
+    TOWER_INSTANCE: instance,
+    TOWER_COLOR: color,
+    TOWER_GATE_TOPIC: gateTopicFor(fleet.name, instance, color),
+  };
+  if (broker) {
+    env.TOWER_MQTT_HOST = broker.host;
+    env.TOWER_MQTT_PORT = String(broker.port);
+  }
+  for (const other of fleet.instances) env[urlVariable(other.name)] = `http://127.0.0.1:${other.port}`;
+  return env;
+}
+
+/** Whether any instance talks MQTT (an mqtt-broker config node) or has MQTT smoke checks. */
+export function usesMqtt(instances: readonly DesiredInstance[]): boolean {
+  return instances.some((i) => i.smoke.some((c) => c.mqtt) || i.flowList.some((n) => n.type === 'mqtt-broker'));
+}
