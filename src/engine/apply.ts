@@ -13,11 +13,11 @@ import { NodeRedAdmin } from '../adapters/nodered/admin.js';
 import { brokerFromUrl, ensureEmbeddedBroker, stopEmbeddedBroker, type BrokerEndpoint } from '../adapters/mqtt/embedded-broker.js';
 import { deployGate, type DeployGate } from '../adapters/mqtt/gate.js';
 import { dockerDriver } from '../adapters/runtime/docker.js';
-import { processDriver } from '../adapters/runtime/process.js';
+import { installedNodeRed, nodeRedVersionMatches, processDriver } from '../adapters/runtime/process.js';
 import type { RuntimeDriver } from '../adapters/runtime/types.js';
 import { builtinSwitch } from '../adapters/switch/builtin.js';
 import type { TrafficSwitch } from '../adapters/switch/types.js';
-import { executeRollout, type RolloutEvent, type RolloutResult } from './executor.js';
+import { executeRollout, type EngineDeps, type RolloutEvent, type RolloutResult } from './executor.js';
 import { observeFleet, toObservedFleet, type LiveInstance } from './observe.js';
 import { resolveEnv } from './secrets.js';
 import { StateDir } from './state-dir.js';
@@ -96,12 +96,23 @@ export async function observe(rt: FleetRuntime, fleet: string): Promise<Map<stri
 export async function applyFleet(
   rt: FleetRuntime,
   input: ApplyInput,
-  options: { dryRun?: boolean; env: NodeJS.ProcessEnv; onEvent(e: RolloutEvent): void; now?: () => Date },
+  options: {
+    dryRun?: boolean;
+    env: NodeJS.ProcessEnv;
+    onEvent(e: RolloutEvent): void;
+    now?: () => Date;
+    journal?: EngineDeps['journal'];
+    shouldContinue?: EngineDeps['shouldContinue'];
+  },
 ): Promise<ApplyOutcome> {
   const now = options.now ?? (() => new Date());
   rt.state.updateRegistry((r) => void (r.fleet = input.fleet.name));
   if (!options.dryRun) await reapExpiredStandbys(rt, input.fleet.name, now());
   const live = await observe(rt, input.fleet.name);
+  if (!options.dryRun) {
+    const repaired = await repairGates(rt, input.fleet.name, live);
+    if (repaired.length) options.onEvent({ type: 'warning', message: `re-opened the deploy gates of ${repaired.join(', ')}` });
+  }
   const diffs = diffFleet(input.instances, toObservedFleet(live));
   const plan = buildPlan(input.fleet, diffs);
   if (options.dryRun) return { plan, diffs, live };
@@ -118,6 +129,8 @@ export async function applyFleet(
     ...(input.revision ? { revision: input.revision } : {}),
     onEvent: options.onEvent,
     now,
+    ...(options.journal ? { journal: options.journal } : {}),
+    ...(options.shouldContinue ? { shouldContinue: options.shouldContinue } : {}),
   });
   await collectGarbage(rt, input.fleet.name, now(), options.onEvent);
   return { plan, diffs, live, result };
@@ -141,6 +154,12 @@ function preflight(plan: Plan, instances: readonly DesiredInstance[], env: NodeJ
       resolveEnv(i.name, i.config.env, env);
     } catch (err) {
       problems.push((err as Error).message);
+    }
+    if (i.config.runtime === 'process') {
+      const installed = installedNodeRed().version;
+      if (!nodeRedVersionMatches(installed, i.config.nodeRedVersion)) {
+        problems.push(`instance ${i.name} asks for Node-RED ${i.config.nodeRedVersion}, but the process runtime has Node-RED ${installed}; set nodeRedVersion to match, or use runtime: docker with that version's image`);
+      }
     }
   }
   if (problems.length) throw new PreflightError(problems);
@@ -178,13 +197,40 @@ export async function collectGarbage(rt: FleetRuntime, fleet: string, at: Date, 
       if (!running || color === l.switch?.active?.color) continue;
       const parked = registry.instances[l.name]?.colors[color]?.keepWarmUntil;
       if (running.status === 'running' && parked && new Date(parked) > at) continue;
+      if (running.status === 'running') {
+        // Hand its MQTT work and in-flight requests over before it goes.
+        if (rt.gate && usesGate(l)) await rt.gate.close(gateTopicFor(fleet, l.name, color)).catch(() => {});
+        if (l.switch) await rt.trafficSwitch.drain(l.name, color, 5_000).catch(() => undefined);
+      }
       await rt.driverFor(running.runtime).remove({ fleet, instance: l.name, color });
+      if (rt.gate && usesGate(l)) await rt.gate.clear(gateTopicFor(fleet, l.name, color));
       rt.state.updateRegistry((r) => void delete r.instances[l.name]?.colors[color]);
       removed.push(`${l.name}/${color}`);
     }
   }
   if (removed.length) onEvent({ type: 'warning', message: `removed leftovers: ${removed.join(', ')}` });
   return removed;
+}
+
+function usesGate(l: LiveInstance): boolean {
+  return Boolean(l.flows?.some((n) => n.id.startsWith('tower-gate-')));
+}
+
+/**
+ * Makes sure the colour the switch routes to consumes its MQTT work: a rollout interrupted
+ * between routing back and re-opening a gate would otherwise leave consumption stopped.
+ */
+export async function repairGates(rt: FleetRuntime, fleet: string, live: Map<string, LiveInstance>): Promise<string[]> {
+  const repaired: string[] = [];
+  if (!rt.gate) return repaired;
+  for (const l of live.values()) {
+    if (!l.active || !l.colors[l.active] || l.colors[l.active]!.status !== 'running' || !usesGate(l)) continue;
+    const topic = gateTopicFor(fleet, l.name, l.active);
+    if ((await rt.gate.state(topic)) === 'open') continue;
+    await rt.gate.open(topic);
+    repaired.push(`${l.name}/${l.active}`);
+  }
+  return repaired;
 }
 
 /** Stops and removes every instance, switch and the embedded broker this state directory manages. */

@@ -49,6 +49,13 @@ export interface EngineDeps {
   now?: () => Date;
   /** How long a started colour may take to answer its Admin API. */
   readyTimeoutMs?: number;
+  /**
+   * The rollout journal: called with an instance's state before its next actions run, and
+   * awaited — so that a reconciler killed at any point knows what was under way.
+   */
+  journal?: (instance: string, state: SwapState, path: RolloutPath) => Promise<void>;
+  /** Checked between waves: false stops the rollout there (a newer revision supersedes it). */
+  shouldContinue?: () => boolean;
 }
 
 export interface InstanceResult {
@@ -63,6 +70,8 @@ export interface InstanceResult {
 
 export interface RolloutResult {
   ok: boolean;
+  /** Stopped between waves because a newer revision arrived; what ran is kept. */
+  superseded?: boolean;
   /** The first failure, in words. */
   failure?: { instance: string; phase?: Phase; error: string };
   instances: InstanceResult[];
@@ -83,7 +92,12 @@ export async function executeRollout(plan: Plan, diffs: readonly InstanceDiff[],
 
   let failure: RolloutResult['failure'];
   let failedWave = -1;
+  let superseded = false;
   for (const wave of plan.waves) {
+    if (wave.index > 0 && deps.shouldContinue && !deps.shouldContinue()) {
+      superseded = true;
+      break;
+    }
     deps.onEvent({ type: 'wave-start', wave: wave.index, instances: wave.steps.map((s) => s.instance) });
     const outcomes = await Promise.all(
       wave.steps.map(async (s) => {
@@ -130,7 +144,7 @@ export async function executeRollout(plan: Plan, diffs: readonly InstanceDiff[],
   }
   const ms = Date.now() - started;
   deps.onEvent({ type: 'rollout-end', ok: !failure, ms });
-  return { ok: !failure, ...(failure ? { failure } : {}), instances: results, ms };
+  return { ok: !failure, ...(superseded ? { superseded } : {}), ...(failure ? { failure } : {}), instances: results, ms };
 }
 
 /** Which way an instance goes, from its plan step, its diff and what runs. */
@@ -192,9 +206,11 @@ class InstanceRunner {
         obs = { type: 'completed' };
         continue;
       }
+      if (this.deps.journal) await this.deps.journal(this.instance, next, this.path);
       obs = await this.execute(actions);
     }
     this.closePhase();
+    if (this.deps.journal) await this.deps.journal(this.instance, this.state, this.path);
     return { instance: this.instance, wave: this.wave, path: this.path, state: this.state, ms: Date.now() - this.started, phases: this.phases };
   }
 

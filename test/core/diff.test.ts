@@ -66,7 +66,7 @@ describe('diffFlows: cosmetic or functional, as Node-RED decides what a deploy r
   });
 
   it('ignores node order, key order and credentials', () => {
-    const reordered = [...base].reverse().map((n) => ({ ...Object.fromEntries(Object.entries(n).reverse()), credentials: { password: 'x' } }) as FlowNode);
+    const reordered = [...base].reverse().map((n) => ({ ...Object.fromEntries(Object.entries(n).reverse()), credentials: { password: 'x' } }) as unknown as FlowNode);
     expect(diffFlows(reordered, base).change).toBe('none');
   });
 });

@@ -1,0 +1,150 @@
+/**
+ * `tower run` configuration: flags, or the same settings as environment variables
+ * (12-factor), validated once at start with every problem reported.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseDuration } from '../core/duration.js';
+
+export interface RunConfig {
+  /** A Git URL (https, ssh, git@, file://) or a local directory. */
+  repo: string;
+  /** How the repo is read: a Git remote, or a directory watched for edits. */
+  sourceKind: 'git' | 'directory';
+  branch: string;
+  /** Sub-directory of the repository that holds fleet.yaml. */
+  path: string;
+  intervalMs: number;
+  listen: { host: string; port: number };
+  stateDir: string;
+  webhookSecret?: string;
+  databaseUrl?: string;
+  redisUrl?: string;
+  mqttUrl?: string;
+  /** Token for https Git remotes (GIT_TOKEN or the file named by GIT_TOKEN_FILE); never logged. */
+  gitToken?: string;
+  /** SSH private key for ssh remotes (GIT_SSH_KEY_FILE). */
+  sshKeyFile?: string;
+  logLevel: string;
+}
+
+export interface RunFlags {
+  repo?: string;
+  branch?: string;
+  path?: string;
+  interval?: string;
+  listen?: string;
+  stateDir?: string;
+  logLevel?: string;
+}
+
+/** The environment variable behind each flag. */
+export const RUN_ENV = {
+  repo: 'TOWER_REPO',
+  branch: 'TOWER_BRANCH',
+  path: 'TOWER_PATH',
+  interval: 'TOWER_INTERVAL',
+  listen: 'TOWER_LISTEN',
+  stateDir: 'TOWER_STATE_DIR',
+  logLevel: 'TOWER_LOG_LEVEL',
+} as const;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile: (file: string) => string): { config?: RunConfig; errors: string[] } {
+  const errors: string[] = [];
+  const pick = (key: keyof RunFlags): string | undefined => flags[key] ?? env[RUN_ENV[key]];
+
+  const repo = pick('repo');
+  if (!repo) errors.push(`no repository: pass --repo URL|DIR (or set ${RUN_ENV.repo})`);
+  const branch = pick('branch') ?? 'main';
+  const path = (pick('path') ?? '').replace(/^\/+|\/+$/g, '');
+  if (path.split('/').includes('..')) errors.push(`--path ${path}: must stay inside the repository`);
+
+  let intervalMs = 30_000;
+  try {
+    intervalMs = parseDuration(pick('interval') ?? '30s');
+    if (intervalMs < 1_000) errors.push(`--interval ${pick('interval')}: at least 1s`);
+  } catch {
+    errors.push(`--interval ${pick('interval')}: not a duration (examples: 30s, 2m)`);
+  }
+
+  const listenText = pick('listen') ?? '127.0.0.1:8080';
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listenText);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 0 || port > 65535) errors.push(`--listen ${listenText}: expected HOST:PORT, e.g. 127.0.0.1:8080`);
+
+  const logLevel = pick('logLevel') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) errors.push(`--log-level ${logLevel}: one of ${LOG_LEVELS.join(', ')}`);
+
+  let gitToken = env.GIT_TOKEN;
+  if (!gitToken && env.GIT_TOKEN_FILE) {
+    try {
+      gitToken = readFile(env.GIT_TOKEN_FILE).trim();
+    } catch {
+      errors.push(`GIT_TOKEN_FILE ${env.GIT_TOKEN_FILE}: cannot be read`);
+    }
+  }
+  if (env.GIT_SSH_KEY_FILE && !existsSync(env.GIT_SSH_KEY_FILE)) errors.push(`GIT_SSH_KEY_FILE ${env.GIT_SSH_KEY_FILE}: no such file`);
+
+  for (const [name, value, schemes] of [
+    ['DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:']],
+    ['REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']],
+    ['MQTT_URL', env.MQTT_URL, ['mqtt:', 'tcp:']],
+  ] as const) {
+    if (!value) continue;
+    try {
+      const u = new URL(value);
+      if (!(schemes as readonly string[]).includes(u.protocol)) errors.push(`${name}: expected ${schemes.map((s) => `${s}//…`).join(' or ')}`);
+    } catch {
+      errors.push(`${name}: not a URL`); // never echo the value: it may carry a password
+    }
+  }
+
+  const webhookSecret = env.TOWER_WEBHOOK_SECRET ?? env.GITHUB_WEBHOOK_SECRET;
+  if (webhookSecret !== undefined && webhookSecret.length < 16) errors.push('TOWER_WEBHOOK_SECRET: use at least 16 characters');
+
+  let sourceKind: RunConfig['sourceKind'] = 'git';
+  if (repo && isLocalFleetDirectory(repo, path)) sourceKind = 'directory';
+  else if (repo && !looksLikeGitUrl(repo) && !existsSync(repo)) errors.push(`--repo ${repo}: neither a Git URL nor an existing directory`);
+
+  if (errors.length || !repo || !m) return { errors };
+  return {
+    errors,
+    config: {
+      repo: sourceKind === 'directory' ? resolve(repo) : repo,
+      sourceKind,
+      branch,
+      path,
+      intervalMs,
+      listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port },
+      stateDir: resolve(pick('stateDir') ?? '.tower'),
+      ...(webhookSecret ? { webhookSecret } : {}),
+      ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
+      ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}),
+      ...(env.MQTT_URL ? { mqttUrl: env.MQTT_URL } : {}),
+      ...(gitToken ? { gitToken } : {}),
+      ...(env.GIT_SSH_KEY_FILE ? { sshKeyFile: env.GIT_SSH_KEY_FILE } : {}),
+      logLevel,
+    },
+  };
+}
+
+function looksLikeGitUrl(repo: string): boolean {
+  return /^(https?|ssh|git|file):\/\//.test(repo) || /^[\w.-]+@[\w.-]+:/.test(repo);
+}
+
+/**
+ * A plain directory holding fleet.yaml (not a bare repository, not a Git URL) is watched
+ * and read as it is on disk: the edit-save-see loop.
+ */
+function isLocalFleetDirectory(repo: string, path: string): boolean {
+  if (looksLikeGitUrl(repo)) return false;
+  const dir = resolve(repo, path);
+  try {
+    if (!statSync(dir).isDirectory()) return false;
+  } catch {
+    return false;
+  }
+  return existsSync(join(dir, 'fleet.yaml')) || existsSync(join(dir, 'fleet.yml'));
+}
