@@ -5,8 +5,9 @@ set -euo pipefail
 
 # git: real repositories. mosquitto: the MQTT broker (tests, and Tower's embedded broker).
 # docker.io + busybox-static: a private Docker engine and a tiny test image for the docker driver.
-# nginx: the nginx traffic switch.
-PACKAGES=(git mosquitto docker.io busybox-static nginx)
+# nginx: the nginx traffic switch. redis-server, postgresql: the daemon's lease, shared
+# context and state store. chromium: the status page tested in a real browser.
+PACKAGES=(git mosquitto docker.io busybox-static nginx redis-server postgresql chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

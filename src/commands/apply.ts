@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import { formatDiagnostic } from '../core/diagnostics.js';
-import { usesMqtt } from '../core/instance-env.js';
 import { planText, type PlanReport } from '../core/render.js';
 import { applyFleet, openRuntime, PreflightError } from '../engine/apply.js';
 import { loadDirectory } from '../repository.js';
@@ -22,7 +21,7 @@ export async function applyCommand(dir: string, options: ApplyOptions, io: Io): 
     io.stderr(`${dir}: invalid; nothing was changed on the fleet\n`);
     return APPLY_EXIT.invalid;
   }
-  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, needsBroker: usesMqtt(repo.instances), log: (l) => io.stdout(`${l}\n`) });
+  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, log: (l) => io.stdout(`${l}\n`) });
   const unlock = rt.state.lock('tower apply');
   try {
     let outcome;

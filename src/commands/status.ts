@@ -17,7 +17,7 @@ export interface StatusRow {
 
 /** tower status: what runs — instance, colour, port, rev, health. */
 export async function statusCommand(options: { stateDir: string; format: 'text' | 'json' }, io: Io): Promise<number> {
-  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, needsBroker: false });
+  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env });
   try {
     const fleet = rt.state.readRegistry().fleet;
     if (!fleet) {
@@ -56,7 +56,7 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
 
 /** tower destroy: stop and remove every instance and switch this state directory manages. */
 export async function destroyCommand(dir: string | undefined, options: { stateDir: string }, io: Io): Promise<number> {
-  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, needsBroker: false });
+  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env });
   const unlock = rt.state.lock('tower destroy');
   try {
     const fleet = rt.state.readRegistry().fleet ?? (dir ? loadDirectory(resolve(dir)).fleet?.name : undefined);

@@ -8,7 +8,7 @@ import type { Diagnostic } from '../core/diagnostics.js';
 import type { DesiredInstance, Fleet, RuntimeConfig } from '../core/model.js';
 import { buildPlan, type Plan } from '../core/plan.js';
 import type { Color } from '../core/rollout.js';
-import { gateTopicFor } from '../core/instance-env.js';
+import { gateTopicFor, usesMqtt } from '../core/instance-env.js';
 import { NodeRedAdmin } from '../adapters/nodered/admin.js';
 import { brokerFromUrl, ensureEmbeddedBroker, stopEmbeddedBroker, type BrokerEndpoint } from '../adapters/mqtt/embedded-broker.js';
 import { deployGate, type DeployGate } from '../adapters/mqtt/gate.js';
@@ -29,6 +29,8 @@ export interface FleetRuntime {
   trafficSwitch: TrafficSwitch;
   broker?: BrokerEndpoint;
   gate?: DeployGate;
+  /** Connects to the fleet's broker (MQTT_URL), or starts the embedded one; once. */
+  ensureBroker(): Promise<BrokerEndpoint>;
   admin(url: string): NodeRedAdmin;
   close(): Promise<void>;
 }
@@ -36,8 +38,8 @@ export interface FleetRuntime {
 export interface RuntimeOptions {
   stateDir: string;
   env: NodeJS.ProcessEnv;
-  /** Start the broker (MQTT_URL or the embedded one) — needed when the fleet uses MQTT. */
-  needsBroker: boolean;
+  /** Start (or connect to) the broker right away rather than when a fleet first needs it. */
+  needsBroker?: boolean;
   log?: (line: string) => void;
 }
 
@@ -49,11 +51,7 @@ export async function openRuntime(options: RuntimeOptions): Promise<FleetRuntime
   if (options.env.DOCKER_HOST || usesDocker(state)) {
     drivers.docker = dockerDriver({ docker: new Dockerode(), stateDir: state.root });
   }
-  let broker: BrokerEndpoint | undefined;
-  if (options.env.MQTT_URL) broker = brokerFromUrl(options.env.MQTT_URL);
-  else if (options.needsBroker) broker = await ensureEmbeddedBroker(state.path('broker'), options.log);
-  const gate = broker ? deployGate({ url: broker.url }) : undefined;
-  return {
+  const rt: FleetRuntime = {
     state,
     drivers,
     driverFor(runtime) {
@@ -61,13 +59,21 @@ export async function openRuntime(options: RuntimeOptions): Promise<FleetRuntime
       return drivers[runtime]!;
     },
     trafficSwitch: builtinSwitch({ stateDir: state.root }),
-    ...(broker ? { broker } : {}),
-    ...(gate ? { gate } : {}),
+    async ensureBroker() {
+      if (!rt.broker) {
+        rt.broker = options.env.MQTT_URL ? brokerFromUrl(options.env.MQTT_URL) : await ensureEmbeddedBroker(state.path('broker'), options.log);
+        rt.gate = deployGate({ url: rt.broker.url });
+      }
+      return rt.broker;
+    },
     admin: (url) => new NodeRedAdmin({ baseUrl: url, credentials: admin, timeoutMs: 5_000 }),
     async close() {
-      await gate?.end();
+      await rt.gate?.end();
     },
   };
+  // A broker given by URL costs nothing to know about; the gate client connects on first use.
+  if (options.env.MQTT_URL || options.needsBroker) await rt.ensureBroker();
+  return rt;
 }
 
 function usesDocker(state: StateDir): boolean {
@@ -107,6 +113,7 @@ export async function applyFleet(
 ): Promise<ApplyOutcome> {
   const now = options.now ?? (() => new Date());
   rt.state.updateRegistry((r) => void (r.fleet = input.fleet.name));
+  if (!options.dryRun && usesMqtt(input.instances)) await rt.ensureBroker();
   if (!options.dryRun) await reapExpiredStandbys(rt, input.fleet.name, now());
   const live = await observe(rt, input.fleet.name);
   if (!options.dryRun) {
@@ -117,6 +124,10 @@ export async function applyFleet(
   const plan = buildPlan(input.fleet, diffs);
   if (options.dryRun) return { plan, diffs, live };
   preflight(plan, input.instances, options.env);
+  const shared = input.instances.filter((i) => i.config.context === 'shared').map((i) => i.name);
+  if (shared.length && !options.env.REDIS_URL) {
+    options.onEvent({ type: 'warning', message: `${shared.join(', ')} ask${shared.length === 1 ? 's' : ''} for shared context, but REDIS_URL is not set: context stays in each colour's memory and is lost on a swap` });
+  }
   const result = await executeRollout(plan, diffs, input.instances, live, {
     fleet: input.fleet,
     state: rt.state,
@@ -124,6 +135,7 @@ export async function applyFleet(
     trafficSwitch: rt.trafficSwitch,
     ...(rt.broker ? { broker: rt.broker } : {}),
     ...(rt.gate ? { gate: rt.gate } : {}),
+    ...(options.env.REDIS_URL ? { redisUrl: options.env.REDIS_URL } : {}),
     admin: rt.state.adminCredentials(),
     secretsEnv: options.env,
     ...(input.revision ? { revision: input.revision } : {}),

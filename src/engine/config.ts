@@ -21,10 +21,6 @@ export interface RunConfig {
   databaseUrl?: string;
   redisUrl?: string;
   mqttUrl?: string;
-  /** Token for https Git remotes (GIT_TOKEN or the file named by GIT_TOKEN_FILE); never logged. */
-  gitToken?: string;
-  /** SSH private key for ssh remotes (GIT_SSH_KEY_FILE). */
-  sshKeyFile?: string;
   logLevel: string;
 }
 
@@ -77,10 +73,10 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
   const logLevel = pick('logLevel') ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) errors.push(`--log-level ${logLevel}: one of ${LOG_LEVELS.join(', ')}`);
 
-  let gitToken = env.GIT_TOKEN;
-  if (!gitToken && env.GIT_TOKEN_FILE) {
+  // Git credentials are read by the Git source itself (GIT_TOKEN, GIT_TOKEN_FILE, GIT_SSH_KEY_FILE); check they are usable.
+  if (env.GIT_TOKEN_FILE) {
     try {
-      gitToken = readFile(env.GIT_TOKEN_FILE).trim();
+      readFile(env.GIT_TOKEN_FILE);
     } catch {
       errors.push(`GIT_TOKEN_FILE ${env.GIT_TOKEN_FILE}: cannot be read`);
     }
@@ -123,8 +119,6 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
       ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
       ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}),
       ...(env.MQTT_URL ? { mqttUrl: env.MQTT_URL } : {}),
-      ...(gitToken ? { gitToken } : {}),
-      ...(env.GIT_SSH_KEY_FILE ? { sshKeyFile: env.GIT_SSH_KEY_FILE } : {}),
       logLevel,
     },
   };

@@ -26,25 +26,10 @@ import { applyFleet, collectGarbage, observe, PreflightError, repairGates, type 
 import type { RolloutEvent, RolloutResult } from './executor.js';
 import { toObservedFleet, type LiveInstance } from './observe.js';
 import type { RolloutOutcome, RolloutRecord, StateStore } from './store.js';
+import type { FleetMetrics } from '../server/metrics.js';
+import type { CommitInfo, FleetSource } from '../adapters/git/source.js';
 
-export interface CommitInfo {
-  revision: string;
-  author?: string;
-  email?: string;
-  message?: string;
-  date?: string;
-}
-
-/** Where the desired state comes from: a Git remote, or a directory being edited. */
-export interface Source {
-  readonly kind: 'git' | 'directory';
-  /** For status and logs: never contains credentials. */
-  describe(): string;
-  fetch(): Promise<{ revision: string; changed: boolean }>;
-  checkout(revision: string): Promise<{ reader: RepoReader; commit?: CommitInfo }>;
-  /** Calls onChange when the source changes by itself (a directory being edited). */
-  watch?(onChange: () => void): { close(): void | Promise<void> };
-}
+export type { CommitInfo, FleetSource };
 
 /** Leadership among daemons pointed at the same fleet (Redis lease), or always true. */
 export interface Leadership {
@@ -52,11 +37,13 @@ export interface Leadership {
   acquire(isStopping: () => boolean): Promise<boolean>;
   /** False once leadership was lost (the lease expired, a newer fencing token exists). */
   stillLeader(): Promise<boolean>;
+  /** The same, from what is known locally, without asking: checked between waves. */
+  isLeader(): boolean;
   release(): Promise<void>;
 }
 
 export interface DaemonOptions {
-  source: Source;
+  source: FleetSource;
   runtime: FleetRuntime;
   store: StateStore;
   log: Logger;
@@ -66,6 +53,7 @@ export interface DaemonOptions {
   env: NodeJS.ProcessEnv;
   library?: RepoReader;
   leadership?: Leadership;
+  metrics?: FleetMetrics;
   now?: () => Date;
 }
 
@@ -184,14 +172,20 @@ export class Daemon extends EventEmitter {
           break;
         }
         this.queued = false;
+        const started = performance.now();
+        let result: string;
         try {
-          await this.pass();
+          result = await this.pass();
           this.backoffMs = 0;
         } catch (err) {
+          result = 'error';
           this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 1_000), 5 * 60_000);
           this.state.lastError = (err as Error).message;
           this.log.error({ err: (err as Error).message, retryInMs: this.backoffMs }, 'reconcile failed');
         }
+        this.opts.metrics?.reconcile(result, (performance.now() - started) / 1000);
+        this.opts.metrics?.fromStatus(this.state);
+        await this.recordUsage();
         this.state.lastPassAt = this.now().toISOString();
         this.emit('status');
         await this.waitForTrigger(this.backoffMs || this.jittered(this.opts.intervalMs));
@@ -236,14 +230,29 @@ export class Daemon extends EventEmitter {
     // The revision is retried: an interruption says nothing about the flows.
   }
 
-  /** One reconcile pass. */
-  private async pass(): Promise<void> {
+  /** CPU and memory of every running colour, from the drivers, for the metrics. */
+  private async recordUsage(): Promise<void> {
+    const metrics = this.opts.metrics;
+    const fleet = this.state.fleet;
+    if (!metrics || !fleet) return;
+    for (const driver of Object.values(this.opts.runtime.drivers)) {
+      if (!driver?.usage) continue;
+      for (const c of await driver.list(fleet).catch(() => [])) {
+        if (c.status !== 'running') continue;
+        const u = await driver.usage(c).catch(() => undefined);
+        if (u) metrics.usage(c.instance, c.color, u.cpuSeconds, u.rssBytes);
+      }
+    }
+  }
+
+  /** One reconcile pass; returns what it did, for the metrics: synced, rolled-out, failed, drift, invalid, no-source. */
+  private async pass(): Promise<string> {
     const rt = this.opts.runtime;
     await this.refreshDesired();
     const desired = this.chooseDesired();
     if (!desired) {
       this.state.sync = 'Unknown';
-      return;
+      return this.state.validation.some((d) => d.severity === 'error') ? 'invalid' : 'no-source';
     }
     const fleet = desired.repo.fleet!;
     this.state.fleet = fleet.name;
@@ -270,8 +279,9 @@ export class Daemon extends EventEmitter {
         await this.opts.store.setApplied(fleet.name, { revision: desired.revision, at: this.now().toISOString() });
         this.state.appliedRevision = desired.revision;
         this.lastGood = desired;
+        this.opts.metrics?.appliedRevisionAt(this.now());
       }
-      return;
+      return 'synced';
     }
 
     this.state.sync = 'OutOfSync';
@@ -284,9 +294,10 @@ export class Daemon extends EventEmitter {
         this.log.warn({ instances: fresh, revision: desired.revision, selfHeal: fleet.selfHeal }, 'drift: live flows differ from what Tower applied');
         await this.opts.store.audit({ at: this.now().toISOString(), fleet: fleet.name, actor: 'drift', action: 'drift-detected', revision: desired.revision, detail: { instances: fresh } });
       }
-      if (!fleet.selfHeal) return;
+      if (!fleet.selfHeal) return 'drift';
     }
-    await this.rollout(desired, plan, isDrift);
+    const outcome = await this.rollout(desired, plan, isDrift);
+    return outcome === 'succeeded' ? 'rolled-out' : 'failed';
   }
 
   /** Fetches the source and loads the newest revision when it is new. */
@@ -354,7 +365,7 @@ export class Daemon extends EventEmitter {
     return this.lastGood;
   }
 
-  private async rollout(desired: Desired, plan: Plan, selfHeal: boolean): Promise<void> {
+  private async rollout(desired: Desired, plan: Plan, selfHeal: boolean): Promise<RolloutOutcome> {
     const rt = this.opts.runtime;
     const fleet = desired.repo.fleet!;
     const store = this.opts.store;
@@ -398,7 +409,7 @@ export class Daemon extends EventEmitter {
           journal: async (instance, state) => {
             await store.saveInstanceState(id, instance, state);
           },
-          shouldContinue: () => !this.stopping && (this.newest === undefined || this.newest === desired.revision),
+          shouldContinue: () => !this.stopping && (this.newest === undefined || this.newest === desired.revision) && (this.opts.leadership?.isLeader() ?? true),
         },
       );
       result = outcome.result;
@@ -427,6 +438,8 @@ export class Daemon extends EventEmitter {
       });
     }
     await store.finishRollout(id, outcome, finishedAt, error);
+    this.opts.metrics?.deployment(outcome);
+    for (const r of result?.instances ?? []) for (const p of r.phases) this.opts.metrics?.phase(p.phase, r.path, p.ms / 1000);
     await store.audit({ at: finishedAt, fleet: fleet.name, actor: 'tower', action: `rollout-${outcome}`, revision: desired.revision, ...(error ? { detail: { error } } : {}) });
     if (!selfHeal) await store.setAttempted(fleet.name, { revision: desired.revision, at: finishedAt, outcome, ...(error ? { error } : {}) });
 
@@ -436,6 +449,7 @@ export class Daemon extends EventEmitter {
       this.failed.delete(desired.revision);
       this.state.lastError = undefined;
       this.reportedDrift.clear();
+      this.opts.metrics?.appliedRevisionAt(this.now());
       log.info({ ms: result?.ms }, 'rollout succeeded: the fleet runs this revision');
     } else if (outcome === 'superseded' || (outcome === 'failed' && !result)) {
       if (outcome === 'superseded') log.info('rollout superseded by a newer revision');
@@ -446,7 +460,8 @@ export class Daemon extends EventEmitter {
     }
     this.state.rollout = null;
     this.emit('status');
-    if (outcome === 'superseded' || outcome !== 'succeeded') this.trigger('after rollout');
+    if (outcome !== 'succeeded') this.trigger('after rollout');
+    return outcome;
   }
 
   private markFailed(revision: string, error: string, transient: boolean): void {

@@ -40,6 +40,8 @@ export interface EngineDeps {
   trafficSwitch: TrafficSwitch;
   broker?: BrokerEndpoint;
   gate?: DeployGate;
+  /** Where instances with context: shared keep flow and global context (REDIS_URL). */
+  redisUrl?: string;
   admin: AdminCredentials;
   /** Where secret references ({ fromEnv }) are resolved. */
   secretsEnv: NodeJS.ProcessEnv;
@@ -422,6 +424,8 @@ class InstanceRunner {
       context: desired.config.context,
       labels: desired.labels,
       admin: d.admin,
+      // Colours of one instance share one context namespace, so context survives the swap.
+      ...(desired.config.context === 'shared' && d.redisUrl ? { sharedContext: { url: d.redisUrl, prefix: `tower:${d.fleet.name}:${this.instance}` } } : {}),
     };
     // A new colour starts with its MQTT consumers off: clear any retained "open" from before.
     if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, color));

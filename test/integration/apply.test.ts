@@ -9,7 +9,6 @@ import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
 import { bufferIo } from '../../src/commands/io.js';
-import { usesMqtt } from '../../src/core/instance-env.js';
 import { applyFleet, openRuntime } from '../../src/engine/apply.js';
 import type { RolloutEvent } from '../../src/engine/executor.js';
 import { loadDirectory } from '../../src/repository.js';
@@ -157,7 +156,7 @@ describe('tower apply', () => {
     await writeSmallFleet(dir, [{ name: 'crashy', text: 'two' }], '{ order: sequential }', ports);
 
     const repo = loadDirectory(dir);
-    const rt = await openRuntime({ stateDir: state, env: process.env, needsBroker: usesMqtt(repo.instances) });
+    const rt = await openRuntime({ stateDir: state, env: process.env });
     const events: RolloutEvent[] = [];
     try {
       const outcome = await applyFleet(rt, { fleet: repo.fleet!, instances: repo.instances, diagnostics: [] }, {

@@ -152,7 +152,9 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       await fs.rm(dir, { recursive: true, force: true });
       await fs.mkdir(userDir, { recursive: true, mode: 0o700 });
       const credentialSecretValue = await credentialSecret();
-      const settings = renderSettings({ port: spec.port, admin: spec.admin, credentialSecret: credentialSecretValue, settings: spec.settings });
+      const shared = spec.context === 'shared' ? spec.sharedContext : undefined;
+      if (spec.context === 'shared' && !shared) log(`process: ${key(spec)} wants context: shared, but no Redis is configured (REDIS_URL); its context stays in memory and is lost on a swap`);
+      const settings = renderSettings({ port: spec.port, admin: spec.admin, credentialSecret: credentialSecretValue, settings: spec.settings, ...(shared ? { sharedContext: shared } : {}) });
       await writeAtomic(path.join(userDir, 'settings.js'), settings, 0o600);
       // The state dir may sit inside an ESM package; without this, settings.js would not load as CommonJS.
       await writeAtomic(path.join(userDir, 'package.json'), `${JSON.stringify({ name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true }, null, 4)}`);

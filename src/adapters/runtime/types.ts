@@ -35,6 +35,8 @@ export interface ColorSpec extends ColorIdentity {
   /** Extra settings.js keys from fleet.yaml. */
   settings: Record<string, unknown>;
   context: 'memory' | 'shared';
+  /** Where context 'shared' keeps context (Redis): the same prefix for both colours of an instance. */
+  sharedContext?: { url: string; prefix: string };
   labels: Record<string, string>;
   /** adminAuth credentials Node-RED is configured with. Never logged. */
   admin: AdminCredentials;

@@ -1,0 +1,184 @@
+/**
+ * tower run: the daemon. The composition root — reads the configuration once, wires the
+ * adapters, serves the status API and webhooks, and runs the reconcile loop until SIGTERM.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { serve } from '@hono/node-server';
+import pino, { type Logger } from 'pino';
+import { credentialsFromEnv } from '../adapters/git/credentials.js';
+import { gitSource } from '../adapters/git/source.js';
+import { redisLease, type Lease } from '../adapters/redis/lease.js';
+import { openStore } from '../adapters/store/index.js';
+import { directorySource } from '../adapters/watch.js';
+import { verifyGithubWebhook } from '../adapters/webhook.js';
+import { directoryReader } from '../adapters/fs-repo.js';
+import { openRuntime } from '../engine/apply.js';
+import { parseRunConfig, type RunConfig, type RunFlags } from '../engine/config.js';
+import { Daemon, type FleetSource, type Leadership } from '../engine/daemon.js';
+import { LIBRARY_DIR, VERSION } from '../paths.js';
+import { createApp } from '../server/app.js';
+import { FleetMetrics } from '../server/metrics.js';
+import type { Io } from './io.js';
+
+export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventEmitter = process): Promise<number> {
+  const { config, errors } = parseRunConfig(flags, io.env, (f) => readFileSync(f, 'utf8'));
+  if (!config) {
+    for (const e of errors) io.stderr(`tower run: ${e}\n`);
+    io.stderr('tower run: the configuration is invalid; nothing was started (see tower run --help)\n');
+    return 2;
+  }
+  const log = pino({ level: config.logLevel, base: { service: 'tower' }, redact: { paths: ['*.password', '*.token', '*.secret', 'headers.authorization'], censor: '[redacted]' } }, pino.destination({ fd: 1, sync: false }));
+  const rt = await openRuntime({ stateDir: config.stateDir, env: io.env, log: (line) => log.info(line) });
+
+  let unlock: (() => void) | undefined;
+  let lease: Lease | undefined;
+  if (config.redisUrl) {
+    lease = redisLease({ url: config.redisUrl, key: `tower:${leaseName(config)}:leader`, holder: `${hostname()}:${process.pid}`, ttlMs: 10_000, log: (l) => log.debug(l) });
+  } else {
+    try {
+      unlock = rt.state.lock('tower run');
+    } catch (err) {
+      io.stderr(`tower run: ${(err as Error).message}\n`);
+      await rt.close();
+      return 1;
+    }
+  }
+
+  const store = await openStore({ databaseUrl: config.databaseUrl, dir: join(config.stateDir, 'store'), log: { warn: (obj: object, msg: string) => log.warn(obj, msg), info: (obj: object, msg: string) => log.info(obj, msg) } });
+  await store.migrate();
+  const source = openSource(config, io.env, log);
+  const metrics = new FleetMetrics();
+  const daemon = new Daemon({
+    source,
+    runtime: rt,
+    store,
+    log,
+    intervalMs: config.intervalMs,
+    env: io.env,
+    ...(existsSync(LIBRARY_DIR) ? { library: directoryReader(LIBRARY_DIR) } : {}),
+    ...(lease ? { leadership: leaseLeadership(lease, log) } : {}),
+    metrics,
+  });
+
+  const app = createApp({
+    status: () => daemon.state,
+    history: (limit) => (daemon.state.fleet ? store.history(daemon.state.fleet, limit) : Promise.resolve([])),
+    subscribe: (listener) => {
+      daemon.on('status', listener);
+      return () => daemon.off('status', listener);
+    },
+    version: VERSION,
+    ...(config.webhookSecret
+      ? {
+          webhook: async (req) => {
+            const r = await verifyGithubWebhook({ secret: config.webhookSecret!, body: req.body, signature: req.signature, event: req.event, ...(req.delivery ? { deliveryId: req.delivery } : {}) });
+            if (!r.ok) {
+              log.warn({ delivery: req.delivery, reason: r.reason }, 'webhook refused');
+              return { status: r.status, body: { error: r.reason } };
+            }
+            const e = r.event;
+            if (e.kind === 'push' && e.branch === config.branch && !e.deleted) {
+              daemon.trigger(`webhook: push ${e.after.slice(0, 12)}`);
+              return { status: 202, body: { queued: true, revision: e.after } };
+            }
+            if (e.kind === 'ping') return { status: 200, body: { pong: true } };
+            return { status: 202, body: { queued: false, reason: e.kind === 'push' ? `not branch ${config.branch}` : `${e.kind} events do not change the fleet` } };
+          },
+        }
+      : {}),
+  });
+  const server = await listen(app.fetch, config.listen.host, config.listen.port).catch((err: Error) => err);
+  if (server instanceof Error) {
+    io.stderr(`tower run: cannot listen on ${config.listen.host}:${config.listen.port}: ${server.message}\n`);
+    unlock?.();
+    await Promise.allSettled([store.close(), rt.close(), lease?.close()]);
+    return 1;
+  }
+  const url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${server.port}/`;
+  io.stderr(`tower: watching ${source.describe()}; status ${url} (API ${url}api/v1/status)\n`);
+  log.info({ source: source.describe(), url, store: store.kind, stateDir: config.stateDir, leader: lease ? 'redis lease' : 'state-dir lock' }, 'tower run started');
+
+  const stop = new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, 'stopping: the current rollout ends at its next safe point');
+      resolve();
+    };
+    signals.once('SIGTERM', () => onSignal('SIGTERM'));
+    signals.once('SIGINT', () => onSignal('SIGINT'));
+    signals.on('SIGHUP', () => daemon.trigger('SIGHUP'));
+  });
+  const running = daemon.start();
+  await Promise.race([stop, running]);
+  await daemon.stop();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await Promise.allSettled([store.close(), rt.close(), lease?.close()]);
+  unlock?.();
+  log.info('tower run stopped');
+  log.flush();
+  return 0;
+}
+
+function openSource(config: RunConfig, env: NodeJS.ProcessEnv, log: Logger): FleetSource {
+  if (config.sourceKind === 'directory') {
+    // A state directory inside the watched directory must not count as an edit.
+    const stateRel = relative(join(config.repo, config.path), config.stateDir);
+    const inside = stateRel && !stateRel.startsWith('..') && !stateRel.startsWith(sep);
+    return directorySource(config.repo, { path: config.path, ...(inside ? { ignore: (rel: string) => rel === stateRel || rel.startsWith(`${stateRel}/`) } : {}) });
+  }
+  const creds = credentialsFromEnv(env);
+  return gitSource({ url: config.repo, branch: config.branch, path: config.path, workDir: join(config.stateDir, 'git'), ...(creds ? { credentials: creds } : {}), log: (l) => log.debug(l) });
+}
+
+/** Daemons pointed at the same fleet share the lease: named after the source, not the host. */
+function leaseName(config: RunConfig): string {
+  return `${config.repo.replace(/^[a-z]+:\/\/[^@/]*@/, '').replace(/[^A-Za-z0-9._/-]/g, '_')}#${config.branch}:${config.path}`;
+}
+
+function leaseLeadership(lease: Lease, log: Logger): Leadership {
+  let lost = true;
+  let stopWatch: (() => void) | undefined;
+  return {
+    async acquire(isStopping) {
+      let waitingLogged = false;
+      while (!isStopping()) {
+        try {
+          const term = await lease.acquire();
+          if (term) {
+            lost = false;
+            stopWatch = lease.watch((reason) => {
+              lost = true;
+              log.warn({ reason }, 'leader lease lost');
+            });
+            log.info({ fencingToken: term.token }, 'leader lease acquired');
+            return true;
+          }
+          if (!waitingLogged) log.info('another daemon leads this fleet; waiting to take over');
+          waitingLogged = true;
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'Redis unreachable; not acting until the lease can be checked');
+        }
+        await new Promise((r) => setTimeout(r, Math.max(100, Math.floor((lease.ttlMs / 3) * (0.8 + Math.random() * 0.4)))));
+      }
+      return false;
+    },
+    isLeader: () => !lost && lease.isHeld(),
+    async stillLeader() {
+      if (lost) return false;
+      return lease.checkFence().catch(() => false);
+    },
+    async release() {
+      stopWatch?.();
+      lost = true;
+      await lease.release().catch(() => {});
+    },
+  };
+}
+
+function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number): Promise<{ port: number; close(cb: () => void): void }> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, hostname, port }, (info) => resolve({ port: info.port, close: (cb) => server.close(() => cb()) }));
+    server.once('error', reject);
+  });
+}

@@ -1,0 +1,88 @@
+/**
+ * Prometheus metrics of the daemon (prom-client), with Prometheus naming: a private registry
+ * per daemon, so tests and several daemons in one process never share counters.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DaemonStatus } from '../engine/daemon.js';
+
+export class FleetMetrics {
+  readonly registry = new Registry();
+  private readonly reconciles: Counter<'result'>;
+  private readonly reconcileDuration: Histogram<'result'>;
+  private readonly phaseDuration: Histogram<'phase' | 'path'>;
+  private readonly deployments: Counter<'outcome'>;
+  private readonly instanceUp: Gauge<'instance' | 'color'>;
+  private readonly instanceHealth: Gauge<'instance' | 'status'>;
+  private readonly drift: Gauge<'instance'>;
+  private readonly appliedAt: Gauge;
+  private readonly inSync: Gauge;
+  private readonly cpu: Gauge<'instance' | 'color'>;
+  private readonly memory: Gauge<'instance' | 'color'>;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'tower_process_' });
+    const r = [this.registry];
+    this.reconciles = new Counter({ name: 'tower_reconciles_total', help: 'Reconcile passes, by result (synced, rolled-out, failed, error, drift, invalid).', labelNames: ['result'], registers: r });
+    this.reconcileDuration = new Histogram({
+      name: 'tower_reconcile_duration_seconds',
+      help: 'Duration of reconcile passes.',
+      labelNames: ['result'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers: r,
+    });
+    this.phaseDuration = new Histogram({
+      name: 'tower_rollout_phase_duration_seconds',
+      help: 'Duration of rollout phases per instance (DRAIN, DEPLOY, VERIFY, RESUME, AUDIT, CLEANUP).',
+      labelNames: ['phase', 'path'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers: r,
+    });
+    this.deployments = new Counter({ name: 'tower_deployments_total', help: 'Rollouts, by outcome (succeeded, rolled-back, failed, superseded, interrupted).', labelNames: ['outcome'], registers: r });
+    this.instanceUp = new Gauge({ name: 'tower_instance_up', help: '1 when the colour serves the instance (routed and running), 0 otherwise.', labelNames: ['instance', 'color'], registers: r });
+    this.instanceHealth = new Gauge({ name: 'tower_instance_health', help: '1 for the instance’s current health status, 0 for the others.', labelNames: ['instance', 'status'], registers: r });
+    this.drift = new Gauge({ name: 'tower_instance_drift', help: '1 when the instance’s live flows differ from what Tower applied.', labelNames: ['instance'], registers: r });
+    this.appliedAt = new Gauge({ name: 'tower_applied_revision_timestamp_seconds', help: 'When the fleet last converged on a revision (Unix time).', registers: r });
+    this.inSync = new Gauge({ name: 'tower_fleet_in_sync', help: '1 when the fleet runs the desired revision.', registers: r });
+    this.cpu = new Gauge({ name: 'tower_nodered_cpu_seconds_total', help: 'CPU time used by a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
+    this.memory = new Gauge({ name: 'tower_nodered_memory_bytes', help: 'Resident memory of a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
+  }
+
+  reconcile(result: string, seconds: number): void {
+    this.reconciles.inc({ result });
+    this.reconcileDuration.observe({ result }, seconds);
+  }
+
+  phase(phase: string, path: string, seconds: number): void {
+    this.phaseDuration.observe({ phase, path }, seconds);
+  }
+
+  deployment(outcome: string): void {
+    this.deployments.inc({ outcome });
+  }
+
+  appliedRevisionAt(at: Date): void {
+    this.appliedAt.set(at.getTime() / 1000);
+  }
+
+  /** Sets the per-instance gauges from the daemon's status (called after each pass). */
+  fromStatus(status: DaemonStatus): void {
+    this.instanceUp.reset();
+    this.instanceHealth.reset();
+    this.drift.reset();
+    for (const i of status.instances) {
+      for (const color of ['blue', 'green']) this.instanceUp.set({ instance: i.name, color }, i.color === color && i.health !== 'Missing' ? 1 : 0);
+      for (const s of ['Healthy', 'Progressing', 'Degraded', 'Suspended', 'Missing', 'Unknown']) this.instanceHealth.set({ instance: i.name, status: s }, i.health === s ? 1 : 0);
+      this.drift.set({ instance: i.name }, i.drift ? 1 : 0);
+    }
+    this.inSync.set(status.sync === 'Synced' ? 1 : 0);
+  }
+
+  usage(instance: string, color: string, cpuSeconds: number, rssBytes: number): void {
+    this.cpu.set({ instance, color }, cpuSeconds);
+    this.memory.set({ instance, color }, rssBytes);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
