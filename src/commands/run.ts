@@ -50,6 +50,8 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   await store.migrate();
   const source = openSource(config, io.env, log);
   const metrics = new FleetMetrics();
+  // Every open status page listens for changes.
+  const MAX_PAGES = 256;
   const daemon = new Daemon({
     source,
     runtime: rt,
@@ -61,6 +63,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
     ...(lease ? { leadership: leaseLeadership(lease, log) } : {}),
     metrics,
   });
+  daemon.setMaxListeners(MAX_PAGES);
 
   const app = createApp({
     status: () => daemon.state,
@@ -69,6 +72,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
       daemon.on('status', listener);
       return () => daemon.off('status', listener);
     },
+    metrics: () => metrics.render(),
     version: VERSION,
     ...(config.webhookSecret
       ? {
@@ -178,7 +182,16 @@ function leaseLeadership(lease: Lease, log: Logger): Leadership {
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number): Promise<{ port: number; close(cb: () => void): void }> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, (info) => resolve({ port: info.port, close: (cb) => server.close(() => cb()) }));
+    const server = serve({ fetch, hostname, port }, (info) =>
+      resolve({
+        port: info.port,
+        close: (cb) => {
+          server.close(() => cb());
+          // Open event streams (status pages) would keep close() waiting for ever.
+          (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+        },
+      }),
+    );
     server.once('error', reject);
   });
 }

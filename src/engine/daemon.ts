@@ -460,7 +460,8 @@ export class Daemon extends EventEmitter {
     }
     this.state.rollout = null;
     this.emit('status');
-    if (outcome !== 'succeeded') this.trigger('after rollout');
+    // Level-triggered: look again at once, to confirm convergence (or repair what failed).
+    this.trigger('after rollout');
     return outcome;
   }
 
@@ -493,7 +494,12 @@ export class Daemon extends EventEmitter {
         log.info({ wave: e.wave + 1, ok: e.ok }, e.ok ? 'wave healthy' : 'wave failed');
         break;
       case 'rollback-start':
+        if (r) for (const name of e.instances) if (r.instances[name]) r.instances[name]!.outcome = 'rolling back';
         log.warn({ instances: e.instances, reason: e.reason }, 'rolling back');
+        break;
+      case 'cleanup':
+        if (r) for (const name of e.instances) if (r.instances[name]) r.instances[name]!.phase = 'CLEANUP';
+        log.info({ instances: e.instances }, 'cleaning up: old colours are stopped or parked warm');
         break;
       case 'warning':
         log.warn({ ...(e.instance ? { instance: e.instance } : {}) }, e.message);
