@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Tower's tests need, when they are missing.
-# Used by .ci/run and by `npm test` (pretest); safe to run again: installed packages are skipped.
+# Installs the Debian packages Tower needs, when they are missing.
+#   scripts/system-deps.sh           everything the tests need (.ci/run, npm test)
+#   scripts/system-deps.sh runtime   what `tower run` needs on embedded defaults (npm start)
+# Safe to run again: installed packages are skipped.
 set -euo pipefail
 
 # git: real repositories. mosquitto: the MQTT broker (tests, and Tower's embedded broker).
@@ -8,6 +10,10 @@ set -euo pipefail
 # nginx: the nginx traffic switch. redis-server, postgresql: the daemon's lease, shared
 # context and state store. chromium: the status page tested in a real browser.
 PACKAGES=(git mosquitto docker.io busybox-static nginx redis-server postgresql chromium)
+if [ "${1:-}" = runtime ]; then
+  # git for Git sources; mosquitto for the embedded broker of fleets that use MQTT.
+  PACKAGES=(git mosquitto)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
