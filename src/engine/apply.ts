@@ -47,6 +47,8 @@ export interface RuntimeOptions {
 export async function openRuntime(options: RuntimeOptions): Promise<FleetRuntime> {
   const state = new StateDir(options.stateDir);
   const admin = state.adminCredentials();
+  // One client per Node-RED: every login is a session Node-RED stores, so reuse the token.
+  const admins = new Map<string, NodeRedAdmin>();
   const drivers: FleetRuntime['drivers'] = { process: processDriver({ stateDir: state.root }) };
   if (options.env.DOCKER_HOST || usesDocker(state)) {
     drivers.docker = dockerDriver({ docker: new Dockerode(), stateDir: state.root });
@@ -66,7 +68,14 @@ export async function openRuntime(options: RuntimeOptions): Promise<FleetRuntime
       }
       return rt.broker;
     },
-    admin: (url) => new NodeRedAdmin({ baseUrl: url, credentials: admin, timeoutMs: 5_000 }),
+    admin(url) {
+      let client = admins.get(url);
+      if (!client) {
+        client = new NodeRedAdmin({ baseUrl: url, credentials: admin, timeoutMs: 10_000 });
+        admins.set(url, client);
+      }
+      return client;
+    },
     async close() {
       await rt.gate?.end();
     },
@@ -137,6 +146,7 @@ export async function applyFleet(
     ...(rt.gate ? { gate: rt.gate } : {}),
     ...(options.env.REDIS_URL ? { redisUrl: options.env.REDIS_URL } : {}),
     admin: rt.state.adminCredentials(),
+    adminClient: (url) => rt.admin(url),
     secretsEnv: options.env,
     ...(input.revision ? { revision: input.revision } : {}),
     onEvent: options.onEvent,
@@ -211,7 +221,10 @@ export async function collectGarbage(rt: FleetRuntime, fleet: string, at: Date, 
       if (running.status === 'running' && parked && new Date(parked) > at) continue;
       if (running.status === 'running') {
         // Hand its MQTT work and in-flight requests over before it goes.
-        if (rt.gate && usesGate(l)) await rt.gate.close(gateTopicFor(fleet, l.name, color)).catch(() => {});
+        if (rt.gate && usesGate(l)) {
+          await rt.gate.close(gateTopicFor(fleet, l.name, color)).catch(() => {});
+          await sleep(LEFTOVER_MQTT_DRAIN_MS); // work it had already taken (and acked) finishes
+        }
         if (l.switch) await rt.trafficSwitch.drain(l.name, color, 5_000).catch(() => undefined);
       }
       await rt.driverFor(running.runtime).remove({ fleet, instance: l.name, color });
@@ -222,6 +235,13 @@ export async function collectGarbage(rt: FleetRuntime, fleet: string, at: Date, 
   }
   if (removed.length) onEvent({ type: 'warning', message: `removed leftovers: ${removed.join(', ')}` });
   return removed;
+}
+
+/** How long a leftover consumer may finish the MQTT work it had taken before it is stopped. */
+const LEFTOVER_MQTT_DRAIN_MS = 2_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function usesGate(l: LiveInstance): boolean {

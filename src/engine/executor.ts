@@ -43,6 +43,8 @@ export interface EngineDeps {
   /** Where instances with context: shared keep flow and global context (REDIS_URL). */
   redisUrl?: string;
   admin: AdminCredentials;
+  /** A cached Admin API client for a URL (one login per Node-RED), when the caller has one. */
+  adminClient?: (url: string) => NodeRedAdmin;
   /** Where secret references ({ fromEnv }) are resolved. */
   secretsEnv: NodeJS.ProcessEnv;
   /** The Git revision being applied, when known. */
@@ -176,6 +178,8 @@ class InstanceRunner {
   private readonly ports: Partial<Record<Color, number>> = {};
   /** The flows the active colour ran before an in-place deploy, to restore them. */
   private previousFlows?: FlowNode[];
+  /** When each colour's MQTT gate closed: work it had taken (and acknowledged) may still run. */
+  private readonly gateClosedAt: Partial<Record<Color, number>> = {};
 
   constructor(
     private readonly stepInfo: PlanStep,
@@ -298,6 +302,7 @@ class InstanceRunner {
         return;
       }
       case 'stop':
+        await this.finishTakenWork(action.color);
         await this.driver.stop(this.ref(action.color));
         return;
       case 'remove':
@@ -364,7 +369,8 @@ class InstanceRunner {
       }
       case 'audit': {
         // Through the stable address: the switch must reach the new colour, which runs the desired rev.
-        const stable = new NodeRedAdmin({ baseUrl: `http://127.0.0.1:${this.desired!.port}`, credentials: d.admin, timeoutMs: 10_000 });
+        const stableUrl = `http://127.0.0.1:${this.desired!.port}`;
+        const stable = d.adminClient ? d.adminClient(stableUrl) : new NodeRedAdmin({ baseUrl: stableUrl, credentials: d.admin, timeoutMs: 10_000 });
         const got = await stable.getFlows();
         if (got.rev !== this.desired!.rev) throw new Error(`the stable address 127.0.0.1:${this.desired!.port} serves rev ${got.rev.slice(0, 12)}, expected ${this.desired!.rev.slice(0, 12)}`);
         if (this.path === 'in-place') {
@@ -383,6 +389,7 @@ class InstanceRunner {
       case 'release': {
         const keepWarm = parseDuration(this.desired?.keepWarm ?? '0s');
         if (keepWarm <= 0) {
+          await this.finishTakenWork(action.color);
           await this.driver.remove(this.ref(action.color));
           if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, action.color));
           this.forgetColor(action.color);
@@ -451,9 +458,22 @@ class InstanceRunner {
     }
     try {
       await d.gate.close(topic);
+      this.gateClosedAt[color] = Date.now();
     } catch (err) {
       if (!tolerant) throw err;
     }
+  }
+
+  /**
+   * Node-RED acknowledges an MQTT message when it arrives, so the broker will not send it
+   * again: before a consumer whose gate closed is stopped, give the work it took drainTimeout
+   * to finish (HTTP requests were drained by the switch already).
+   */
+  private async finishTakenWork(color: Color): Promise<void> {
+    const closed = this.gateClosedAt[color];
+    if (closed === undefined) return;
+    const wait = parseDuration(this.desired?.drainTimeout ?? '30s') - (Date.now() - closed);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
 
   private forgetColor(color: Color): void {
