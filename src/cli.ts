@@ -2,12 +2,13 @@
  * The tower command line. Commands, options and exit codes are a public contract:
  * other tools (CI jobs, scripts) call them.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { processIo, type Io } from './commands/io.js';
-import { planCommand } from './commands/plan.js';
+import { planCommand, planToPullRequest } from './commands/plan.js';
 import { validateCommand } from './commands/validate.js';
 import { applyCommand } from './commands/apply.js';
 import { destroyCommand, statusCommand } from './commands/status.js';
+import { runCommand } from './commands/run.js';
 import { VERSION } from './paths.js';
 
 export async function main(argv: readonly string[], io: Io = processIo()): Promise<number> {
@@ -36,9 +37,20 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .argument('[dir]', 'the fleet repository', '.')
     .option('--observed <file>', 'the live fleet as JSON ({"instances": [{"name", "flows", "rev", "config"}]}); default: an empty fleet')
     .addOption(new Option('--format <format>', 'output format; markdown is what a pull-request comment carries').choices(['text', 'json', 'markdown']).default('text'))
-    .addHelpText('after', '\nExamples:\n  tower plan fleet-example\n  tower plan fleet-example --format json | jq ".waves"\n  tower plan . --observed live.json --format markdown > plan.md')
-    .action((dir: string, opts: { observed?: string; format: 'text' | 'json' | 'markdown' }) => {
-      exitCode = planCommand(dir, opts, io);
+    .addOption(new Option('--github-pr <number>', 'also post the plan (Markdown) as the sticky comment of this pull request, or update it').argParser(positiveInt))
+    .option('--github-repo <owner/name>', 'the repository of the pull request (default: $GITHUB_REPOSITORY)')
+    .option('--github-api-url <url>', 'the GitHub API (default: $GITHUB_API_URL, else https://api.github.com; GitHub Enterprise Server: https://HOST/api/v3)')
+    .addHelpText(
+      'after',
+      '\nWith --github-pr, the token comes from GITHUB_TOKEN (it needs pull-requests: write). Tower finds its\n' +
+        'comment again by a hidden marker and updates it (a long plan is split over several comments).\n' +
+        'The exit code stays the plan\'s: 0 no changes, 2 changes, 1 invalid input — and 1 if the comment\n' +
+        'could not be posted, with the reason on stderr.\n' +
+        '\nExamples:\n  tower plan fleet-example\n  tower plan fleet-example --format json | jq ".waves"\n  tower plan . --observed live.json --format markdown > plan.md\n  GITHUB_TOKEN=… tower plan . --github-pr 7 --github-repo redforge/fleet',
+    )
+    .action(async (dir: string, opts: { observed?: string; format: 'text' | 'json' | 'markdown'; githubPr?: number; githubRepo?: string; githubApiUrl?: string }) => {
+      const { githubPr, ...rest } = opts;
+      exitCode = githubPr === undefined ? planCommand(dir, rest, io) : await planToPullRequest(dir, { ...rest, githubPr }, io);
     });
 
   const stateDirOption = () => new Option('--state-dir <dir>', 'where Tower keeps what it manages on this machine').env('TOWER_STATE_DIR').default('.tower');
@@ -72,6 +84,36 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
       exitCode = await destroyCommand(dir, opts, io);
     });
 
+  program
+    .command('run')
+    .description('The daemon: keep the fleet equal to a branch of a Git repository (or a directory), forever. Serves the status API.')
+    .option('--repo <url|dir>', 'a Git URL (https://, ssh://, git@host:repo, file://) or a directory with fleet.yaml, watched for edits [env TOWER_REPO]')
+    .option('--branch <name>', 'the branch to follow (default: main) [env TOWER_BRANCH]')
+    .option('--path <subdir>', 'the sub-directory of the repository holding fleet.yaml [env TOWER_PATH]')
+    .option('--interval <duration>', 'how often to poll the repository, jittered ±10 % (default: 30s) [env TOWER_INTERVAL]')
+    .option('--listen <host:port>', 'where the status page, API, metrics and webhook are served (default: 127.0.0.1:8080) [env TOWER_LISTEN]')
+    .option('--state-dir <dir>', 'where Tower keeps what it manages on this machine (default: .tower) [env TOWER_STATE_DIR]')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: info) [env TOWER_LOG_LEVEL]')
+    .option('--github-repo <owner/name>', 'report to this GitHub repository: commit statuses, check runs, plan comments on pull requests [env TOWER_GITHUB_REPO]')
+    .option('--github-api-url <url>', 'the GitHub API; GitHub Enterprise Server: https://HOST/api/v3 [env GITHUB_API_URL]')
+    .addHelpText(
+      'after',
+      '\nEnvironment:\n' +
+        '  TOWER_WEBHOOK_SECRET   verify POST /hooks/github (GitHub push events trigger a pass at once)\n' +
+        '  DATABASE_URL           PostgreSQL for history and journal (default: an embedded store in the state dir)\n' +
+        '  REDIS_URL              leader lease between daemons, and shared Node-RED context (default: one daemon per state dir)\n' +
+        '  MQTT_URL               the fleet broker (default: an embedded mosquitto when the fleet uses MQTT)\n' +
+        '  GIT_TOKEN, GIT_TOKEN_FILE, GIT_SSH_KEY_FILE   credentials for the repository (never logged)\n' +
+        '  GITHUB_TOKEN           with --github-repo: commit statuses and plan comments\n' +
+        '  GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY(_FILE), GITHUB_APP_INSTALLATION_ID   a GitHub App: also check runs\n' +
+        '  TOWER_PUBLIC_URL       the status page as people reach it (links in statuses)\n' +
+        '\nSIGTERM finishes the current step (a rollout stops at its next safe point), then exits; SIGHUP triggers a pass.\n' +
+        '\nExamples:\n  tower run --repo fleet-example\n  tower run --repo https://github.com/acme/fleet.git --branch main --path fleet --listen 0.0.0.0:8080',
+    )
+    .action(async (opts: { repo?: string; branch?: string; path?: string; interval?: string; listen?: string; stateDir?: string; logLevel?: string; githubRepo?: string; githubApiUrl?: string }) => {
+      exitCode = await runCommand(opts, io);
+    });
+
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
@@ -80,4 +122,9 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     return 1;
   }
   return exitCode;
+}
+
+function positiveInt(value: string): number {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a pull request number');
+  return Number(value);
 }

@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { pino } from 'pino';
+import { DEFAULT_API_URL, describeError, githubClient, makeRedactor, parseRepo } from '../adapters/github/client.js';
+import { upsertPlanComment } from '../adapters/github/comment.js';
 import { diffFleet } from '../core/diff.js';
 import type { ObservedFleet } from '../core/model.js';
 import { parseObserved } from '../core/observed.js';
@@ -11,6 +14,15 @@ import type { Io } from './io.js';
 export interface PlanOptions {
   observed?: string;
   format: 'text' | 'json' | 'markdown';
+}
+
+/** `--github-pr N`: also post (or update) the plan as the pull request's sticky comment. */
+export interface GithubPlanOptions {
+  githubPr: number;
+  /** owner/name; default $GITHUB_REPOSITORY (set by GitHub Actions). */
+  githubRepo?: string;
+  /** default $GITHUB_API_URL (set by GitHub Actions, also on GitHub Enterprise Server), else https://api.github.com */
+  githubApiUrl?: string;
 }
 
 /** Like `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, 1 invalid input. */
@@ -27,6 +39,10 @@ export function planReport(dir: string, observed: ObservedFleet | undefined): Pl
 }
 
 export function planCommand(dir: string, options: PlanOptions, io: Io): number {
+  return runPlan(dir, options, io).code;
+}
+
+function runPlan(dir: string, options: PlanOptions, io: Io): { code: number; report?: PlanReport } {
   let observed: ObservedFleet | undefined;
   if (options.observed) {
     let data: unknown;
@@ -34,18 +50,80 @@ export function planCommand(dir: string, options: PlanOptions, io: Io): number {
       data = JSON.parse(readFileSync(options.observed, 'utf8'));
     } catch (err) {
       io.stderr(`${options.observed}:1:1: error: cannot read the observed fleet: ${(err as Error).message}\n`);
-      return PLAN_EXIT.invalid;
+      return { code: PLAN_EXIT.invalid };
     }
     const parsed = parseObserved(data);
     if (!parsed.observed) {
       io.stderr(`${options.observed}:1:1: error: ${parsed.error}\n`);
-      return PLAN_EXIT.invalid;
+      return { code: PLAN_EXIT.invalid };
     }
     observed = parsed.observed;
   }
   const report = planReport(dir, observed);
   const render = options.format === 'json' ? (r: PlanReport) => JSON.stringify(planJson(r), null, 2) + '\n' : options.format === 'markdown' ? planMarkdown : planText;
   (report.valid ? io.stdout : io.stderr)(render(report));
-  if (!report.valid) return PLAN_EXIT.invalid;
-  return report.plan?.hasChanges ? PLAN_EXIT.changes : PLAN_EXIT.noChanges;
+  if (!report.valid) return { code: PLAN_EXIT.invalid, report };
+  return { code: report.plan?.hasChanges ? PLAN_EXIT.changes : PLAN_EXIT.noChanges, report };
+}
+
+/**
+ * `tower plan --github-pr N`: the plan as usual, and the same plan (Markdown) as the PR's
+ * sticky comment — an invalid fleet too, so the PR shows its errors with file:line. The exit
+ * code stays the plan's (0/2/1); it is 1 when the comment could not be posted, with the
+ * reason on stderr. The token comes from GITHUB_TOKEN and never appears in any output.
+ */
+export async function planToPullRequest(dir: string, options: PlanOptions & GithubPlanOptions, io: Io): Promise<number> {
+  const token = io.env.GITHUB_TOKEN;
+  const repoName = options.githubRepo ?? io.env.GITHUB_REPOSITORY;
+  const where = `${repoName ?? '?'}#${options.githubPr}`;
+  const fail = (why: string) => {
+    io.stderr(`tower plan: the plan was not posted to ${where}: ${why}\n`);
+    return PLAN_EXIT.invalid;
+  };
+  // The plan is printed whatever happens to the comment.
+  const { code, report } = runPlan(dir, options, io);
+  if (!report) return fail('there is no plan to post');
+  if (!token) return fail('GITHUB_TOKEN is not set');
+  if (!repoName) return fail('no repository: pass --github-repo owner/name (or set GITHUB_REPOSITORY)');
+  let target: { owner: string; repo: string };
+  try {
+    target = parseRepo(repoName);
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+
+  // Octokit's warnings (rate limits, retries) as plain lines on stderr.
+  const log = pino({ level: 'warn', base: undefined, timestamp: false }, { write: (line: string) => io.stderr(`tower plan: GitHub: ${jsonMessage(line)}\n`) });
+  let describe = (err: unknown) => describeError(err, makeRedactor([token]));
+  try {
+    // Two retries (after 1 s and 4 s) on 5xx and network errors: a CI job can wait that long, not longer.
+    const client = await githubClient({ token, apiUrl: options.githubApiUrl ?? io.env.GITHUB_API_URL ?? DEFAULT_API_URL, log, retries: 2 });
+    describe = client.describeError;
+    const headSha = eventHeadSha(io.env, options.githubPr);
+    const r = await upsertPlanComment(client.octokit, { ...target, number: options.githubPr, fleet: report.fleet }, planMarkdown(report), headSha ? { headSha } : {});
+    const what = r.created && !r.updated && !r.unchanged ? 'posted' : r.updated || r.created || r.deleted ? 'updated' : 'unchanged';
+    io.stderr(`tower plan: plan comment ${what} on ${where}: ${r.urls[0] ?? ''}${r.urls.length > 1 ? ` (${r.urls.length} parts)` : ''}\n`);
+  } catch (err) {
+    return fail(describe(err));
+  }
+  return code;
+}
+
+function jsonMessage(line: string): string {
+  try {
+    return String((JSON.parse(line) as { msg?: unknown }).msg ?? line.trim());
+  } catch {
+    return line.trim();
+  }
+}
+
+/** In GitHub Actions, the PR's head commit is in the event payload (GITHUB_SHA is the merge commit). */
+function eventHeadSha(env: NodeJS.ProcessEnv, pr: number): string | undefined {
+  if (!env.GITHUB_EVENT_PATH) return undefined;
+  try {
+    const event = JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, 'utf8')) as { pull_request?: { number?: number; head?: { sha?: string } } };
+    return event.pull_request?.number === pr ? event.pull_request.head?.sha : undefined;
+  } catch {
+    return undefined;
+  }
 }

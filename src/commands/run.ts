@@ -13,6 +13,8 @@ import { redisLease, type Lease } from '../adapters/redis/lease.js';
 import { openStore } from '../adapters/store/index.js';
 import { directorySource } from '../adapters/watch.js';
 import { verifyGithubWebhook } from '../adapters/webhook.js';
+import { githubClient, githubReporter, pollPullRequests, type GithubClient, type GithubReporter } from '../adapters/github/index.js';
+import { PullRequestPlanner } from '../engine/pull-requests.js';
 import { directoryReader } from '../adapters/fs-repo.js';
 import { openRuntime } from '../engine/apply.js';
 import { parseRunConfig, type RunConfig, type RunFlags } from '../engine/config.js';
@@ -50,6 +52,25 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   await store.migrate();
   const source = openSource(config, io.env, log);
   const metrics = new FleetMetrics();
+  const fleetName = () => daemon.state.fleet ?? rt.state.readRegistry().fleet;
+  const publicUrl = () => config.publicUrl ?? url;
+  let url = '';
+
+  // GitHub: statuses and check runs per revision, plan comments on pull requests.
+  let client: GithubClient | undefined;
+  let reporter: GithubReporter | undefined;
+  if (config.github) {
+    if (source.kind !== 'git') log.warn('GitHub reporting needs a Git source; a directory has no commits to report on');
+    client = await githubClient({ ...(config.github.token ? { token: config.github.token } : {}), ...(config.github.app ? { app: config.github.app } : {}), ...(config.github.apiUrl ? { apiUrl: config.github.apiUrl } : {}), log });
+  }
+  // The commit status context names the fleet, known once the first revision is loaded.
+  const reporterNow = (): GithubReporter | undefined =>
+    client && source.kind === 'git'
+      ? (reporter ??= githubReporter({ client, repo: config.github!.repo, fleet: fleetName() ?? 'fleet', statusPageUrl: publicUrl(), log, pathPrefix: config.path }))
+      : undefined;
+  const planner = client && source.kind === 'git'
+    ? new PullRequestPlanner({ source, runtime: rt, reporter: { pullRequestPlan: (e) => reporterNow()?.pullRequestPlan(e) }, log, fleetName, ...(existsSync(LIBRARY_DIR) ? { library: directoryReader(LIBRARY_DIR) } : {}) })
+    : undefined;
   // Every open status page listens for changes.
   const MAX_PAGES = 256;
   const daemon = new Daemon({
@@ -62,6 +83,15 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
     ...(existsSync(LIBRARY_DIR) ? { library: directoryReader(LIBRARY_DIR) } : {}),
     ...(lease ? { leadership: leaseLeadership(lease, log) } : {}),
     metrics,
+    ...(client
+      ? {
+          reporter: {
+            rolloutStarted: (e) => reporterNow()?.rolloutStarted(e),
+            rolloutFinished: (e) => reporterNow()?.rolloutFinished(e),
+            revisionRejected: (e) => reporterNow()?.revisionRejected(e),
+          },
+        }
+      : {}),
   });
   daemon.setMaxListeners(MAX_PAGES);
 
@@ -88,6 +118,10 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
               return { status: 202, body: { queued: true, revision: e.after } };
             }
             if (e.kind === 'ping') return { status: 200, body: { pong: true } };
+            if (e.kind === 'pull_request' && planner && ['opened', 'synchronize', 'reopened', 'ready_for_review'].includes(e.action)) {
+              planner.enqueue({ number: e.number, headSha: e.headSha });
+              return { status: 202, body: { planning: e.number } };
+            }
             return { status: 202, body: { queued: false, reason: e.kind === 'push' ? `not branch ${config.branch}` : `${e.kind} events do not change the fleet` } };
           },
         }
@@ -100,7 +134,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
     await Promise.allSettled([store.close(), rt.close(), lease?.close()]);
     return 1;
   }
-  const url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${server.port}/`;
+  url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${server.port}/`;
   io.stderr(`tower: watching ${source.describe()}; status ${url} (API ${url}api/v1/status)\n`);
   log.info({ source: source.describe(), url, store: store.kind, stateDir: config.stateDir, leader: lease ? 'redis lease' : 'state-dir lock' }, 'tower run started');
 
@@ -113,9 +147,31 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
     signals.once('SIGINT', () => onSignal('SIGINT'));
     signals.on('SIGHUP', () => daemon.trigger('SIGHUP'));
   });
+  // Without a webhook, open pull requests are polled for new heads.
+  let pollTimer: NodeJS.Timeout | undefined;
+  if (planner && client && !config.webhookSecret) {
+    let since: Date | undefined;
+    const poll = async () => {
+      const started = new Date();
+      try {
+        for (const pr of await pollPullRequests({ client: client!, repo: config.github!.repo, ...(since ? { since } : {}), base: config.branch })) planner.enqueue({ number: pr.number, headSha: pr.headSha });
+        since = started;
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'cannot list pull requests');
+      }
+    };
+    void poll();
+    pollTimer = setInterval(() => void poll(), Math.max(config.intervalMs * 2, 30_000));
+  }
+
   const running = daemon.start();
   await Promise.race([stop, running]);
+  if (pollTimer) clearInterval(pollTimer);
   await daemon.stop();
+  if (reporter) {
+    await reporter.flush(5_000);
+    reporter.close();
+  }
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.allSettled([store.close(), rt.close(), lease?.close()]);
   unlock?.();

@@ -22,6 +22,17 @@ export interface RunConfig {
   redisUrl?: string;
   mqttUrl?: string;
   logLevel: string;
+  /** Where people reach the status page (links in GitHub statuses); default the listen address. */
+  publicUrl?: string;
+  github?: GithubConfig;
+}
+
+export interface GithubConfig {
+  /** owner/name */
+  repo: string;
+  apiUrl?: string;
+  token?: string;
+  app?: { appId: string; privateKey: string; installationId: number };
 }
 
 export interface RunFlags {
@@ -32,6 +43,8 @@ export interface RunFlags {
   listen?: string;
   stateDir?: string;
   logLevel?: string;
+  githubRepo?: string;
+  githubApiUrl?: string;
 }
 
 /** The environment variable behind each flag. */
@@ -43,6 +56,8 @@ export const RUN_ENV = {
   listen: 'TOWER_LISTEN',
   stateDir: 'TOWER_STATE_DIR',
   logLevel: 'TOWER_LOG_LEVEL',
+  githubRepo: 'TOWER_GITHUB_REPO',
+  githubApiUrl: 'GITHUB_API_URL',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -97,6 +112,9 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
     }
   }
 
+  const github = parseGithub(pick('githubRepo'), pick('githubApiUrl'), env, readFile, errors);
+  if (env.TOWER_PUBLIC_URL && !/^https?:\/\//.test(env.TOWER_PUBLIC_URL)) errors.push('TOWER_PUBLIC_URL: expected http(s)://…');
+
   const webhookSecret = env.TOWER_WEBHOOK_SECRET ?? env.GITHUB_WEBHOOK_SECRET;
   if (webhookSecret !== undefined && webhookSecret.length < 16) errors.push('TOWER_WEBHOOK_SECRET: use at least 16 characters');
 
@@ -120,8 +138,41 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
       ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}),
       ...(env.MQTT_URL ? { mqttUrl: env.MQTT_URL } : {}),
       logLevel,
+      ...(env.TOWER_PUBLIC_URL ? { publicUrl: env.TOWER_PUBLIC_URL } : {}),
+      ...(github ? { github } : {}),
     },
   };
+}
+
+/**
+ * GitHub reporting is on when a repository is named: a token (statuses, comments) or a
+ * GitHub App (also check runs) must then be given. Values are never echoed.
+ */
+function parseGithub(repo: string | undefined, apiUrl: string | undefined, env: NodeJS.ProcessEnv, readFile: (f: string) => string, errors: string[]): GithubConfig | undefined {
+  if (!repo) return undefined;
+  if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) errors.push(`--github-repo ${repo}: expected owner/name`);
+  let app: GithubConfig['app'];
+  const appVars = [env.GITHUB_APP_ID, env.GITHUB_APP_PRIVATE_KEY ?? env.GITHUB_APP_PRIVATE_KEY_FILE, env.GITHUB_APP_INSTALLATION_ID];
+  if (appVars.some(Boolean)) {
+    if (!appVars.every(Boolean)) {
+      errors.push('a GitHub App needs GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_FILE) and GITHUB_APP_INSTALLATION_ID');
+    } else {
+      let privateKey = env.GITHUB_APP_PRIVATE_KEY;
+      if (!privateKey) {
+        try {
+          privateKey = readFile(env.GITHUB_APP_PRIVATE_KEY_FILE!);
+        } catch {
+          errors.push(`GITHUB_APP_PRIVATE_KEY_FILE ${env.GITHUB_APP_PRIVATE_KEY_FILE}: cannot be read`);
+        }
+      }
+      const installationId = Number(env.GITHUB_APP_INSTALLATION_ID);
+      if (!Number.isInteger(installationId) || installationId <= 0) errors.push('GITHUB_APP_INSTALLATION_ID: expected a number');
+      if (privateKey) app = { appId: env.GITHUB_APP_ID!, privateKey, installationId };
+    }
+  }
+  if (!app && !env.GITHUB_TOKEN) errors.push(`--github-repo ${repo}: set GITHUB_TOKEN (statuses and comments) or a GitHub App (GITHUB_APP_ID, …: also check runs)`);
+  if (apiUrl && !/^https?:\/\//.test(apiUrl)) errors.push(`--github-api-url ${apiUrl}: expected http(s)://…`);
+  return { repo, ...(apiUrl ? { apiUrl } : {}), ...(env.GITHUB_TOKEN ? { token: env.GITHUB_TOKEN } : {}), ...(app ? { app } : {}) };
 }
 
 function looksLikeGitUrl(repo: string): boolean {

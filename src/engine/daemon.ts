@@ -28,6 +28,7 @@ import { toObservedFleet, type LiveInstance } from './observe.js';
 import type { RolloutOutcome, RolloutRecord, StateStore } from './store.js';
 import type { FleetMetrics } from '../server/metrics.js';
 import type { CommitInfo, FleetSource } from '../adapters/git/source.js';
+import type { GithubReporter } from '../adapters/github/reporter.js';
 
 export type { CommitInfo, FleetSource };
 
@@ -54,6 +55,8 @@ export interface DaemonOptions {
   library?: RepoReader;
   leadership?: Leadership;
   metrics?: FleetMetrics;
+  /** Commit statuses and check runs (GitHub); never blocks: it queues. */
+  reporter?: Pick<GithubReporter, 'rolloutStarted' | 'rolloutFinished' | 'revisionRejected'>;
   now?: () => Date;
 }
 
@@ -296,7 +299,7 @@ export class Daemon extends EventEmitter {
       }
       if (!fleet.selfHeal) return 'drift';
     }
-    const outcome = await this.rollout(desired, plan, isDrift);
+    const outcome = await this.rollout(desired, plan, diffs, isDrift);
     return outcome === 'succeeded' ? 'rolled-out' : 'failed';
   }
 
@@ -329,6 +332,7 @@ export class Daemon extends EventEmitter {
       this.failed.set(fetched.revision, { permanent: true, attempts: 1, retryAt: Infinity, error });
       const fleet = repo.fleet?.name ?? this.state.fleet;
       this.log.error({ revision: fetched.revision, errors: errors.length }, `revision rejected, nothing changes: ${error}`);
+      this.opts.reporter?.revisionRejected({ revision: fetched.revision, diagnostics: repo.diagnostics });
       if (fleet) {
         await this.opts.store.setAttempted(fleet, { revision: fetched.revision, at: this.now().toISOString(), outcome: 'invalid', error });
         await this.opts.store.audit({ at: this.now().toISOString(), fleet, actor: 'tower', action: 'revision-rejected', revision: fetched.revision, detail: { errors: errors.slice(0, 20) } });
@@ -365,7 +369,7 @@ export class Daemon extends EventEmitter {
     return this.lastGood;
   }
 
-  private async rollout(desired: Desired, plan: Plan, selfHeal: boolean): Promise<RolloutOutcome> {
+  private async rollout(desired: Desired, plan: Plan, diffs: InstanceDiff[], selfHeal: boolean): Promise<RolloutOutcome> {
     const rt = this.opts.runtime;
     const fleet = desired.repo.fleet!;
     const store = this.opts.store;
@@ -383,7 +387,10 @@ export class Daemon extends EventEmitter {
     };
     await store.beginRollout(record);
     await store.audit({ at: startedAt, fleet: fleet.name, actor: selfHeal ? 'self-heal' : 'tower', action: 'rollout-started', revision: desired.revision, detail: { waves: plan.waves.length } });
-    if (!selfHeal) await store.setAttempted(fleet.name, { revision: desired.revision, at: startedAt, outcome: 'running' });
+    if (!selfHeal) {
+      await store.setAttempted(fleet.name, { revision: desired.revision, at: startedAt, outcome: 'running' });
+      this.opts.reporter?.rolloutStarted({ revision: desired.revision, plan: { fleet: fleet.name, revision: desired.revision, valid: true, plan, instances: diffs, diagnostics: desired.repo.diagnostics } });
+    }
     this.state.sync = 'Progressing';
     this.state.rollout = {
       id,
@@ -441,7 +448,16 @@ export class Daemon extends EventEmitter {
     this.opts.metrics?.deployment(outcome);
     for (const r of result?.instances ?? []) for (const p of r.phases) this.opts.metrics?.phase(p.phase, r.path, p.ms / 1000);
     await store.audit({ at: finishedAt, fleet: fleet.name, actor: 'tower', action: `rollout-${outcome}`, revision: desired.revision, ...(error ? { detail: { error } } : {}) });
-    if (!selfHeal) await store.setAttempted(fleet.name, { revision: desired.revision, at: finishedAt, outcome, ...(error ? { error } : {}) });
+    if (!selfHeal) {
+      await store.setAttempted(fleet.name, { revision: desired.revision, at: finishedAt, outcome, ...(error ? { error } : {}) });
+      this.opts.reporter?.rolloutFinished({
+        revision: desired.revision,
+        outcome,
+        ...(error ? { error } : {}),
+        instances: (result?.instances ?? []).map((r) => ({ name: r.instance, wave: r.wave, path: r.path, outcome: r.state.outcome, phases: r.phases, ms: r.ms, ...(r.state.error ? { error: r.state.error } : {}) })),
+        ms: result?.ms ?? Date.parse(finishedAt) - Date.parse(startedAt),
+      });
+    }
 
     if (outcome === 'succeeded') {
       await store.setApplied(fleet.name, { revision: desired.revision, at: finishedAt });
