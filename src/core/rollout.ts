@@ -142,81 +142,36 @@ function firstPhase(path: RolloutPath): Phase {
 
 /** The actions of a phase, for a state entering it. */
 function phaseActions(s: SwapState, phase: Phase): Action[] {
+  return phasesOf(s)[phase] ?? [];
+}
+
+/** Per path, what each phase does; a phase a path does not list does nothing. */
+function phasesOf(s: SwapState): Partial<Record<Phase, Action[]>> {
   const t = s.target;
-  const a = s.active;
+  const a = s.active!;
+  const start: Action[] = [{ type: 'start', color: t }];
   const verify: Action[] = [{ type: 'checkRev', color: t }, { type: 'smoke', color: t, kind: 'http' }, { type: 'openGate', color: t }, { type: 'smoke', color: t, kind: 'mqtt' }];
+  const audit: Action[] = [{ type: 'audit', color: t }];
+  const clearSlot: Action[] = [{ type: 'ensureSwitch' }, { type: 'retire', color: t }];
   switch (s.path) {
     case 'blue-green':
     case 'swap':
-      switch (phase) {
-        case 'DRAIN':
-          return [{ type: 'ensureSwitch' }, { type: 'retire', color: t }];
-        case 'DEPLOY':
-          return [{ type: 'start', color: t }];
-        case 'VERIFY':
-          return verify;
-        case 'RESUME':
-          return [{ type: 'route', color: t }, { type: 'closeGate', color: a! }, { type: 'drain', color: a! }];
-        case 'AUDIT':
-          return [{ type: 'audit', color: t }];
-        case 'CLEANUP':
-          return [];
-      }
-      break;
+      return { DRAIN: clearSlot, DEPLOY: start, VERIFY: verify, RESUME: [{ type: 'route', color: t }, { type: 'closeGate', color: a }, { type: 'drain', color: a }], AUDIT: audit };
     case 'recreate':
-      switch (phase) {
-        case 'DRAIN':
-          return [{ type: 'ensureSwitch' }, { type: 'retire', color: t }, { type: 'closeGate', color: a! }, { type: 'unroute' }, { type: 'drain', color: a! }, { type: 'stop', color: a! }];
-        case 'DEPLOY':
-          return [{ type: 'start', color: t }];
-        case 'VERIFY':
-          return verify;
-        case 'RESUME':
-          return [{ type: 'route', color: t }];
-        case 'AUDIT':
-          return [{ type: 'audit', color: t }];
-        case 'CLEANUP':
-          return [];
-      }
-      break;
-    case 'in-place':
-      switch (phase) {
-        case 'DEPLOY':
-          return [{ type: 'deployInPlace', color: t }];
-        case 'VERIFY':
-          return [{ type: 'checkRev', color: t }, { type: 'smoke', color: t, kind: 'http' }, { type: 'smoke', color: t, kind: 'mqtt' }];
-        case 'AUDIT':
-          return [{ type: 'audit', color: t }];
-        default:
-          return [];
-      }
+      return {
+        DRAIN: [...clearSlot, { type: 'closeGate', color: a }, { type: 'unroute' }, { type: 'drain', color: a }, { type: 'stop', color: a }],
+        DEPLOY: start,
+        VERIFY: verify,
+        RESUME: [{ type: 'route', color: t }],
+        AUDIT: audit,
+      };
     case 'create':
-      switch (phase) {
-        case 'DRAIN':
-          return [{ type: 'ensureSwitch' }, { type: 'retire', color: t }];
-        case 'DEPLOY':
-          return [{ type: 'start', color: t }];
-        case 'VERIFY':
-          return verify;
-        case 'RESUME':
-          return [{ type: 'route', color: t }];
-        case 'AUDIT':
-          return [{ type: 'audit', color: t }];
-        case 'CLEANUP':
-          return [];
-      }
-      break;
+      return { DRAIN: clearSlot, DEPLOY: start, VERIFY: verify, RESUME: [{ type: 'route', color: t }], AUDIT: audit };
+    case 'in-place':
+      return { DEPLOY: [{ type: 'deployInPlace', color: t }], VERIFY: [{ type: 'checkRev', color: t }, { type: 'smoke', color: t, kind: 'http' }, { type: 'smoke', color: t, kind: 'mqtt' }], AUDIT: audit };
     case 'delete':
-      switch (phase) {
-        case 'DRAIN':
-          return [{ type: 'closeGate', color: t }, { type: 'removeSwitch' }];
-        case 'CLEANUP':
-          return [{ type: 'remove', color: 'blue' }, { type: 'remove', color: 'green' }];
-        default:
-          return [];
-      }
+      return { DRAIN: [{ type: 'closeGate', color: t }, { type: 'removeSwitch' }], CLEANUP: [{ type: 'remove', color: 'blue' }, { type: 'remove', color: 'green' }] };
   }
-  return [];
 }
 
 function nextPhase(s: SwapState, phase: Phase): Phase | undefined {
