@@ -7,9 +7,9 @@ set -euo pipefail
 
 # git: real repositories. mosquitto: the MQTT broker (tests, and Tower's embedded broker).
 # docker.io + busybox-static: a private Docker engine and a tiny test image for the docker driver.
-# nginx: the nginx traffic switch. redis-server, postgresql: the daemon's lease, shared
+# nginx: the nginx traffic switch. prometheus: promtool checks deploy/. redis-server, postgresql: the daemon's lease, shared
 # context and state store. chromium: the status page tested in a real browser.
-PACKAGES=(git mosquitto docker.io docker-compose busybox-static nginx redis-server postgresql chromium)
+PACKAGES=(git mosquitto docker.io docker-compose busybox-static nginx redis-server postgresql chromium prometheus)
 if [ "${1:-}" = runtime ]; then
   # git for Git sources; mosquitto for the embedded broker of fleets that use MQTT.
   PACKAGES=(git mosquitto)
