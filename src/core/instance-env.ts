@@ -19,12 +19,22 @@ export function gateTopicFor(fleet: string, instance: string, color: Color): str
   return `tower/gate/${fleet}/${instance}/${color}`;
 }
 
+/**
+ * The MQTT client id of a colour's gated consumers (TOWER_MQTT_CLIENT_ID): one persistent
+ * session per instance and colour, so the broker keeps the colour's messages while it is
+ * briefly away. Names are [a-z0-9-], so the slashes keep ids of different fleets apart.
+ */
+export function consumerClientIdFor(fleet: string, instance: string, color: Color): string {
+  return `tower/${fleet}/${instance}/${color}`;
+}
+
 export function towerEnvironment(fleet: Fleet, instance: string, color: Color, broker: BrokerAddress | undefined): Record<string, string> {
   const env: Record<string, string> = {
     TOWER_FLEET: fleet.name,
     TOWER_INSTANCE: instance,
     TOWER_COLOR: color,
     TOWER_GATE_TOPIC: gateTopicFor(fleet.name, instance, color),
+    TOWER_MQTT_CLIENT_ID: consumerClientIdFor(fleet.name, instance, color),
   };
   if (broker) {
     env.TOWER_MQTT_HOST = broker.host;

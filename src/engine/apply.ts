@@ -8,7 +8,7 @@ import type { Diagnostic } from '../core/diagnostics.js';
 import type { DesiredInstance, Fleet, RuntimeConfig } from '../core/model.js';
 import { buildPlan, type Plan } from '../core/plan.js';
 import type { Color } from '../core/rollout.js';
-import { gateTopicFor, usesMqtt } from '../core/instance-env.js';
+import { consumerClientIdFor, gateTopicFor, usesMqtt } from '../core/instance-env.js';
 import { NodeRedAdmin } from '../adapters/nodered/admin.js';
 import { brokerFromUrl, ensureEmbeddedBroker, stopEmbeddedBroker, type BrokerEndpoint } from '../adapters/mqtt/embedded-broker.js';
 import { deployGate, type DeployGate } from '../adapters/mqtt/gate.js';
@@ -209,9 +209,9 @@ export async function reapExpiredStandbys(rt: FleetRuntime, fleet: string, at: D
  * Removes what no rollout left on purpose: colours that are neither routed nor parked warm
  * (a crashed rollout's leftovers, exited processes), so nothing stays orphaned.
  */
-export async function collectGarbage(rt: FleetRuntime, fleet: string, at: Date, onEvent: (e: RolloutEvent) => void): Promise<string[]> {
+export async function collectGarbage(rt: FleetRuntime, fleet: string, at: Date, onEvent: (e: RolloutEvent) => void, observed?: Map<string, LiveInstance>): Promise<string[]> {
   const removed: string[] = [];
-  const live = await observe(rt, fleet);
+  const live = observed ?? (await observe(rt, fleet));
   const registry = rt.state.readRegistry();
   for (const l of live.values()) {
     for (const color of ['blue', 'green'] as Color[]) {
@@ -228,7 +228,10 @@ export async function collectGarbage(rt: FleetRuntime, fleet: string, at: Date, 
         if (l.switch) await rt.trafficSwitch.drain(l.name, color, 5_000).catch(() => undefined);
       }
       await rt.driverFor(running.runtime).remove({ fleet, instance: l.name, color });
-      if (rt.gate && usesGate(l)) await rt.gate.clear(gateTopicFor(fleet, l.name, color));
+      if (rt.gate && usesGate(l)) {
+        await rt.gate.clear(gateTopicFor(fleet, l.name, color));
+        await rt.gate.endSession(consumerClientIdFor(fleet, l.name, color)).catch(() => {});
+      }
       rt.state.updateRegistry((r) => void delete r.instances[l.name]?.colors[color]);
       removed.push(`${l.name}/${color}`);
     }
@@ -275,7 +278,10 @@ export async function destroyAll(rt: FleetRuntime, fleet: string): Promise<strin
       const c = l.colors[color];
       if (!c) continue;
       await rt.driverFor(c.runtime).remove({ fleet, instance: l.name, color });
-      if (rt.gate) await rt.gate.clear(gateTopicFor(fleet, l.name, color));
+      if (rt.gate) {
+        await rt.gate.clear(gateTopicFor(fleet, l.name, color));
+        await rt.gate.endSession(consumerClientIdFor(fleet, l.name, color)).catch(() => {});
+      }
     }
     removed.push(l.name);
   }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson, contentHash } from '../core/flows.js';
 import { parseDuration } from '../core/duration.js';
-import { towerEnvironment, gateTopicFor } from '../core/instance-env.js';
+import { consumerClientIdFor, towerEnvironment, gateTopicFor } from '../core/instance-env.js';
 import type { InstanceDiff } from '../core/diff.js';
 import type { DesiredInstance, Fleet, FlowNode, OnFailure, RuntimeConfig } from '../core/model.js';
 import type { Plan, PlanStep } from '../core/plan.js';
@@ -289,6 +289,7 @@ class InstanceRunner {
         if (!existing) return;
         await this.closeGate(action.color, true);
         await this.driver.remove(this.ref(action.color));
+        await this.endSession(action.color);
         this.forgetColor(action.color);
         return;
       }
@@ -309,6 +310,7 @@ class InstanceRunner {
         await this.closeGate(action.color, true);
         await this.driver.remove(this.ref(action.color));
         if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, action.color));
+        await this.endSession(action.color);
         this.forgetColor(action.color);
         return;
       case 'deployInPlace': {
@@ -392,6 +394,7 @@ class InstanceRunner {
           await this.finishTakenWork(action.color);
           await this.driver.remove(this.ref(action.color));
           if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, action.color));
+          await this.endSession(action.color);
           this.forgetColor(action.color);
           return;
         }
@@ -436,6 +439,7 @@ class InstanceRunner {
     };
     // A new colour starts with its MQTT consumers off: clear any retained "open" from before.
     if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, color));
+    await this.endSession(color); // a colour that crashed with its gate open left a session collecting work
     await this.driver.create(spec);
     this.ports[color] = port;
     d.state.updateRegistry((r) => {
@@ -454,6 +458,7 @@ class InstanceRunner {
     const topic = gateTopicFor(d.fleet.name, this.instance, color);
     if (!running) {
       await d.gate.clear(topic); // nothing to hand over; make sure it would start closed
+      await this.endSession(color);
       return;
     }
     try {
@@ -474,6 +479,20 @@ class InstanceRunner {
     if (closed === undefined) return;
     const wait = parseDuration(this.desired?.drainTimeout ?? '30s') - (Date.now() - closed);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+
+  /**
+   * Discards the broker session of a colour that no longer runs: a consumer that crashed
+   * with its gate open keeps a persistent session, which would go on collecting messages.
+   */
+  private async endSession(color: Color): Promise<void> {
+    const d = this.deps;
+    if (!d.gate || !this.usesGate()) return;
+    try {
+      await d.gate.endSession(consumerClientIdFor(d.fleet.name, this.instance, color));
+    } catch (err) {
+      d.onEvent({ type: 'warning', instance: this.instance, message: `cannot end the MQTT session of ${color}: ${(err as Error).message}` });
+    }
   }
 
   private forgetColor(color: Color): void {

@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IConnackPacket, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployGate, gateTopic, type DeployGate } from '../../src/adapters/mqtt/gate.js';
+import { consumerClientId, deployGate, gateTopic, type DeployGate } from '../../src/adapters/mqtt/gate.js';
 import { runSmokeChecks } from '../../src/adapters/smoke.js';
 import type { FlowNode } from '../../src/core/model.js';
 import { loadDirectory } from '../../src/repository.js';
@@ -41,7 +41,7 @@ function startColour(broker: Mosquitto, fleet: string, color: 'blue' | 'green'):
   return startNodeRed({
     flows: [...GATE_FLOWS, ...consumerFlows()],
     settings: { contextStorage: CONTEXT_STORAGE },
-    env: { TOWER_FLEET: fleet, TOWER_INSTANCE: 'worker', TOWER_COLOR: color, TOWER_GATE_TOPIC: gateTopic(fleet, 'worker', color), TOWER_MQTT_HOST: '127.0.0.1', TOWER_MQTT_PORT: String(broker.port) },
+    env: { TOWER_FLEET: fleet, TOWER_INSTANCE: 'worker', TOWER_COLOR: color, TOWER_GATE_TOPIC: gateTopic(fleet, 'worker', color), TOWER_MQTT_CLIENT_ID: consumerClientId(fleet, 'worker', color), TOWER_MQTT_HOST: '127.0.0.1', TOWER_MQTT_PORT: String(broker.port) },
   });
 }
 
@@ -310,6 +310,38 @@ describe('make before break: blue hands the shared subscription over to green', 
   });
 });
 
+describe('endSession(): the consumer session of a colour that is gone', () => {
+  /** Connect with Clean Start off and tell whether a session was there; `keep` it, or end it (Session Expiry 0). */
+  async function sessionPresent(clientId: string, keep: boolean): Promise<boolean> {
+    const properties = keep ? { sessionExpiryInterval: 3600 } : {};
+    const probe = mqtt.connect(broker!.url, { clientId, clean: false, protocolVersion: 5, properties, reconnectPeriod: 0, connectTimeout: 5000 });
+    try {
+      const connack = await new Promise<IConnackPacket>((resolve, reject) => {
+        probe.once('connect', resolve);
+        probe.once('error', reject);
+      });
+      return connack.sessionPresent;
+    } finally {
+      await probe.endAsync();
+    }
+  }
+
+  it('ends the persistent session that a crashed colour left behind', async () => {
+    const clientId = consumerClientId('gone', 'worker', 'blue');
+    // What a colour that crashed while open leaves: a persistent session with a subscription.
+    const crashed = await mqtt.connectAsync(broker!.url, { clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 });
+    await crashed.subscribeAsync('gone/work', { qos: 1 });
+    crashed.end(true); // no DISCONNECT: as if the process died
+
+    expect(await sessionPresent(clientId, true)).toBe(true);
+
+    const gate = deployGate({ url: broker!.url });
+    gates.push(gate);
+    await gate.endSession(clientId);
+    expect(await sessionPresent(clientId, false)).toBe(false);
+  });
+});
+
 describe("fleet-example's embeddings behind its gate", () => {
   let nr: NodeRedProcess;
   let gate: DeployGate;
@@ -324,7 +356,7 @@ describe("fleet-example's embeddings behind its gate", () => {
     gates.push(gate);
     nr = await startNodeRed({
       flows: embeddings.flowList,
-      env: { TOWER_FLEET: 'redforge', TOWER_INSTANCE: 'embeddings', TOWER_COLOR: 'green', TOWER_GATE_TOPIC: base, TOWER_MQTT_HOST: '127.0.0.1', TOWER_MQTT_PORT: String(broker!.port), EMBEDDING_DIMS: '256' },
+      env: { TOWER_FLEET: 'redforge', TOWER_INSTANCE: 'embeddings', TOWER_COLOR: 'green', TOWER_GATE_TOPIC: base, TOWER_MQTT_CLIENT_ID: consumerClientId('redforge', 'embeddings', 'green'), TOWER_MQTT_HOST: '127.0.0.1', TOWER_MQTT_PORT: String(broker!.port), EMBEDDING_DIMS: '256' },
     });
     colours.push(nr);
     await eventually('the gate reports closed', async () => (await gate.state(base)) === 'closed');

@@ -1,9 +1,15 @@
 /**
  * The embedded MQTT broker: when the fleet uses MQTT and no MQTT_URL is given, Tower runs
  * mosquitto itself, detached, from the state directory — on the same port every time, so
- * instances keep their TOWER_MQTT_PORT, and with persistence on, so QoS 1 messages survive
- * a broker restart. (aedes cannot be used: it has no shared subscriptions, which blue-green
- * consumption needs.)
+ * instances keep their TOWER_MQTT_PORT, and with persistence on, so persistent sessions, their
+ * subscriptions and their queued QoS 1 messages survive a broker restart. (aedes cannot be
+ * used: it speaks MQTT 3.1.1 only and has no shared subscriptions.)
+ *
+ * mosquitto saves its database when it stops (SIGTERM); autosave only bounds what a crash can
+ * lose. Measured (mosquitto 2.0.11, 2 persistent subscribers): saving every second (in fact
+ * every ~2 s) cost nothing measurable at 10 000–20 000 QoS 1 messages/s; saving on every
+ * change ("autosave_on_changes", interval 1) cut that to 350–900/s. So a crash may lose up to
+ * ~2 s of changes; a restart loses nothing.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
@@ -50,7 +56,10 @@ export async function ensureEmbeddedBroker(dir: string, log: (line: string) => v
       'allow_anonymous true',
       'persistence true',
       `persistence_location ${data}/`,
-      'autosave_interval 10',
+      'autosave_interval 1',
+      // The default (1000) drops a consumer's messages while it is away for a few seconds at
+      // a few hundred messages/s, e.g. while Node-RED reconnects after a broker restart (5 s).
+      'max_queued_messages 100000',
       `log_dest file ${join(dir, 'mosquitto.log')}`,
       'log_type error',
       'log_type warning',

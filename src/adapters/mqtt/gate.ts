@@ -7,10 +7,26 @@
  * with <base> = tower/gate/<fleet>/<instance>/<color> (env TOWER_GATE_TOPIC of the colour).
  * The gate reports "open" only once its consumers' subscriptions are in place, so
  * open(green) resolving means the broker already delivers to green: close(blue) may follow.
+ *
+ * The colour's consumers are one persistent MQTT v5 session, client id TOWER_MQTT_CLIENT_ID
+ * (consumerClientIdFor): open = Clean Start off + Session Expiry 1 h; closed = the session
+ * ended. Measured with mosquitto 2.0.11 (persistence on), which is why:
+ *  - an offline persistent member of a shared subscription keeps getting its round-robin
+ *    share queued (50 of 100), so a closed colour must end its session, not just disconnect;
+ *  - a restart (SIGTERM) keeps persistent sessions, their plain subscriptions and queued
+ *    messages, but not shared subscriptions: until a consumer subscribes again, messages
+ *    for a $share/… topic are dropped (PUBACKed all the same). Plain topics lose nothing;
+ *  - mqtt.js does not send its subscriptions again when it resumes a session, so after a
+ *    restart a $share consumer would never get anything again: the gate reconnects a
+ *    dropped consumer connection with a new client, which subscribes from scratch;
+ *  - closing by "reconnect with Session Expiry 0, then disconnect" lost 0 of 3000 over ten
+ *    closes at 500/s, with about one redelivered duplicate per two closes.
+ * A broker restart may also swallow a command or the gate's answer: each open/close repeats
+ * its request after every reconnect of Tower's own connection.
  */
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
-import type { MqttClient } from 'mqtt';
+import type { ISubscriptionMap, MqttClient } from 'mqtt';
 import { formatDuration } from '../../core/duration.js';
 
 export type GateCommand = 'open' | 'closed';
@@ -22,6 +38,13 @@ export interface DeployGate {
   close(topicBase: string): Promise<void>;
   /** Remove the retained command and state, e.g. once a colour is stopped for good. */
   clear(topicBase: string): Promise<void>;
+  /**
+   * End the consumers' persistent session of a colour that no longer runs (clientId from
+   * consumerClientIdFor): the broker drops its subscriptions and whatever it had queued for
+   * it, so that nothing keeps collecting work for a colour nobody will start again. Never
+   * for a running colour: the broker would hand the session over and cut its connection.
+   */
+  endSession(clientId: string): Promise<void>;
   /** The retained state ("open", "closed", …) or null when there is none. */
   state(topicBase: string): Promise<string | null>;
   /** Close the connection. The gate object is unusable afterwards. */
@@ -37,6 +60,8 @@ export interface DeployGateOptions {
 
 /** The topic base of one colour's gate: tower/gate/<fleet>/<instance>/<color>. */
 export { gateTopicFor as gateTopic } from '../../core/instance-env.js';
+/** The client id of one colour's gated consumers: tower/<fleet>/<instance>/<color>. */
+export { consumerClientIdFor as consumerClientId } from '../../core/instance-env.js';
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -71,10 +96,11 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
     if (!sub) {
       seen.delete(topic);
       const fresh: Sub = { count: 0, ready: Promise.resolve() };
-      fresh.ready = c.subscribeAsync(topic, { qos: 1 }).catch((err: unknown) => {
+      fresh.ready = subscribe(c, topic).catch((err: unknown) => {
         if (subs.get(topic) === fresh) subs.delete(topic); // the next call subscribes again
         throw err;
       });
+      fresh.ready.catch(() => undefined); // callers that still wait see the error; no one else must
       subs.set(topic, fresh);
       sub = fresh;
     }
@@ -83,7 +109,11 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
   };
 
   const release = (c: MqttClient, topic: string, sub: Sub | undefined): void => {
-    if (!sub || --sub.count > 0 || subs.get(topic) !== sub) return;
+    if (!sub || --sub.count > 0) return;
+    // A failed SUBSCRIBE (e.g. cut short by a broker restart) is no longer in `subs`, yet
+    // mqtt.js subscribes it again on reconnect: unsubscribe it too, unless a newer user has it.
+    const current = subs.get(topic);
+    if (current && current !== sub) return;
     subs.delete(topic);
     seen.delete(topic);
     c.unsubscribeAsync(topic).catch(() => undefined);
@@ -118,19 +148,32 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
       last = payload;
       if (payload === want) done();
     });
+    const request = async (): Promise<void> => {
+      await c.publishAsync(stateTopic, '', { qos: 1, retain: true });
+      await c.publishAsync(topicBase, want, { qos: 1, retain: true });
+    };
+    // After a broker restart our messages or the gate's answer may be gone: subscribe again
+    // (before clearing, so that the echo comes back) and ask again from the start.
+    const again = (): void => {
+      cleared = false;
+      subscribe(c, stateTopic)
+        .then(request)
+        .catch(() => undefined); // the next reconnect tries again; the timeout bounds it all
+    };
     const sub = acquire(c, stateTopic);
+    c.on('connect', again);
     try {
       await bounded(
         (async () => {
-          await sub.ready;
-          await c.publishAsync(stateTopic, '', { qos: 1, retain: true });
-          await c.publishAsync(topicBase, want, { qos: 1, retain: true });
+          // A SUBSCRIBE cut short by a lost connection is repeated by `again` on reconnect.
+          if (await sub.ready.then(() => true, () => false)) await request();
           await reported;
         })(),
         timeoutMs,
         () => `the deploy gate of ${describeBase(topicBase)} did not report ${want} within ${formatDuration(timeoutMs)} — does the instance include lib:deploy-gate?${last === undefined ? '' : ` (it last reported "${last}")`}`,
       );
     } finally {
+      c.off('connect', again);
       unlisten();
       release(c, stateTopic, sub);
     }
@@ -147,6 +190,22 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
         timeoutMs,
         () => `could not clear the deploy gate of ${describeBase(topicBase)}: the broker did not acknowledge within ${formatDuration(timeoutMs)}`,
       );
+    },
+
+    async endSession(clientId) {
+      // Clean Start on and no Session Expiry: the old session is discarded on connect, and
+      // the new one ends with the disconnect.
+      const c = mqtt.connect(opts.url, { clientId, clean: true, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: timeoutMs });
+      c.on('error', () => undefined); // reported by the timeout below
+      try {
+        await bounded(
+          new Promise<void>((resolve) => c.once('connect', () => resolve())).then(() => c.endAsync()),
+          timeoutMs,
+          () => `could not end the MQTT session ${clientId}: the broker at ${opts.url} did not answer within ${formatDuration(timeoutMs)}`,
+        );
+      } finally {
+        c.end(true);
+      }
     },
 
     async state(topicBase) {
@@ -182,6 +241,16 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
   };
 }
 
+/**
+ * A SUBSCRIBE that is always sent: mqtt.js skips topics it believes subscribed already (its
+ * resubscribe list), and then the broker sends no retained message — which state() and the
+ * "clear" echo of open/close wait for.
+ */
+function subscribe(c: MqttClient, topic: string): Promise<unknown> {
+  const map: ISubscriptionMap = Object.assign({ [topic]: { qos: 1 as const } }, { resubscribe: true });
+  return c.subscribeAsync(map);
+}
+
 /** "tower/gate/redforge/storage/green" -> "storage/green" (the rest of the topic as it is). */
 function describeBase(topicBase: string): string {
   const parts = topicBase.split('/');
@@ -193,6 +262,7 @@ function connect(url: string, clientId: string, timeoutMs: number, onMessage: (t
     // Reconnects on its own later (a broker restart must not end Tower's gate control);
     // only the first connection is bounded here.
     const c = mqtt.connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: timeoutMs, protocolVersion: 4 });
+    c.setMaxListeners(0); // each open/close in flight listens for reconnects; a wave may run many
     let lastError = '';
     const onError = (err: Error) => (lastError = err.message);
     c.on('error', onError);
