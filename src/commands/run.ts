@@ -102,7 +102,10 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
       daemon.on('status', listener);
       return () => daemon.off('status', listener);
     },
-    metrics: () => metrics.render(),
+    metrics: async () => {
+      await daemon.recordUsage();
+      return metrics.render();
+    },
     version: VERSION,
     ...(config.webhookSecret
       ? {

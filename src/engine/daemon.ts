@@ -188,7 +188,6 @@ export class Daemon extends EventEmitter {
         }
         this.opts.metrics?.reconcile(result, (performance.now() - started) / 1000);
         this.opts.metrics?.fromStatus(this.state);
-        await this.recordUsage();
         this.state.lastPassAt = this.now().toISOString();
         this.emit('status');
         await this.waitForTrigger(this.backoffMs || this.jittered(this.opts.intervalMs));
@@ -233,8 +232,8 @@ export class Daemon extends EventEmitter {
     // The revision is retried: an interruption says nothing about the flows.
   }
 
-  /** CPU and memory of every running colour, from the drivers, for the metrics. */
-  private async recordUsage(): Promise<void> {
+  /** CPU and memory of every running colour, from the drivers: read when the metrics are scraped, not on every pass. */
+  async recordUsage(): Promise<void> {
     const metrics = this.opts.metrics;
     const fleet = this.state.fleet;
     if (!metrics || !fleet) return;
@@ -260,7 +259,7 @@ export class Daemon extends EventEmitter {
     const fleet = desired.repo.fleet!;
     this.state.fleet = fleet.name;
     this.state.desiredRevision = desired.revision;
-    rt.state.updateRegistry((r) => void (r.fleet = fleet.name));
+    if (rt.state.readRegistry().fleet !== fleet.name) rt.state.updateRegistry((r) => void (r.fleet = fleet.name));
 
     const live = await observe(rt, fleet.name);
     const repaired = await repairGates(rt, fleet.name, live);
@@ -274,7 +273,7 @@ export class Daemon extends EventEmitter {
     this.updateInstances(live, diffs, desired);
 
     if (!plan.hasChanges) {
-      const leftovers = await collectGarbage(rt, fleet.name, this.now(), (e) => this.onEvent(e));
+      const leftovers = await collectGarbage(rt, fleet.name, this.now(), (e) => this.onEvent(e), live);
       if (leftovers.length) this.log.warn({ removed: leftovers }, 'removed leftovers');
       this.state.sync = 'Synced';
       this.reportedDrift.clear();

@@ -20,7 +20,8 @@ export class FleetMetrics {
   private readonly memory: Gauge<'instance' | 'color'>;
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tower_process_' });
+    // A coarse event-loop monitor: the default samples every 10 ms and keeps an idle daemon awake.
+    collectDefaultMetrics({ register: this.registry, prefix: 'tower_process_', eventLoopMonitoringPrecision: 1000 });
     const r = [this.registry];
     this.reconciles = new Counter({ name: 'tower_reconciles_total', help: 'Reconcile passes, by result (synced, rolled-out, failed, error, drift, invalid).', labelNames: ['result'], registers: r });
     this.reconcileDuration = new Histogram({
