@@ -139,6 +139,24 @@ export class Daemon extends EventEmitter {
     if (!this.queued) this.log.debug({ reason }, 'reconcile queued');
     this.queued = true;
     this.wake?.();
+    // During a rollout, learn about newer revisions now: the rollout stops at its next safe point.
+    if (this.state.rollout) void this.peekNewest();
+  }
+
+  private peeking = false;
+
+  private async peekNewest(): Promise<void> {
+    if (this.peeking) return;
+    this.peeking = true;
+    try {
+      const fetched = await this.opts.source.fetch();
+      if (fetched.revision !== this.newest) this.log.info({ revision: fetched.revision.slice(0, 12) }, 'a newer revision arrived during the rollout');
+      this.newest = fetched.revision;
+    } catch {
+      // unreachable: the next pass says so
+    } finally {
+      this.peeking = false;
+    }
   }
 
   start(): Promise<void> {
