@@ -2,7 +2,7 @@
  * tower apply against real Node-RED processes, real switches and a real mosquitto:
  * the fleet from nothing, blue-green under load, rollbacks, prune, adoption.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
@@ -189,6 +189,25 @@ describe('tower apply', () => {
     expect(r.out).toMatch(/rolling back front/);
     expect((await get(ports.front!)).body).toBe('f1 blue');
     expect((await get(ports.back!)).body).toBe('b1 blue');
+  });
+
+  it('a layout-only change is deployed in place: no new colour, nothing restarted', async () => {
+    const { dir, state } = workspace();
+    const ports = await writeSmallFleet(dir, [{ name: 'ui', text: 'same' }], '{ order: sequential }');
+    expect((await tower('apply', dir, '--state-dir', state)).code).toBe(0);
+    const before = (await status(state)).instances[0]!;
+    const file = join(dir, 'flows', 'ui.json');
+    const flows = JSON.parse(readFileSync(file, 'utf8')) as { x?: number; y?: number }[];
+    writeFileSync(file, JSON.stringify(flows.map((n) => (n.x !== undefined ? { ...n, x: n.x + 40, y: (n.y ?? 0) + 20 } : n))));
+    const plan = await tower('apply', dir, '--state-dir', state, '--dry-run');
+    expect(plan.out).toContain('update in place (layout only)');
+    const r = await tower('apply', dir, '--state-dir', state);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('(in-place)');
+    const after = (await status(state)).instances[0]!;
+    expect(after).toMatchObject({ color: before.color, colorPort: before.colorPort, health: 'Healthy' });
+    expect(after.rev).not.toBe(before.rev);
+    expect(await get(ports.ui!)).toMatchObject({ status: 200, body: 'same blue' });
   });
 
   it('prunes an instance removed from fleet.yaml', async () => {
