@@ -33,6 +33,7 @@ export interface Status {
   validation: { file: string; line: number; col: number; message: string; severity: string }[];
   instances: { name: string; color?: string; health: string; rev?: string; port?: number; drift: boolean; standby?: string }[];
   rollout: unknown;
+  drift: string[];
   history: { id: string; revision?: string; outcome: string; error?: string }[];
 }
 
