@@ -64,10 +64,13 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
     client = await githubClient({ ...(config.github.token ? { token: config.github.token } : {}), ...(config.github.app ? { app: config.github.app } : {}), ...(config.github.apiUrl ? { apiUrl: config.github.apiUrl } : {}), log });
   }
   // The commit status context names the fleet, known once the first revision is loaded.
-  const reporterNow = (): GithubReporter | undefined =>
-    client && source.kind === 'git'
-      ? (reporter ??= githubReporter({ client, repo: config.github!.repo, fleet: fleetName() ?? 'fleet', statusPageUrl: publicUrl(), log, pathPrefix: config.path }))
-      : undefined;
+  // Created once the fleet's name is known: it is part of the status context and the comment marker.
+  const reporterNow = (): GithubReporter | undefined => {
+    if (!client || source.kind !== 'git') return undefined;
+    const fleet = fleetName();
+    if (!fleet) return undefined;
+    return (reporter ??= githubReporter({ client, repo: config.github!.repo, fleet, statusPageUrl: publicUrl(), log, pathPrefix: config.path }));
+  };
   const planner = client && source.kind === 'git'
     ? new PullRequestPlanner({ source, runtime: rt, reporter: { pullRequestPlan: (e) => reporterNow()?.pullRequestPlan(e) }, log, fleetName, ...(existsSync(LIBRARY_DIR) ? { library: directoryReader(LIBRARY_DIR) } : {}) })
     : undefined;
@@ -121,7 +124,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
               return { status: 202, body: { queued: true, revision: e.after } };
             }
             if (e.kind === 'ping') return { status: 200, body: { pong: true } };
-            if (e.kind === 'pull_request' && planner && ['opened', 'synchronize', 'reopened', 'ready_for_review'].includes(e.action)) {
+            if (e.kind === 'pull_request' && planner && e.baseRef === config.branch && ['opened', 'synchronize', 'reopened', 'ready_for_review'].includes(e.action)) {
               planner.enqueue({ number: e.number, headSha: e.headSha });
               return { status: 202, body: { planning: e.number } };
             }

@@ -56,7 +56,7 @@ export type Action =
   | { type: 'openGate'; color: Color }
   | { type: 'closeGate'; color: Color }
   | { type: 'route'; color: Color }
-  | { type: 'unroute' } // the stable address answers 503: nothing serves (recreate only)
+  | { type: 'unroute' } // recreate only: nothing serves until the new colour is routed (the switch answers 502)
   | { type: 'drain'; color: Color }
   | { type: 'audit'; color: Color }
   | { type: 'release'; color: Color } // stop and remove now, or keep warm until keepWarm expires

@@ -198,6 +198,10 @@ export async function reapExpiredStandbys(rt: FleetRuntime, fleet: string, at: D
       const c = rec.colors[color];
       if (!c?.keepWarmUntil || color === routed || new Date(c.keepWarmUntil) > at) continue;
       await rt.driverFor(c.config.runtime).remove({ fleet, instance: name, color });
+      if (rt.gate) {
+        await rt.gate.clear(gateTopicFor(fleet, name, color)).catch(() => {});
+        await rt.gate.endSession(consumerClientIdFor(fleet, name, color)).catch(() => {});
+      }
       rt.state.updateRegistry((r) => void delete r.instances[name]?.colors[color]);
       reaped.push(`${name}/${color}`);
     }

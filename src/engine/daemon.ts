@@ -117,8 +117,8 @@ export class Daemon extends EventEmitter {
   private wake?: () => void;
   private queued = false;
   private running?: Promise<void>;
-  /** The newest revision the source has shown; a rollout for an older one stops between waves. */
-  private newest?: string;
+  /** The newest revision that validated; a rollout for an older one stops between waves. */
+  private newestValid?: string;
   private lastGood?: Desired;
   private candidate?: Desired;
   /** Revisions that must not be retried, and how many times transient failures were retried. */
@@ -150,8 +150,12 @@ export class Daemon extends EventEmitter {
     this.peeking = true;
     try {
       const fetched = await this.opts.source.fetch();
-      if (fetched.revision !== this.newest) this.log.info({ revision: fetched.revision.slice(0, 12) }, 'a newer revision arrived during the rollout');
-      this.newest = fetched.revision;
+      if (fetched.revision === this.newestValid || this.failed.get(fetched.revision)?.permanent) return;
+      // Only a newer revision that validates may stop the rollout: an invalid one changes nothing.
+      const { reader } = await this.opts.source.checkout(fetched.revision);
+      if (!loadRepository(reader, { ...(this.opts.library ? { library: this.opts.library } : {}) }).valid) return;
+      this.log.info({ revision: fetched.revision.slice(0, 12) }, 'a newer revision arrived during the rollout');
+      this.newestValid = fetched.revision;
     } catch {
       // unreachable: the next pass says so
     } finally {
@@ -186,7 +190,12 @@ export class Daemon extends EventEmitter {
         this.log.info('leading: this daemon acts on the fleet');
       }
       this.state.leader = true;
-      await this.recover();
+      try {
+        await this.recover();
+      } catch (err) {
+        this.state.lastError = (err as Error).message;
+        this.log.error({ err: (err as Error).message }, 'cannot recover the previous rollout; reconciling from what runs');
+      }
       while (!this.stopping) {
         if (leadership && !(await leadership.stillLeader())) {
           this.log.warn('leadership lost: another daemon acts on the fleet now');
@@ -238,6 +247,11 @@ export class Daemon extends EventEmitter {
     const fleet = this.opts.runtime.state.readRegistry().fleet;
     if (!fleet) return;
     this.state.fleet = fleet;
+    // A revision rejected or rolled back before a restart stays failed after it.
+    const { attempted, applied } = await this.opts.store.revisions(fleet);
+    if (attempted && attempted.revision !== applied?.revision && (attempted.outcome === 'rolled-back' || attempted.outcome === 'invalid')) {
+      this.failed.set(attempted.revision, { permanent: true, attempts: MAX_TRANSIENT_RETRIES + 1, retryAt: Infinity, error: attempted.error ?? attempted.outcome });
+    }
     const open = await this.opts.store.openRollout(fleet);
     if (!open) return;
     const where = Object.entries(open.states)
@@ -245,6 +259,7 @@ export class Daemon extends EventEmitter {
       .join(', ');
     const error = `interrupted: the daemon stopped during the rollout (${where || 'before any instance'}); the next pass repairs from what runs`;
     await this.opts.store.finishRollout(open.rollout.id, 'interrupted', this.now().toISOString(), error);
+    if (open.rollout.revision) this.opts.reporter?.rolloutFinished({ revision: open.rollout.revision, outcome: 'interrupted', error, instances: [], ms: Date.now() - Date.parse(open.rollout.startedAt) });
     await this.opts.store.audit({ at: this.now().toISOString(), fleet, actor: 'tower', action: 'rollout-interrupted', ...(open.rollout.revision ? { revision: open.rollout.revision } : {}), detail: open.states });
     this.log.warn({ rollout: open.rollout.id, revision: open.rollout.revision }, error);
     // The revision is retried: an interruption says nothing about the flows.
@@ -255,6 +270,7 @@ export class Daemon extends EventEmitter {
     const metrics = this.opts.metrics;
     const fleet = this.state.fleet;
     if (!metrics || !fleet) return;
+    metrics.resetUsage();
     for (const driver of Object.values(this.opts.runtime.drivers)) {
       if (!driver?.usage) continue;
       for (const c of await driver.list(fleet).catch(() => [])) {
@@ -300,6 +316,8 @@ export class Daemon extends EventEmitter {
         this.state.appliedRevision = desired.revision;
         this.lastGood = desired;
         this.opts.metrics?.appliedRevisionAt(this.now());
+        // The fleet runs this revision without a rollout (nothing in it changes the fleet): say so on the commit.
+        this.opts.reporter?.rolloutFinished({ revision: desired.revision, outcome: 'succeeded', instances: [], ms: 0 });
       }
       return 'synced';
     }
@@ -336,8 +354,12 @@ export class Daemon extends EventEmitter {
     }
     this.state.source.lastFetchAt = this.now().toISOString();
     this.state.source.newestRevision = fetched.revision;
-    this.newest = fetched.revision;
-    if (this.candidate?.revision === fetched.revision || this.lastGood?.revision === fetched.revision) return;
+    if (this.candidate?.revision === fetched.revision || this.lastGood?.revision === fetched.revision) {
+      this.newestValid = fetched.revision;
+      return;
+    }
+    // Rejected once is rejected for good: do not check it out, log it and report it again.
+    if (this.failed.get(fetched.revision)?.permanent) return;
     const { reader, commit } = await source.checkout(fetched.revision);
     const repo = loadRepository(reader, { ...(this.opts.library ? { library: this.opts.library } : {}) });
     const loaded: Desired = { revision: fetched.revision, repo, ...(commit ? { commit } : {}) };
@@ -359,6 +381,7 @@ export class Daemon extends EventEmitter {
       return;
     }
     this.candidate = loaded;
+    this.newestValid = fetched.revision;
     this.state.commit = commit;
   }
 
@@ -433,7 +456,7 @@ export class Daemon extends EventEmitter {
           journal: async (instance, state) => {
             await store.saveInstanceState(id, instance, state);
           },
-          shouldContinue: () => !this.stopping && (this.newest === undefined || this.newest === desired.revision) && (this.opts.leadership?.isLeader() ?? true),
+          shouldContinue: () => !this.stopping && !this.superseded(desired.revision) && (this.opts.leadership?.isLeader() ?? true),
         },
       );
       result = outcome.result;
@@ -443,9 +466,23 @@ export class Daemon extends EventEmitter {
       if (!(err instanceof PreflightError)) log.error({ err: error }, 'rollout could not run');
     }
 
+    try {
+      return await this.finish(id, desired, selfHeal, startedAt, result, error, transient, log);
+    } finally {
+      this.state.rollout = null;
+      this.emit('status');
+      // Level-triggered: look again at once, to confirm convergence (or repair what failed).
+      this.trigger('after rollout');
+    }
+  }
+
+  /** Records how a rollout ended: history, audit, revisions, GitHub, metrics. */
+  private async finish(id: string, desired: Desired, selfHeal: boolean, startedAt: string, result: RolloutResult | undefined, error: string | undefined, transient: boolean, log: Logger): Promise<RolloutOutcome> {
+    const store = this.opts.store;
+    const fleet = desired.repo.fleet!;
     const finishedAt = this.now().toISOString();
     let outcome: RolloutOutcome;
-    if (result?.superseded) outcome = 'superseded';
+    if (result?.superseded) outcome = this.stopping || !(this.opts.leadership?.isLeader() ?? true) ? 'interrupted' : 'superseded';
     else if (result?.ok) outcome = 'succeeded';
     else if (result) outcome = result.instances.some((i) => i.state.outcome === 'failed') ? 'failed' : 'rolled-back';
     else outcome = 'failed';
@@ -484,18 +521,21 @@ export class Daemon extends EventEmitter {
       this.reportedDrift.clear();
       this.opts.metrics?.appliedRevisionAt(this.now());
       log.info({ ms: result?.ms }, 'rollout succeeded: the fleet runs this revision');
-    } else if (outcome === 'superseded' || (outcome === 'failed' && !result)) {
+    } else if (outcome === 'superseded' || outcome === 'interrupted' || (outcome === 'failed' && !result)) {
       if (outcome === 'superseded') log.info('rollout superseded by a newer revision');
+      if (outcome === 'interrupted') log.info('rollout interrupted: the daemon is stopping or lost leadership; what ran is kept');
       if (error) this.markFailed(desired.revision, error, transient);
     } else {
       this.markFailed(desired.revision, error ?? outcome, transient);
       log.error({ err: error, outcome }, 'rollout failed');
     }
-    this.state.rollout = null;
-    this.emit('status');
-    // Level-triggered: look again at once, to confirm convergence (or repair what failed).
-    this.trigger('after rollout');
     return outcome;
+  }
+
+  /** A newer revision validated, and it has not failed before (a repair of the last good one is not stopped by a known-bad newer one). */
+  private superseded(revision: string): boolean {
+    const n = this.newestValid;
+    return n !== undefined && n !== revision && !this.failed.get(n)?.permanent;
   }
 
   private markFailed(revision: string, error: string, transient: boolean): void {

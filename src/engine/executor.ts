@@ -19,7 +19,7 @@ import type { AdminCredentials, ColorSpec, RuntimeDriver } from '../adapters/run
 import type { TrafficSwitch } from '../adapters/switch/types.js';
 import { freePort } from '../adapters/mqtt/embedded-broker.js';
 import type { LiveInstance } from './observe.js';
-import { resolveEnv } from './secrets.js';
+import { resolveEnv, secretValues } from './secrets.js';
 import type { StateDir } from './state-dir.js';
 
 export type RolloutEvent =
@@ -241,19 +241,40 @@ class InstanceRunner {
         await this.perform(action);
         completed.push(action);
       } catch (err) {
-        return { type: 'failed', error: describeError(action, err), completed };
+        return { type: 'failed', error: this.scrub(describeError(action, err)), completed };
       }
     }
     return { type: 'completed' };
   }
 
-  private get driver(): RuntimeDriver {
-    const runtime = this.desired?.config.runtime ?? this.live?.colors.blue?.runtime ?? this.live?.colors.green?.runtime ?? 'process';
+  /**
+   * The driver of a colour: a colour that runs already is handled by the runtime it runs
+   * on (fleet.yaml may have moved the instance to another runtime); a new one by the desired.
+   */
+  private driverOf(color: Color): RuntimeDriver {
+    const running = this.live?.colors[color]?.runtime;
+    const runtime = color !== this.state.target && running ? running : (this.desired?.config.runtime ?? running ?? 'process');
     return this.deps.driverFor(runtime);
   }
 
   private ref(color: Color) {
     return { fleet: this.deps.fleet.name, instance: this.instance, color };
+  }
+
+  /** Resolved secret values of this instance, kept out of every error text (smoke checks quote responses). */
+  private secrets?: string[];
+
+  private scrub(text: string): string {
+    if (!this.secrets) {
+      try {
+        this.secrets = this.desired ? secretValues(this.desired.config.env, resolveEnv(this.instance, this.desired.config.env, this.deps.secretsEnv)) : [];
+      } catch {
+        this.secrets = [];
+      }
+    }
+    let out = text;
+    for (const secret of this.secrets) out = out.split(secret).join('[redacted]');
+    return out;
   }
 
   /** One client per colour and port: each login is a session Node-RED stores, so reuse its token. */
@@ -262,11 +283,12 @@ class InstanceRunner {
   private adminFor(color: Color): NodeRedAdmin {
     const port = this.ports[color];
     if (!port) throw new Error(`no ${color} colour runs for ${this.instance}`);
-    const key = `${color}:${port}`;
-    let admin = this.admins.get(key);
+    const url = `http://127.0.0.1:${port}`;
+    if (this.deps.adminClient) return this.deps.adminClient(url);
+    let admin = this.admins.get(url);
     if (!admin) {
-      admin = new NodeRedAdmin({ baseUrl: `http://127.0.0.1:${port}`, credentials: this.deps.admin, timeoutMs: 10_000 });
-      this.admins.set(key, admin);
+      admin = new NodeRedAdmin({ baseUrl: url, credentials: this.deps.admin, timeoutMs: 10_000 });
+      this.admins.set(url, admin);
     }
     return admin;
   }
@@ -285,10 +307,10 @@ class InstanceRunner {
         return;
       }
       case 'retire': {
-        const existing = await this.driver.inspect(this.ref(action.color));
+        const existing = await this.driverOf(action.color).inspect(this.ref(action.color));
         if (!existing) return;
         await this.closeGate(action.color, true);
-        await this.driver.remove(this.ref(action.color));
+        await this.driverOf(action.color).remove(this.ref(action.color));
         await this.endSession(action.color);
         this.forgetColor(action.color);
         return;
@@ -297,18 +319,19 @@ class InstanceRunner {
         await this.startColor(action.color);
         return;
       case 'restart': {
-        const r = await this.driver.start(this.ref(action.color));
+        const r = await this.driverOf(action.color).start(this.ref(action.color));
         this.ports[action.color] = r.port;
         await this.adminFor(action.color).waitUntilReady(d.readyTimeoutMs ?? 30_000);
         return;
       }
       case 'stop':
         await this.finishTakenWork(action.color);
-        await this.driver.stop(this.ref(action.color));
+        await this.driverOf(action.color).stop(this.ref(action.color));
         return;
       case 'remove':
         await this.closeGate(action.color, true);
-        await this.driver.remove(this.ref(action.color));
+        await this.finishTakenWork(action.color);
+        await this.driverOf(action.color).remove(this.ref(action.color));
         if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, action.color));
         await this.endSession(action.color);
         this.forgetColor(action.color);
@@ -392,7 +415,7 @@ class InstanceRunner {
         const keepWarm = parseDuration(this.desired?.keepWarm ?? '0s');
         if (keepWarm <= 0) {
           await this.finishTakenWork(action.color);
-          await this.driver.remove(this.ref(action.color));
+          await this.driverOf(action.color).remove(this.ref(action.color));
           if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, action.color));
           await this.endSession(action.color);
           this.forgetColor(action.color);
@@ -440,21 +463,21 @@ class InstanceRunner {
     // A new colour starts with its MQTT consumers off: clear any retained "open" from before.
     if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, color));
     await this.endSession(color); // a colour that crashed with its gate open left a session collecting work
-    await this.driver.create(spec);
+    await this.driverOf(color).create(spec);
     this.ports[color] = port;
     d.state.updateRegistry((r) => {
       const rec = (r.instances[this.instance] ??= { port: desired.port, colors: {} });
       rec.port = desired.port;
       rec.colors[color] = { port, rev: desired.rev, flowsHash: spec.flowsHash, config: desired.config, startedAt: now(d).toISOString() };
     });
-    await this.driver.start(this.ref(color));
+    await this.driverOf(color).start(this.ref(color));
     await this.adminFor(color).waitUntilReady(d.readyTimeoutMs ?? 30_000);
   }
 
   private async closeGate(color: Color, tolerant: boolean): Promise<void> {
     const d = this.deps;
     if (!d.gate || !this.usesGate()) return;
-    const running = (await this.driver.inspect(this.ref(color)))?.status === 'running';
+    const running = (await this.driverOf(color).inspect(this.ref(color)))?.status === 'running';
     const topic = gateTopicFor(d.fleet.name, this.instance, color);
     if (!running) {
       await d.gate.clear(topic); // nothing to hand over; make sure it would start closed

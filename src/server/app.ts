@@ -4,6 +4,7 @@
  * can do nothing but queue a reconcile pass. Everything else that is not a GET gets 405.
  */
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import type { DaemonStatus } from '../engine/daemon.js';
 import type { RolloutRecord } from '../engine/store.js';
@@ -75,7 +76,9 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ history: await deps.history(limit) });
   });
 
-  app.post('/hooks/github', async (c) => {
+  // An unauthenticated sender must not make us buffer more than GitHub ever sends (25 MB).
+  const webhookLimit = bodyLimit({ maxSize: 25 * 1024 * 1024, onError: (c) => c.json({ error: 'payload too large' }, 413) });
+  app.post('/hooks/github', webhookLimit, async (c) => {
     if (!deps.webhook) return c.json({ error: 'webhooks are not configured (set TOWER_WEBHOOK_SECRET)' }, 404);
     const body = await c.req.text();
     const r = await deps.webhook({

@@ -78,6 +78,12 @@ export class FleetMetrics {
     this.inSync.set(status.sync === 'Synced' ? 1 : 0);
   }
 
+  /** Forgets every colour's CPU and memory: colours that are gone must not report their last values. */
+  resetUsage(): void {
+    this.cpu.reset();
+    this.memory.reset();
+  }
+
   usage(instance: string, color: string, cpuSeconds: number, rssBytes: number): void {
     this.cpu.set({ instance, color }, cpuSeconds);
     this.memory.set({ instance, color }, rssBytes);

@@ -12,7 +12,7 @@
  * ~2 s of changes; a restart loses nothing.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { writeAtomic } from '../../engine/state-dir.js';
@@ -69,11 +69,14 @@ export async function ensureEmbeddedBroker(dir: string, log: (line: string) => v
     ].join('\n'),
   );
   const out = openSync(join(dir, 'mosquitto.out'), 'a');
-  const child = spawn(binary, ['-c', conf], { detached: true, stdio: ['ignore', out, out] });
+  // A minimal environment: the broker outlives Tower and must not hold its secrets.
+  const child = spawn(binary, ['-c', conf], { detached: true, stdio: ['ignore', out, out], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' } });
   child.unref();
+  closeSync(out);
   const deadline = Date.now() + 5_000;
   while (!(await accepts(port))) {
     if (Date.now() > deadline || child.exitCode !== null) {
+      if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
       throw new Error(`the embedded MQTT broker did not start on 127.0.0.1:${port}; see ${join(dir, 'mosquitto.log')}`);
     }
     await new Promise((r) => setTimeout(r, 50));
