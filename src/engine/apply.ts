@@ -65,6 +65,9 @@ export async function openRuntime(options: RuntimeOptions): Promise<FleetRuntime
       if (!rt.broker) {
         rt.broker = options.env.MQTT_URL ? brokerFromUrl(options.env.MQTT_URL) : await ensureEmbeddedBroker(state.path('broker'), options.log);
         rt.gate = deployGate({ url: rt.broker.url });
+      } else if (rt.broker.embedded) {
+        // It is ours to keep running: start it again (same port) if it died.
+        await ensureEmbeddedBroker(state.path('broker'), options.log);
       }
       return rt.broker;
     },
@@ -126,6 +129,8 @@ export async function applyFleet(
   if (!options.dryRun) await reapExpiredStandbys(rt, input.fleet.name, now());
   const live = await observe(rt, input.fleet.name);
   if (!options.dryRun) {
+    const switches = await repairSwitches(rt, live);
+    if (switches.length) options.onEvent({ type: 'warning', message: `restarted the traffic switches of ${switches.join(', ')}` });
     const repaired = await repairGates(rt, input.fleet.name, live);
     if (repaired.length) options.onEvent({ type: 'warning', message: `re-opened the deploy gates of ${repaired.join(', ')}` });
   }
@@ -268,6 +273,20 @@ export async function repairGates(rt: FleetRuntime, fleet: string, live: Map<str
     if ((await rt.gate.state(topic)) === 'open') continue;
     await rt.gate.open(topic);
     repaired.push(`${l.name}/${l.active}`);
+  }
+  return repaired;
+}
+
+/**
+ * Restarts the switch of every instance whose router is gone (it resumes its persisted
+ * route): the stable address must not stay down until the next change.
+ */
+export async function repairSwitches(rt: FleetRuntime, live: Map<string, LiveInstance>): Promise<string[]> {
+  const repaired: string[] = [];
+  for (const l of live.values()) {
+    if (!l.switch || l.switch.running || !l.switch.listenPort) continue;
+    await rt.trafficSwitch.ensure(l.name, l.switch.listenPort);
+    repaired.push(l.name);
   }
   return repaired;
 }

@@ -101,7 +101,7 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
   for (const [name, value, schemes] of [
     ['DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:']],
     ['REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']],
-    ['MQTT_URL', env.MQTT_URL, ['mqtt:', 'tcp:']],
+    ['MQTT_URL', env.MQTT_URL, ['mqtt:', 'mqtts:', 'tcp:']],
   ] as const) {
     if (!value) continue;
     try {

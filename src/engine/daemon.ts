@@ -22,7 +22,8 @@ import { diffFleet, type InstanceDiff } from '../core/diff.js';
 import { loadRepository, type LoadedRepository, type RepoReader } from '../core/load.js';
 import { buildPlan, type Plan } from '../core/plan.js';
 import type { Phase } from '../core/rollout.js';
-import { applyFleet, collectGarbage, observe, PreflightError, repairGates, type FleetRuntime } from './apply.js';
+import { applyFleet, collectGarbage, observe, PreflightError, repairGates, repairSwitches, type FleetRuntime } from './apply.js';
+import { usesMqtt } from '../core/instance-env.js';
 import type { RolloutEvent, RolloutResult } from './executor.js';
 import { toObservedFleet, type LiveInstance } from './observe.js';
 import type { RolloutOutcome, RolloutRecord, StateStore } from './store.js';
@@ -295,7 +296,10 @@ export class Daemon extends EventEmitter {
     this.state.desiredRevision = desired.revision;
     if (rt.state.readRegistry().fleet !== fleet.name) rt.state.updateRegistry((r) => void (r.fleet = fleet.name));
 
+    if (usesMqtt(desired.repo.instances)) await rt.ensureBroker();
     const live = await observe(rt, fleet.name);
+    const switches = await repairSwitches(rt, live);
+    if (switches.length) this.log.warn({ instances: switches }, 'restarted traffic switches that had stopped');
     const repaired = await repairGates(rt, fleet.name, live);
     if (repaired.length) this.log.warn({ repaired }, 're-opened deploy gates of routed colours');
     const diffs = diffFleet(desired.repo.instances, toObservedFleet(live));

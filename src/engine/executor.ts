@@ -212,12 +212,25 @@ class InstanceRunner {
         obs = { type: 'completed' };
         continue;
       }
-      if (this.deps.journal) await this.deps.journal(this.instance, next, this.path);
+      await this.writeJournal(next);
       obs = await this.execute(actions);
     }
     this.closePhase();
-    if (this.deps.journal) await this.deps.journal(this.instance, this.state, this.path);
+    await this.writeJournal(this.state);
     return { instance: this.instance, wave: this.wave, path: this.path, state: this.state, ms: Date.now() - this.started, phases: this.phases };
+  }
+
+  /**
+   * The journal is what crash recovery reads; if it cannot be written (the store is down),
+   * the rollout still goes on — abandoning an instance half-switched would be worse.
+   */
+  private async writeJournal(state: SwapState): Promise<void> {
+    if (!this.deps.journal) return;
+    try {
+      await this.deps.journal(this.instance, state, this.path);
+    } catch (err) {
+      this.deps.onEvent({ type: 'warning', instance: this.instance, message: `cannot write the rollout journal: ${(err as Error).message}` });
+    }
   }
 
   private enterPhase(phase: Phase, previous: Phase, first: boolean): void {

@@ -210,6 +210,19 @@ describe('tower apply', () => {
     expect(await get(ports.ui!)).toMatchObject({ status: 200, body: 'same blue' });
   });
 
+  it('a switch that died is started again by the next apply, on its last route', async () => {
+    const { dir, state } = workspace();
+    const ports = await writeSmallFleet(dir, [{ name: 'sw', text: 'up' }], '{ order: sequential }');
+    expect((await tower('apply', dir, '--state-dir', state)).code).toBe(0);
+    const router = JSON.parse(readFileSync(join(state, 'switch', 'sw.json'), 'utf8')) as { pid: number };
+    process.kill(router.pid, 'SIGKILL');
+    await expect(get(ports.sw!)).rejects.toThrow();
+    const r = await tower('apply', dir, '--state-dir', state);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('restarted the traffic switches of sw');
+    expect(await get(ports.sw!)).toMatchObject({ status: 200, body: 'up blue' });
+  });
+
   it('prunes an instance removed from fleet.yaml', async () => {
     const { dir, state } = workspace();
     const ports = await writeSmallFleet(dir, [{ name: 'keep', text: 'k' }, { name: 'gone', text: 'g' }], '{ order: sequential }');

@@ -30,10 +30,16 @@ interface BrokerRecord {
   port: number;
 }
 
+/**
+ * A broker given as MQTT_URL. Tower's own clients (gate, smoke checks) use the URL as given,
+ * credentials included; Node-RED gets host and port only (TOWER_MQTT_HOST/_PORT), so its
+ * broker config nodes bring their own credentials if the broker wants them.
+ */
 export function brokerFromUrl(url: string): BrokerEndpoint {
   const u = new URL(url);
-  if (u.protocol !== 'mqtt:' && u.protocol !== 'tcp:') throw new Error(`MQTT_URL must be mqtt://host:port, got ${u.protocol}//…`);
-  return { url: `mqtt://${u.hostname}:${u.port || 1883}`, host: u.hostname, port: Number(u.port || 1883), embedded: false };
+  if (u.protocol !== 'mqtt:' && u.protocol !== 'tcp:' && u.protocol !== 'mqtts:') throw new Error(`MQTT_URL must be mqtt://host:port or mqtts://host:port, got ${u.protocol}//…`);
+  const port = Number(u.port || (u.protocol === 'mqtts:' ? 8883 : 1883));
+  return { url, host: u.hostname, port, embedded: false };
 }
 
 export async function ensureEmbeddedBroker(dir: string, log: (line: string) => void = () => {}): Promise<BrokerEndpoint> {
