@@ -159,8 +159,10 @@ export function choosePath(step: PlanStep, diff: InstanceDiff, desired: DesiredI
   if (step.strategy === 'in-place') return { path: 'in-place', active };
   if (step.strategy === 'recreate') return { path: 'recreate', active };
   const standby = live.standby ? live.colors[live.standby] : undefined;
-  const standbyConfig = live.standby ? live.record?.colors[live.standby]?.config : undefined;
-  if (desired && standby && standby.rev === desired.rev && standbyConfig && configHash(standbyConfig) === configHash(desired.config)) {
+  const record = live.standby ? live.record?.colors[live.standby] : undefined;
+  // The registry knows about in-place deploys; the driver's record keeps the rev the colour started with.
+  const standbyRev = record?.rev ?? standby?.rev;
+  if (desired && standby && standbyRev === desired.rev && record?.config && configHash(record.config) === configHash(desired.config)) {
     return { path: 'swap', active, target: live.standby };
   }
   void diff;
