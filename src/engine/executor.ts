@@ -17,7 +17,7 @@ import type { DeployGate } from '../adapters/mqtt/gate.js';
 import { runSmokeChecks } from '../adapters/smoke.js';
 import type { AdminCredentials, ColorSpec, RuntimeDriver } from '../adapters/runtime/types.js';
 import type { TrafficSwitch } from '../adapters/switch/types.js';
-import { freePort } from '../adapters/mqtt/embedded-broker.js';
+import { freePort } from '../adapters/net.js';
 import type { LiveInstance } from './observe.js';
 import { resolveEnv, secretValues } from './secrets.js';
 import type { StateDir } from './state-dir.js';
@@ -325,9 +325,7 @@ class InstanceRunner {
         const existing = await this.driverOf(action.color).inspect(this.ref(action.color));
         if (!existing) return;
         await this.closeGate(action.color, true);
-        await this.driverOf(action.color).remove(this.ref(action.color));
-        await this.endSession(action.color);
-        this.forgetColor(action.color);
+        await this.discard(action.color);
         return;
       }
       case 'start':
@@ -345,11 +343,7 @@ class InstanceRunner {
         return;
       case 'remove':
         await this.closeGate(action.color, true);
-        await this.finishTakenWork(action.color);
-        await this.driverOf(action.color).remove(this.ref(action.color));
-        if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, action.color));
-        await this.endSession(action.color);
-        this.forgetColor(action.color);
+        await this.discard(action.color);
         return;
       case 'deployInPlace': {
         const admin = this.adminFor(action.color);
@@ -429,11 +423,7 @@ class InstanceRunner {
       case 'release': {
         const keepWarm = parseDuration(this.desired?.keepWarm ?? '0s');
         if (keepWarm <= 0) {
-          await this.finishTakenWork(action.color);
-          await this.driverOf(action.color).remove(this.ref(action.color));
-          if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, action.color));
-          await this.endSession(action.color);
-          this.forgetColor(action.color);
+          await this.discard(action.color);
           return;
         }
         const until = new Date(now(d).getTime() + keepWarm).toISOString();
@@ -531,6 +521,19 @@ class InstanceRunner {
     } catch (err) {
       d.onEvent({ type: 'warning', instance: this.instance, message: `cannot end the MQTT session of ${color}: ${(err as Error).message}` });
     }
+  }
+
+  /**
+   * Removes a colour for good, once its gate is closed: the MQTT work it took finishes, the
+   * process or container goes, and so do its retained gate state and its broker session.
+   */
+  private async discard(color: Color): Promise<void> {
+    const d = this.deps;
+    await this.finishTakenWork(color);
+    await this.driverOf(color).remove(this.ref(color));
+    if (d.gate && this.usesGate()) await d.gate.clear(gateTopicFor(d.fleet.name, this.instance, color));
+    await this.endSession(color);
+    this.forgetColor(color);
   }
 
   private forgetColor(color: Color): void {
