@@ -6,7 +6,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { freePort } from '../../src/adapters/mqtt/embedded-broker.js';
+import { freePort } from '../../src/adapters/net.js';
 
 export const EXAMPLE = join(import.meta.dirname, '..', '..', 'fleet-example');
 

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,19 +19,9 @@ export interface Mosquitto {
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 
-/** A port the OS says is free right now (bind to 0, read it, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('no free port'))));
-    });
-  });
-}
+import { freePort } from '../../src/adapters/net.js';
+
+export { freePort };
 
 export async function startMosquitto(): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), 'tower-mosquitto-'));

@@ -4,7 +4,6 @@
  * and a cleanup that stops every colour a state dir holds.
  */
 import { mkdtempSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
@@ -15,17 +14,7 @@ import type { ColorSpec } from '../../src/adapters/runtime/types.js';
 
 export const ADMIN = { username: 'tower', password: 'pw-7f3a9c1e-do-not-leak' };
 
-/** A port nobody listens on right now: bind to 0, read it, close. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../src/adapters/net.js';
 
 export function tempStateDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'tower-nr-'));

@@ -4,7 +4,6 @@
  * on the host network, on an ephemeral loopback port.
  */
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { RuntimeError, type ColorSpec, type RunningColor, type RuntimeDriver } f
 import { contentHash, deployableFlows, flowsRev } from '../../src/core/flows.js';
 import type { FlowNode } from '../../src/core/model.js';
 import { buildTestImage, hostNodeRedRun, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
+import { freePort } from '../../src/adapters/net.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const IMAGE = 'tower-test/node-red:4.1.8';
@@ -66,17 +66,6 @@ function specFor(color: 'blue' | 'green', port: number, image = IMAGE): ColorSpe
     labels: { team: 'pipeline' },
     admin: ADMIN,
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? done(addr.port) : fail(new Error('no port'))));
-    });
-  });
 }
 
 describe('docker runtime driver (real private dockerd)', () => {

@@ -23,6 +23,7 @@ import type { BuiltinSwitch } from '../../src/adapters/switch/builtin.js';
 import type { Color } from '../../src/adapters/runtime/types.js';
 import { startRouter } from '../../src/switch/router.js';
 import type { RouterHandle } from '../../src/switch/router.js';
+import { freePort } from '../../src/adapters/net.js';
 
 const MiB = 1024 * 1024;
 
@@ -57,17 +58,6 @@ async function upstream(color: Color): Promise<Upstream> {
   await new Promise<void>((resolve) => up.server.listen(0, '127.0.0.1', resolve));
   up.port = (up.server.address() as AddressInfo).port;
   return up;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 interface Answer {
