@@ -3,33 +3,11 @@
  * commits and pushes to it. Every git command runs with its own identity, without the user's
  * or the system's config, and with a timeout; the directories are removed by the cleanups.
  */
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { git } from '../../test/helpers/git.js';
 import { tempDir } from './procs.js';
 
-const run = promisify(execFile);
-
-const GIT_ENV: Record<string, string> = {
-  GIT_AUTHOR_NAME: 'Tower Bench',
-  GIT_AUTHOR_EMAIL: 'tower-bench@example.invalid',
-  GIT_COMMITTER_NAME: 'Tower Bench',
-  GIT_COMMITTER_EMAIL: 'tower-bench@example.invalid',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_TERMINAL_PROMPT: '0',
-  LC_ALL: 'C',
-};
-
-export async function git(cwd: string, ...args: string[]): Promise<string> {
-  const { stdout } = await run('git', args, {
-    cwd,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...GIT_ENV },
-    timeout: 30_000,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  return stdout;
-}
+export { git };
 
 /** A bare repository (`bare`, HEAD on `branch`) and a working clone of it (`dir`). */
 export class GitRemote {

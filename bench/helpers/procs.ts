@@ -6,14 +6,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { freePort } from '../../src/adapters/mqtt/embedded-broker.js';
+import { freePort } from '../../src/adapters/net.js';
+import { startMosquitto as startTestMosquitto, stopChild, track } from '../../test/helpers/mosquitto.js';
 import { installedNodeRed } from '../../src/adapters/runtime/process.js';
 
-export { freePort };
+export { freePort, stopChild };
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -61,70 +61,17 @@ export function tempDir(prefix: string): string {
   return dir;
 }
 
-// Children started here, killed on exit whatever happened (the cleanups stop them properly first).
-const children = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-function track(child: ChildProcess): void {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-}
-
-/** SIGTERM, SIGKILL after graceMs; resolves once it has exited. */
-export async function stopChild(child: ChildProcess, graceMs = 5_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitForPort(port: number, timeoutMs: number, gaveUp: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
-    if (gaveUp()) throw new Error('the process exited');
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ port, host: '127.0.0.1' });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(20);
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+/** A private mosquitto on a free loopback port, stopped by the cleanups (the tests' own). */
+export async function startMosquitto(): Promise<Broker> {
+  const broker = await startTestMosquitto();
+  const stop = defer('stop mosquitto', () => broker.stop());
+  return { port: broker.port, url: broker.url, stop };
 }
 
 export interface Broker {
   port: number;
   url: string;
   stop(): Promise<void>;
-}
-
-/** A private mosquitto on a free loopback port (not persistent), stopped by the cleanups. */
-export async function startMosquitto(): Promise<Broker> {
-  const dir = tempDir('tower-bench-mosquitto-');
-  const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  const lines = [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', `log_dest file ${join(dir, 'mosquitto.log')}`, 'log_type error', 'log_type warning'];
-  if (process.getuid?.() === 0) lines.push('user root'); // as root, mosquitto would drop to the user "mosquitto"
-  writeFileSync(conf, lines.join('\n') + '\n');
-  const child = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
-  track(child);
-  const stop = defer('stop mosquitto', () => stopChild(child));
-  await waitForPort(port, 5_000, () => child.exitCode !== null);
-  return { port, url: `mqtt://127.0.0.1:${port}`, stop };
 }
 
 /** One GET on loopback: the status, or undefined when nothing answered within timeoutMs. */

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { defer, sleep } from './procs.js';
+import { stopChild } from '../../test/helpers/mosquitto.js';
 
 const BIN = join(PACKAGE_ROOT, 'bin', 'tower.js');
 
@@ -84,7 +85,7 @@ export class TowerDaemon {
     const spawnedAt = performance.now();
     running.add(child);
     child.once('exit', () => running.delete(child));
-    const stop = defer(`stop tower run (${label})`, () => stopProcess(child, options.stopGraceMs ?? 20_000));
+    const stop = defer(`stop tower run (${label})`, () => stopChild(child, options.stopGraceMs ?? 20_000));
     const d = new TowerDaemon(child, spawnedAt, stop);
     let buffered = '';
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -180,16 +181,6 @@ export class TowerDaemon {
     }
     throw new Error(`no log line for ${what} within ${timeoutMs} ms; last lines:\n${this.logs.slice(-8).map((l) => JSON.stringify(l)).join('\n')}`);
   }
-}
-
-/** SIGTERM, SIGKILL after graceMs; resolves once it has exited. */
-async function stopProcess(child: ChildProcess, graceMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** `tower destroy --state-dir DIR` through the CLI (bin/tower.js), bounded; its output, or why it failed. */
