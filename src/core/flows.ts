@@ -331,3 +331,8 @@ export function canonicalFlows(nodes: readonly FlowNode[]): string {
 export function contentHash(nodes: readonly FlowNode[]): string {
   return createHash('sha256').update(canonicalFlows(nodes)).digest('hex');
 }
+
+/** A hash of a runtime config (env as references, never values): equal configs run the same process. */
+export function configHash(config: unknown): string {
+  return createHash('sha256').update(canonicalJson(config)).digest('hex');
+}

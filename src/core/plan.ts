@@ -11,6 +11,7 @@
 import type { Diagnostic } from './diagnostics.js';
 import type { InstanceDiff, UpdateStrategy } from './diff.js';
 import type { DeployPlan, Fleet, OnFailure, PlanOrder, PlanSpec } from './model.js';
+import type { Color, RolloutPath } from './rollout.js';
 import type { PathSegment } from './yaml-source.js';
 
 export type StepAction = 'create' | 'update' | 'delete';
@@ -24,6 +25,17 @@ export interface PlanStep {
   after: string[];
   /** Why the step is in this wave, in words: "after storage", "first wave". */
   reason: string;
+  /** How the instance gets there, from what runs (decide sets it; the executor follows it). */
+  route?: Route;
+}
+
+/** The path of an instance's rollout, and the colours it goes from and to. */
+export interface Route {
+  path: RolloutPath;
+  /** The colour serving before the rollout. */
+  active?: Color;
+  /** The colour serving after it. */
+  target?: Color;
 }
 
 export interface PlanWave {

@@ -48,7 +48,8 @@ export type Action =
   | { type: 'start'; color: Color } // create and start with the desired flows; ready when it returns
   | { type: 'restart'; color: Color } // start a stopped colour again, with the flows it had
   | { type: 'stop'; color: Color }
-  | { type: 'remove'; color: Color }
+  | { type: 'remove'; color: Color; graceMs?: number } // graceMs: at most this long for MQTT work it took to finish (default drainTimeout)
+  | { type: 'park'; color: Color; until?: number } // keep warm, unrouted, until then (ms since the epoch; default: now + keepWarm)
   | { type: 'deployInPlace'; color: Color } // `nodes` deploy of the desired flows, with rev check
   | { type: 'restoreInPlace'; color: Color } // `nodes` deploy of the flows it ran before
   | { type: 'checkRev'; color: Color }

@@ -1,0 +1,82 @@
+/**
+ * What runs, as plain data: the observation the engine makes each pass (drivers, switches,
+ * gates, Node-RED's Admin API, and what Tower recorded when it started each colour) and the
+ * one input `decide` reads besides the desired fleet. Adapters fill it; nothing here does I/O.
+ *
+ * Two words are kept apart everywhere: `rev` is Node-RED's flow hash (sha256 of the flow
+ * list), `revision` is a commit of the fleet repository.
+ */
+import type { FlowNode, RuntimeConfig, RuntimeKind } from './model.js';
+import type { Color } from './rollout.js';
+
+export const COLORS: readonly Color[] = ['blue', 'green'];
+
+/** How a colour that stopped by itself ended, when the driver knows. */
+export interface ExitInfo {
+  at: string;
+  code: number | null;
+  signal: string | null;
+  reason: string;
+}
+
+/** One colour (blue or green) of an instance. */
+export interface LiveColor {
+  color: Color;
+  runtime: RuntimeKind;
+  status: 'created' | 'running' | 'exited' | 'unknown';
+  port: number;
+  /** Base URL of its Node-RED (Admin API and HTTP nodes). */
+  url: string;
+  /** The flows rev Tower started it with, or last deployed to it in place. */
+  rev: string;
+  /** The runtime config it was started with (Tower's record); absent when unknown. */
+  config?: RuntimeConfig;
+  /** Parked warm (for an instant swap back) until this time, in ms since the epoch. */
+  parkedUntil?: number;
+  startedAt?: string;
+  exit?: ExitInfo;
+}
+
+/** The traffic switch that serves the instance's stable address. */
+export interface LiveSwitch {
+  running: boolean;
+  port: number;
+  /** The stable address, e.g. http://127.0.0.1:1881. */
+  url: string;
+  /** The colour it sends new requests to; absent until the first route. */
+  routed?: Color;
+}
+
+export interface LiveInstance {
+  name: string;
+  switch?: LiveSwitch;
+  colors: Partial<Record<Color, LiveColor>>;
+  /** The routed colour's flows as its Node-RED reports them; null when it does not answer. */
+  flows: FlowNode[] | null;
+  /** The routed colour's rev as its Node-RED reports it. */
+  rev?: string;
+  /** The routed colour's Admin API answered. */
+  adminUp: boolean;
+  /** Present when the routed colour consumes MQTT through the deploy gate: is the gate open? */
+  gate?: { open: boolean };
+  /** What Tower last applied and verified on this instance. */
+  applied?: { color: Color; rev: string; config: RuntimeConfig; at: string; revision?: string };
+}
+
+export function otherColorOf(color: Color): Color {
+  return color === 'blue' ? 'green' : 'blue';
+}
+
+export function isRunning(c: LiveColor | undefined): c is LiveColor & { status: 'running' } {
+  return c?.status === 'running';
+}
+
+/** Nothing of the instance exists: no switch, no colour. */
+export function isAbsent(l: LiveInstance | undefined): boolean {
+  return !l || (!l.switch && Object.keys(l.colors).length === 0);
+}
+
+/** The instance's gate is in use (its flows include lib:deploy-gate). */
+export function flowsUseGate(flows: readonly FlowNode[] | null | undefined): boolean {
+  return Boolean(flows?.some((n) => n.id.startsWith('tower-gate-')));
+}

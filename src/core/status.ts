@@ -1,0 +1,180 @@
+/**
+ * The fleet's status, as the API, the page, the metrics and GitHub show it — derived, never
+ * remembered: each pass computes it afresh from the decision (what runs against the target
+ * revision) and the revision record. Nothing in it is left over from an earlier pass.
+ *
+ * `Synced` means: the newest revision validates and is the applied one, and every instance
+ * runs it, healthy.
+ */
+import type { Diagnostic } from './diagnostics.js';
+import type { Condition, Decision } from './decide.js';
+import type { LiveInstance } from './live.js';
+import type { Phase } from './rollout.js';
+import type { Target } from './revisions.js';
+
+export type RolloutOutcome = 'running' | 'succeeded' | 'failed' | 'rolled-back' | 'superseded' | 'interrupted' | 'invalid';
+export type SyncStatus = 'Synced' | 'OutOfSync' | 'Progressing' | 'Unknown';
+
+export interface InstanceStatus {
+  name: string;
+  color?: string;
+  port?: number;
+  rev?: string;
+  health: string;
+  healthMessage: string;
+  /** Why the instance is (not) in sync: Synced, Missing, Dead, CrashLoop, Degraded, OutOfDate, Drifted, NotInFleet, Unknown. */
+  condition: Condition;
+  message: string;
+  drift: boolean;
+  standby?: string;
+  /** Restarts since it last ran stably. */
+  restarts: number;
+  nextRestartAt?: string;
+  nodeRedVersion?: string;
+  runtime?: string;
+  lastDeploy?: string;
+}
+
+export interface RolloutProgress {
+  id: string;
+  revision?: string;
+  startedAt: string;
+  waves: { index: number; instances: string[]; state: 'pending' | 'running' | 'healthy' | 'failed' }[];
+  instances: Record<string, { phase?: Phase; path?: string; outcome?: string; error?: string; wave: number }>;
+}
+
+export interface SourceStatus {
+  kind: string;
+  location: string;
+  lastFetchAt?: string;
+  newestRevision?: string;
+  error?: string;
+}
+
+/** The commit a revision names. */
+export interface CommitInfo {
+  revision: string;
+  author: string;
+  email: string;
+  message: string;
+  /** Author date, ISO 8601. */
+  date: string;
+}
+
+export interface FleetStatus {
+  fleet?: string;
+  source: SourceStatus;
+  /** The newest revision of the source. */
+  desiredRevision?: string;
+  attemptedRevision?: string;
+  appliedRevision?: string;
+  attempted?: { revision: string; at: string; outcome: RolloutOutcome; error?: string };
+  commit?: CommitInfo;
+  sync: SyncStatus;
+  /** Why, in one PascalCase word (Converged, InvalidRevision, RevisionFailed, RetryPending, CrashLoop, Missing, Dead, ...). */
+  reason: string;
+  /** Why, in words. */
+  message: string;
+  leader: boolean;
+  instances: InstanceStatus[];
+  rollout: RolloutProgress | null;
+  lastError?: string;
+  /** The diagnostics of the newest revision: empty as soon as it validates. */
+  validation: Diagnostic[];
+  drift: string[];
+  lastPassAt?: string;
+}
+
+export interface StatusInput {
+  fleet?: string;
+  source: SourceStatus;
+  newest?: { revision: string; valid: boolean; diagnostics: Diagnostic[]; commit?: CommitInfo };
+  applied?: string;
+  attempted?: FleetStatus['attempted'];
+  target: Target;
+  /** Why the newest revision is not rolled out, when it failed. */
+  failure?: string;
+  decision?: Decision;
+  live: readonly LiveInstance[];
+  ports: ReadonlyMap<string, number>;
+  /** The error of the last pass, if it broke before deciding. */
+  passError?: string;
+  leader: boolean;
+  rollout?: RolloutProgress | null;
+  lastPassAt?: string;
+  /** Formats a time (ms since the epoch) as an ISO string; the core has no clock. */
+  iso(ms: number): string;
+}
+
+/** The order in which an instance's condition speaks for the fleet. */
+const WORST_FIRST: Condition[] = ['CrashLoop', 'Missing', 'Dead', 'Degraded', 'OutOfDate', 'Drifted', 'NotInFleet', 'Unknown'];
+
+export function deriveStatus(input: StatusInput): FleetStatus {
+  const { decision, newest, target } = input;
+  const liveByName = new Map(input.live.map((l) => [l.name, l]));
+  const instances: InstanceStatus[] = (decision?.instances ?? []).map((v) => {
+    const l = liveByName.get(v.name);
+    const routed = v.routed ? l?.colors[v.routed] : undefined;
+    const port = input.ports.get(v.name) ?? l?.switch?.port;
+    return {
+      name: v.name,
+      ...(v.routed ? { color: v.routed } : {}),
+      ...(port !== undefined ? { port } : {}),
+      ...(l?.rev ? { rev: l.rev } : {}),
+      health: v.health.status,
+      healthMessage: v.health.message,
+      condition: v.condition,
+      message: v.message,
+      drift: v.drift,
+      ...(v.standby ? { standby: v.standby } : {}),
+      restarts: v.restarts,
+      ...(v.nextRestartAt !== undefined ? { nextRestartAt: input.iso(v.nextRestartAt) } : {}),
+      ...(l?.applied ? { nodeRedVersion: l.applied.config.nodeRedVersion, lastDeploy: l.applied.at } : {}),
+      ...(routed ? { runtime: routed.runtime } : {}),
+    };
+  });
+  const { sync, reason, message } = syncOf(input, instances);
+  const lastError = input.passError ?? (target.because === 'failed' || target.because === 'backoff' ? input.failure : undefined);
+  return {
+    ...(input.fleet ? { fleet: input.fleet } : {}),
+    source: input.source,
+    ...(newest ? { desiredRevision: newest.revision } : {}),
+    ...(input.attempted ? { attemptedRevision: input.attempted.revision, attempted: input.attempted } : {}),
+    ...(input.applied ? { appliedRevision: input.applied } : {}),
+    ...(newest?.commit ? { commit: newest.commit } : {}),
+    sync,
+    reason,
+    message,
+    leader: input.leader,
+    instances,
+    rollout: input.rollout ?? null,
+    ...(lastError ? { lastError } : {}),
+    validation: newest?.diagnostics ?? [],
+    drift: instances.filter((i) => i.drift).map((i) => i.name),
+    ...(input.lastPassAt ? { lastPassAt: input.lastPassAt } : {}),
+  };
+}
+
+function syncOf(input: StatusInput, instances: InstanceStatus[]): { sync: SyncStatus; reason: string; message: string } {
+  const { newest, target, decision } = input;
+  const short = (r: string | undefined) => (r ? r.slice(0, 12) : 'none');
+  if (input.passError && !decision) return { sync: 'Unknown', reason: 'PassFailed', message: input.passError };
+  if (!newest) return { sync: 'Unknown', reason: input.source.error ? 'SourceUnreachable' : 'NoRevision', message: input.source.error ? `the source cannot be read: ${input.source.error}` : 'no revision has been read yet' };
+  const progressing = input.rollout || decision?.next === 'repair' || decision?.next === 'rollout';
+  const sync: SyncStatus = progressing ? 'Progressing' : 'OutOfSync';
+  if (!newest.valid) {
+    const errors = newest.diagnostics.filter((d) => d.severity === 'error').length;
+    return { sync, reason: 'InvalidRevision', message: `the newest revision ${short(newest.revision)} is invalid (${errors} error${errors === 1 ? '' : 's'}); the fleet keeps ${short(input.applied)}` };
+  }
+  if (target.because === 'failed') return { sync, reason: 'RevisionFailed', message: `the newest revision ${short(newest.revision)} failed: ${input.failure ?? 'see the history'}; the fleet keeps ${short(input.applied)}` };
+  if (target.because === 'backoff') return { sync, reason: 'RetryPending', message: `the newest revision ${short(newest.revision)} failed and is retried${target.retryAt !== undefined ? ` at ${input.iso(target.retryAt)}` : ''}: ${input.failure ?? ''}` };
+  for (const condition of WORST_FIRST) {
+    const hit = instances.filter((i) => i.condition === condition);
+    if (hit.length) return { sync, reason: condition, message: `${condition}: ${hit.map((i) => `${i.name} (${i.message})`).slice(0, 5).join('; ')}${hit.length > 5 ? `; and ${hit.length - 5} more` : ''}` };
+  }
+  const unhealthy = instances.filter((i) => i.health !== 'Healthy');
+  if (unhealthy.length) return { sync, reason: 'Degraded', message: unhealthy.map((i) => `${i.name}: ${i.healthMessage}`).slice(0, 5).join('; ') };
+  if (newest.revision !== input.applied) return { sync, reason: 'OutOfDate', message: `the fleet runs ${short(input.applied)}, not the newest revision ${short(newest.revision)}` };
+  if (progressing) return { sync, reason: 'Progressing', message: 'repairing' };
+  return { sync: 'Synced', reason: 'Converged', message: `every instance runs ${short(newest.revision)}` };
+}
