@@ -1,6 +1,6 @@
 /** Loads a fleet repository from a directory, with Tower's bundled flow library. */
 import { existsSync } from 'node:fs';
-import { directoryReader } from './adapters/fs-repo.js';
+import { directoryReader } from './adapters/fs/repo-reader.js';
 import { loadRepository, type LoadedRepository } from './core/load.js';
 import { LIBRARY_DIR } from './paths.js';
 

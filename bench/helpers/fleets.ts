@@ -6,8 +6,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { FlowNode } from '../../src/core/model.js';
-import { applyFleet, destroyAll, openRuntime, type FleetRuntime } from '../../src/engine/apply.js';
-import type { RolloutEvent, RolloutResult } from '../../src/engine/executor.js';
+import { applyFleet } from '../../src/engine/apply.js';
+import { destroyAll } from '../../src/engine/housekeeping.js';
+import { openRuntime, type LocalRuntime as FleetRuntime } from '../../src/runtime.js';
+import type { RolloutEvent } from '../../src/engine/events.js';
+import type { RolloutResult } from '../../src/engine/executor.js';
 import { loadDirectory } from '../../src/repository.js';
 import { defer, freePort, tempDir } from './procs.js';
 
@@ -137,7 +140,7 @@ export class TowerFleet {
     let fleetName: string | undefined;
     const destroy = defer(`tower destroy (${label})`, async () => {
       try {
-        const name = rt.state.readRegistry().fleet ?? fleetName;
+        const name = rt.registry.read().fleet ?? fleetName;
         if (name) await destroyAll(rt, name);
       } finally {
         await rt.close();

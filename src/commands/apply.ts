@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import { formatDiagnostic } from '../core/diagnostics.js';
 import { planText, type PlanReport } from '../core/render.js';
-import { applyFleet, openRuntime, PreflightError } from '../engine/apply.js';
+import { applyFleet, PreflightError } from '../engine/apply.js';
 import { loadDirectory } from '../repository.js';
+import { openRuntime } from '../runtime.js';
 import type { Io } from './io.js';
 import { progressPrinter } from './progress.js';
 
@@ -33,12 +34,12 @@ export async function applyCommand(dir: string, options: ApplyOptions, io: Io): 
       io.stderr('nothing was changed on the fleet\n');
       return APPLY_EXIT.invalid;
     }
-    const report: PlanReport = { fleet: repo.fleet.name, valid: true, plan: outcome.plan, instances: outcome.diffs, diagnostics: [] };
-    if (options.dryRun || !outcome.plan.hasChanges) {
+    const { decision, result } = outcome;
+    if (options.dryRun || !result) {
+      const report: PlanReport = { fleet: repo.fleet.name, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: [] };
       io.stdout(planText(report));
       return APPLY_EXIT.converged;
     }
-    const result = outcome.result!;
     if (result.ok) {
       io.stdout(`converged: fleet ${repo.fleet.name} runs what ${dir} describes\n`);
       return APPLY_EXIT.converged;

@@ -3,10 +3,9 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_API_URL, describeError, githubClient, makeRedactor, parseRepo } from '../adapters/github/client.js';
 import { upsertPlanComment } from '../adapters/github/comment.js';
-import { diffFleet } from '../core/diff.js';
+import { decide } from '../core/decide.js';
 import type { ObservedFleet } from '../core/model.js';
-import { parseObserved } from '../core/observed.js';
-import { buildPlan } from '../core/plan.js';
+import { liveFromObserved, parseObserved } from '../core/observed.js';
 import { planJson, planMarkdown, planText, type PlanReport } from '../core/render.js';
 import { loadDirectory } from '../repository.js';
 import type { Io } from './io.js';
@@ -33,9 +32,9 @@ export function planReport(dir: string, observed: ObservedFleet | undefined): Pl
   if (!repo.valid || !repo.fleet) {
     return { fleet: repo.fleet?.name ?? '(unknown)', valid: false, instances: [], diagnostics: repo.diagnostics };
   }
-  const instances = diffFleet(repo.instances, observed);
-  const plan = buildPlan(repo.fleet, instances);
-  return { fleet: repo.fleet.name, valid: true, plan, instances, diagnostics: repo.diagnostics };
+  // The same decide as the daemon's, against the observed fleet given as data.
+  const decision = decide({ desired: { fleet: repo.fleet, instances: repo.instances }, mode: 'rollout', canPlan: true, live: liveFromObserved(observed), restarts: {}, now: 0 });
+  return { fleet: repo.fleet.name, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics };
 }
 
 export function planCommand(dir: string, options: PlanOptions, io: Io): number {

@@ -3,7 +3,7 @@
  * of the current wave); otherwise plain lines, one per event, for logs and CI.
  */
 import { formatDuration } from '../core/duration.js';
-import type { RolloutEvent } from '../engine/executor.js';
+import type { RolloutEvent } from '../engine/events.js';
 import type { Io } from './io.js';
 
 export function progressPrinter(io: Io): (e: RolloutEvent) => void {
@@ -41,6 +41,9 @@ function linePrinter(io: Io): (e: RolloutEvent) => void {
         break;
       case 'rollout-end':
         io.stdout(`rollout ${e.ok ? 'converged' : 'failed'} in ${formatDuration(e.ms)}\n`);
+        break;
+      case 'repair':
+        io.stdout(`repair: ${e.instance}: ${e.reason} — ${e.ok ? `${e.kind} done in ${formatDuration(e.ms)}` : `${e.kind} FAILED: ${e.error}`}\n`);
         break;
     }
   };

@@ -15,10 +15,11 @@ import { directorySource } from '../adapters/watch.js';
 import { verifyGithubWebhook } from '../adapters/webhook.js';
 import { githubClient, githubReporter, pollPullRequests, type GithubClient, type GithubReporter } from '../adapters/github/index.js';
 import { PullRequestPlanner } from '../engine/pull-requests.js';
-import { directoryReader } from '../adapters/fs-repo.js';
-import { openRuntime } from '../engine/apply.js';
+import { directoryReader } from '../adapters/fs/repo-reader.js';
 import { parseRunConfig, type RunConfig, type RunFlags } from '../engine/config.js';
-import { Daemon, type FleetSource, type Leadership } from '../engine/daemon.js';
+import { Daemon } from '../engine/daemon.js';
+import type { FleetSource, Leadership } from '../engine/ports.js';
+import { openRuntime } from '../runtime.js';
 import { LIBRARY_DIR, VERSION } from '../paths.js';
 import { createApp } from '../server/app.js';
 import { FleetMetrics } from '../server/metrics.js';
@@ -52,7 +53,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   await store.migrate();
   const source = openSource(config, io.env, log);
   const metrics = new FleetMetrics();
-  const fleetName = () => daemon.state.fleet ?? rt.state.readRegistry().fleet;
+  const fleetName = () => daemon.state.fleet ?? rt.registry.read().fleet;
   const publicUrl = () => config.publicUrl ?? url;
   let url = '';
 

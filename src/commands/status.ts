@@ -1,6 +1,9 @@
 import { resolve } from 'node:path';
-import { destroyAll, observe, openRuntime } from '../engine/apply.js';
+import { decide } from '../core/decide.js';
+import { destroyAll } from '../engine/housekeeping.js';
+import { observeFleet } from '../engine/observe.js';
 import { loadDirectory } from '../repository.js';
+import { openRuntime } from '../runtime.js';
 import type { Io } from './io.js';
 
 export interface StatusRow {
@@ -19,24 +22,27 @@ export interface StatusRow {
 export async function statusCommand(options: { stateDir: string; format: 'text' | 'json' }, io: Io): Promise<number> {
   const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env });
   try {
-    const fleet = rt.state.readRegistry().fleet;
+    const fleet = rt.registry.read().fleet;
     if (!fleet) {
       if (options.format === 'json') io.stdout(JSON.stringify({ fleet: null, instances: [] }, null, 2) + '\n');
       else io.stdout(`nothing is managed from ${options.stateDir} yet (run tower apply)\n`);
       return 0;
     }
-    const live = await observe(rt, fleet);
-    const rows: StatusRow[] = [...live.values()].map((l) => {
-      const active = l.active ? l.colors[l.active] : undefined;
+    const live = await observeFleet(rt, fleet);
+    // Health only: without a repository there is nothing to compare the flows with.
+    const { instances } = decide({ mode: 'hold', canPlan: false, live, restarts: {}, now: Date.now() });
+    const rows: StatusRow[] = instances.map((v) => {
+      const l = live.find((x) => x.name === v.name)!;
+      const active = v.routed ? l.colors[v.routed] : undefined;
       return {
-        name: l.name,
-        ...(l.active ? { color: l.active } : {}),
-        ...(l.switch ? { port: l.switch.listenPort } : {}),
+        name: v.name,
+        ...(v.routed ? { color: v.routed } : {}),
+        ...(l.switch ? { port: l.switch.port } : {}),
         ...(active ? { colorPort: active.port, runtime: active.runtime } : {}),
         ...(l.rev ? { rev: l.rev } : {}),
-        health: l.health.status,
-        message: l.health.message,
-        ...(l.standby ? { standby: l.standby } : {}),
+        health: v.health.status,
+        message: v.health.message,
+        ...(v.standby ? { standby: v.standby } : {}),
       };
     });
     if (options.format === 'json') {
@@ -59,7 +65,7 @@ export async function destroyCommand(dir: string | undefined, options: { stateDi
   const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env });
   const unlock = rt.state.lock('tower destroy');
   try {
-    const fleet = rt.state.readRegistry().fleet ?? (dir ? loadDirectory(resolve(dir)).fleet?.name : undefined);
+    const fleet = rt.registry.read().fleet ?? (dir ? loadDirectory(resolve(dir)).fleet?.name : undefined);
     if (!fleet) {
       io.stdout(`nothing is managed from ${options.stateDir}\n`);
       return 0;

@@ -29,8 +29,8 @@ export interface LiveColor {
   url: string;
   /** The flows rev Tower started it with, or last deployed to it in place. */
   rev: string;
-  /** The runtime config it was started with (Tower's record); absent when unknown. */
-  config?: RuntimeConfig;
+  /** The runtime config it was started with (Tower's record); absent, or partly known, when unknown. */
+  config?: Partial<RuntimeConfig>;
   /** Parked warm (for an instant swap back) until this time, in ms since the epoch. */
   parkedUntil?: number;
   startedAt?: string;

@@ -3,6 +3,8 @@
  * Accepts {instances: [{name, flows, rev?, config?}]} — also what `tower status --format json`
  * prints — and reports what is wrong with anything else.
  */
+import { deployableFlows, flowsRev } from './flows.js';
+import type { LiveInstance } from './live.js';
 import type { FlowNode, ObservedFleet, ObservedInstance } from './model.js';
 
 export function parseObserved(data: unknown): { observed?: ObservedFleet; error?: string } {
@@ -29,4 +31,23 @@ export function parseObserved(data: unknown): { observed?: ObservedFleet; error?
     });
   }
   return { observed: { instances } };
+}
+
+/**
+ * An observed fleet given as data, as decide takes it: each instance runs, healthy, on its
+ * blue colour, which Tower started with what it runs now — so every difference from the
+ * repository is out of date (there is no record to tell drift from).
+ */
+export function liveFromObserved(observed: ObservedFleet | undefined): LiveInstance[] {
+  return (observed?.instances ?? []).map((o) => {
+    const rev = o.rev ?? (o.flows ? flowsRev(deployableFlows(o.flows)) : '');
+    return {
+      name: o.name,
+      switch: { running: true, port: o.config?.port ?? 0, url: '', routed: 'blue' },
+      colors: { blue: { color: 'blue', runtime: o.config?.runtime ?? 'process', status: 'running', port: 0, url: '', rev, ...(o.config ? { config: o.config } : {}) } },
+      flows: o.flows,
+      ...(o.flows ? { rev } : {}),
+      adminUp: o.flows !== null,
+    };
+  });
 }

@@ -1,89 +1,66 @@
 /**
- * What runs: the instances of the fleet as the drivers, switches and Node-RED itself report
- * them. The registry only fills in what cannot be read from the live system (the config an
- * instance was started with, as references).
+ * observe: what runs, as plain data for decide — every colour the drivers report (alive or
+ * not), every switch (route, alive), the routed colour's flows through Node-RED's Admin API,
+ * its deploy gate, and what Tower recorded when it started each colour (the registry keeps
+ * only what cannot be read from the live system: the config, as references, and keepWarm).
  */
-import { assessInstance, type Health } from '../core/health.js';
-import type { FlowNode, ObservedFleet, RuntimeConfig } from '../core/model.js';
+import { flowsUseGate, type LiveColor, type LiveInstance } from '../core/live.js';
+import { gateTopicFor } from '../core/instance-env.js';
+import type { FlowNode } from '../core/model.js';
 import type { Color } from '../core/rollout.js';
-import type { NodeRedAdmin } from '../adapters/nodered/admin.js';
-import type { RunningColor, RuntimeDriver } from '../adapters/runtime/types.js';
-import type { SwitchStatus, TrafficSwitch } from '../adapters/switch/types.js';
-import type { InstanceRecord, Registry } from './state-dir.js';
+import type { FleetRuntime, RunningColor } from './ports.js';
 
-export interface LiveInstance {
-  name: string;
-  record?: InstanceRecord;
-  switch?: SwitchStatus;
-  colors: Partial<Record<Color, RunningColor>>;
-  /** The colour the switch routes to. */
-  active?: Color;
-  /** The other colour, when it runs (a warm standby, or a leftover). */
-  standby?: Color;
-  /** The active colour's flows as Node-RED reports them; null when unreadable. */
-  flows: FlowNode[] | null;
-  rev?: string;
-  config?: RuntimeConfig;
-  health: Health;
-}
-
-export interface ObserveDeps {
-  fleet: string;
-  drivers: RuntimeDriver[];
-  trafficSwitch: TrafficSwitch;
-  admin(url: string): NodeRedAdmin;
-  registry: Registry;
-}
-
-export async function observeFleet(deps: ObserveDeps): Promise<Map<string, LiveInstance>> {
-  const running = (await Promise.all(deps.drivers.map((d) => d.list(deps.fleet)))).flat();
-  const switches = await deps.trafficSwitch.list();
-  const names = new Set<string>([...Object.keys(deps.registry.instances), ...running.map((r) => r.instance), ...switches.map((s) => s.instance)]);
-  const found = await Promise.all(
+export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<LiveInstance[]> {
+  const registry = rt.registry.read();
+  const running = (await Promise.all(rt.drivers().map((d) => d.list(fleet)))).flat();
+  const switches = await rt.trafficSwitch.list();
+  const names = new Set<string>([...Object.keys(registry.instances), ...running.map((r) => r.instance), ...switches.map((s) => s.instance)]);
+  return Promise.all(
     [...names].sort().map(async (name): Promise<LiveInstance> => {
-      const colors: Partial<Record<Color, RunningColor>> = {};
-      for (const r of running.filter((x) => x.instance === name)) colors[r.color] = r;
+      const record = registry.instances[name];
+      const colors: Partial<Record<Color, LiveColor>> = {};
+      for (const r of running.filter((x) => x.instance === name)) colors[r.color] = liveColor(r, record?.colors[r.color]);
       const sw = switches.find((s) => s.instance === name);
       const routed = sw?.active?.color;
-      const active = routed && colors[routed]?.status === 'running' ? routed : undefined;
-      const other: Color | undefined = routed ? (routed === 'blue' ? 'green' : 'blue') : undefined;
-      const standby = other && colors[other]?.status === 'running' ? other : undefined;
+      const serving = routed ? colors[routed] : undefined;
       let flows: FlowNode[] | null = null;
       let rev: string | undefined;
-      let adminUp = false;
-      if (active) {
+      if (serving?.status === 'running') {
         try {
-          const got = await deps.admin(colors[active]!.url).getFlows();
-          flows = got.flows as FlowNode[];
+          const got = await rt.admin(serving.url).getFlows();
+          flows = got.flows;
           rev = got.rev;
-          adminUp = true;
         } catch {
-          adminUp = false;
+          // does not answer: decide reports it
         }
       }
-      const record = deps.registry.instances[name];
-      const config = active ? (record?.colors[active]?.config ?? record?.applied?.config) : undefined;
+      const gate = flows && routed && rt.gate && flowsUseGate(flows) ? { open: (await rt.gate.state(gateTopicFor(fleet, name, routed)).catch(() => null)) === 'open' } : undefined;
       return {
         name,
-        record,
-        switch: sw,
+        ...(sw ? { switch: { running: sw.running, port: sw.listenPort, url: rt.trafficSwitch.url(sw.listenPort), ...(routed ? { routed } : {}) } } : {}),
         colors,
-        ...(routed ? { active: routed } : {}),
-        ...(standby ? { standby } : {}),
         flows,
         ...(rev ? { rev } : {}),
-        ...(config ? { config } : {}),
-        health: assessInstance({ switchUp: sw?.running ?? false, routedTo: routed, activeRunning: active !== undefined, adminUp }),
+        adminUp: flows !== null,
+        ...(gate ? { gate } : {}),
+        ...(record?.applied ? { applied: { color: record.applied.color, rev: record.applied.rev, config: record.applied.config, at: record.applied.at, ...(record.applied.revision ? { revision: record.applied.revision } : {}) } } : {}),
       };
     }),
   );
-  return new Map(found.map((l) => [l.name, l]));
 }
 
-/** The observed fleet as the diff takes it. Instances that do not run at all are absent. */
-export function toObservedFleet(live: Map<string, LiveInstance>): ObservedFleet {
-  const instances = [...live.values()]
-    .filter((l) => l.switch || Object.keys(l.colors).length > 0)
-    .map((l) => ({ name: l.name, flows: l.flows, ...(l.rev ? { rev: l.rev } : {}), ...(l.config ? { config: l.config } : {}) }));
-  return { instances };
+function liveColor(r: RunningColor, record: { rev: string; config: LiveColor['config']; keepWarmUntil?: string } | undefined): LiveColor {
+  return {
+    color: r.color,
+    runtime: r.runtime,
+    status: r.status,
+    port: r.port,
+    url: r.url,
+    // The registry knows about in-place deploys; the driver keeps the rev the colour started with.
+    rev: record?.rev ?? r.rev,
+    ...(record?.config ? { config: record.config } : {}),
+    ...(record?.keepWarmUntil ? { parkedUntil: Date.parse(record.keepWarmUntil) } : {}),
+    ...(r.startedAt ? { startedAt: r.startedAt } : {}),
+    ...(r.exit ? { exit: r.exit } : {}),
+  };
 }

@@ -4,14 +4,11 @@
  * whose head was already planned is not planned again.
  */
 import type { Logger } from 'pino';
-import { diffFleet } from '../core/diff.js';
+import { decide } from '../core/decide.js';
 import { loadRepository, type RepoReader } from '../core/load.js';
-import { buildPlan } from '../core/plan.js';
 import { planMarkdown, type PlanReport } from '../core/render.js';
-import type { FleetSource } from '../adapters/git/source.js';
-import type { GithubReporter } from '../adapters/github/reporter.js';
-import { observe, type FleetRuntime } from './apply.js';
-import { toObservedFleet } from './observe.js';
+import { observeFleet } from './observe.js';
+import type { FleetRuntime, FleetSource } from './ports.js';
 
 export interface PullRequestRef {
   number: number;
@@ -21,7 +18,7 @@ export interface PullRequestRef {
 export interface PullRequestPlannerOptions {
   source: FleetSource;
   runtime: FleetRuntime;
-  reporter: Pick<GithubReporter, 'pullRequestPlan'>;
+  reporter: { pullRequestPlan(e: { number: number; headSha: string; markdown: string }): void };
   log: Logger;
   library?: RepoReader;
   /** The fleet's name when the PR's own fleet.yaml cannot be read. */
@@ -55,9 +52,10 @@ export class PullRequestPlanner {
       if (!repo.valid || !repo.fleet) {
         report = { fleet: repo.fleet?.name ?? this.opts.fleetName() ?? 'fleet', revision: pr.headSha, valid: false, instances: [], diagnostics: repo.diagnostics };
       } else {
-        const live = await observe(this.opts.runtime, repo.fleet.name);
-        const instances = diffFleet(repo.instances, toObservedFleet(live));
-        report = { fleet: repo.fleet.name, revision: pr.headSha, valid: true, plan: buildPlan(repo.fleet, instances), instances, diagnostics: repo.diagnostics };
+        // The plan the daemon would run if this head were merged now: the same decide, against what runs.
+        const live = await observeFleet(this.opts.runtime, repo.fleet.name);
+        const decision = decide({ desired: { fleet: repo.fleet, instances: repo.instances }, mode: 'rollout', canPlan: true, live, restarts: {}, now: Date.now() });
+        report = { fleet: repo.fleet.name, revision: pr.headSha, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics };
       }
       this.opts.reporter.pullRequestPlan({ number: pr.number, headSha: pr.headSha, markdown: planMarkdown(report) });
       log.info({ valid: report.valid, changes: report.plan?.hasChanges ?? false }, 'pull request planned');

@@ -6,8 +6,8 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
-import type { DaemonStatus } from '../engine/daemon.js';
-import type { RolloutRecord } from '../engine/store.js';
+import type { FleetStatus } from '../core/status.js';
+import type { RolloutRecord } from '../engine/ports.js';
 import { renderStatusMain, renderStatusPage, STATUS_PAGE_CSP, type StatusPageModel } from './page.js';
 import { pumpStatus } from './sse.js';
 
@@ -17,7 +17,7 @@ export interface WebhookResult {
 }
 
 export interface AppDeps {
-  status(): DaemonStatus;
+  status(): FleetStatus;
   history(limit: number): Promise<RolloutRecord[]>;
   /** Verifies and handles a GitHub webhook delivery; absent when no secret is configured. */
   webhook?: (request: { body: string; signature?: string; event?: string; delivery?: string }) => Promise<WebhookResult>;

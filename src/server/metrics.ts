@@ -3,9 +3,12 @@
  * per daemon, so tests and several daemons in one process never share counters.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DaemonStatus } from '../engine/daemon.js';
+import type { FleetStatus } from '../core/status.js';
+import type { MetricsSink } from '../engine/ports.js';
 
-export class FleetMetrics {
+const CONDITIONS = ['Synced', 'Missing', 'Dead', 'CrashLoop', 'Degraded', 'OutOfDate', 'Drifted', 'NotInFleet', 'Unknown'] as const;
+
+export class FleetMetrics implements MetricsSink {
   readonly registry = new Registry();
   private readonly reconciles: Counter<'result'>;
   private readonly reconcileDuration: Histogram<'result'>;
@@ -14,6 +17,9 @@ export class FleetMetrics {
   private readonly instanceUp: Gauge<'instance' | 'color'>;
   private readonly instanceHealth: Gauge<'instance' | 'status'>;
   private readonly drift: Gauge<'instance'>;
+  private readonly condition: Gauge<'instance' | 'condition'>;
+  private readonly crashLoop: Gauge<'instance'>;
+  private readonly restarts: Counter<'instance' | 'what' | 'kind'>;
   private readonly appliedAt: Gauge;
   private readonly inSync: Gauge;
   private readonly cpu: Gauge<'instance' | 'color'>;
@@ -42,6 +48,9 @@ export class FleetMetrics {
     this.instanceUp = new Gauge({ name: 'tower_instance_up', help: '1 when the colour serves the instance (routed and running), 0 otherwise.', labelNames: ['instance', 'color'], registers: r });
     this.instanceHealth = new Gauge({ name: 'tower_instance_health', help: '1 for the instance’s current health status, 0 for the others.', labelNames: ['instance', 'status'], registers: r });
     this.drift = new Gauge({ name: 'tower_instance_drift', help: '1 when the instance’s live flows differ from what Tower applied.', labelNames: ['instance'], registers: r });
+    this.condition = new Gauge({ name: 'tower_instance_condition', help: '1 for the instance’s current condition (Synced, Missing, Dead, CrashLoop, Degraded, OutOfDate, Drifted, NotInFleet, Unknown), 0 for the others.', labelNames: ['instance', 'condition'], registers: r });
+    this.crashLoop = new Gauge({ name: 'tower_instance_crashloop', help: '1 while a colour of the instance keeps dying and its restarts back off.', labelNames: ['instance'], registers: r });
+    this.restarts = new Counter({ name: 'tower_instance_restarts_total', help: 'Repairs that started a dead colour or switch again, by what (blue, green, switch) and kind (restart, restore-switch, restart-switch).', labelNames: ['instance', 'what', 'kind'], registers: r });
     this.appliedAt = new Gauge({ name: 'tower_applied_revision_timestamp_seconds', help: 'When the fleet last converged on a revision (Unix time).', registers: r });
     this.inSync = new Gauge({ name: 'tower_fleet_in_sync', help: '1 when the fleet runs the desired revision.', registers: r });
     this.cpu = new Gauge({ name: 'tower_nodered_cpu_seconds_total', help: 'CPU time used by a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
@@ -61,17 +70,26 @@ export class FleetMetrics {
     this.deployments.inc({ outcome });
   }
 
+  restart(instance: string, what: string, kind: string): void {
+    this.restarts.inc({ instance, what, kind });
+  }
+
   appliedRevisionAt(at: Date): void {
     this.appliedAt.set(at.getTime() / 1000);
   }
 
   /** Sets the per-instance gauges from the daemon's status (called after each pass). */
-  fromStatus(status: DaemonStatus): void {
+  fromStatus(status: FleetStatus): void {
     this.instanceUp.reset();
     this.instanceHealth.reset();
     this.drift.reset();
+    this.condition.reset();
+    this.crashLoop.reset();
     for (const i of status.instances) {
-      for (const color of ['blue', 'green']) this.instanceUp.set({ instance: i.name, color }, i.color === color && i.health !== 'Missing' ? 1 : 0);
+      const serving = i.health !== 'Missing' && i.condition !== 'Dead' && i.condition !== 'CrashLoop' && i.condition !== 'Missing';
+      for (const color of ['blue', 'green']) this.instanceUp.set({ instance: i.name, color }, i.color === color && serving ? 1 : 0);
+      for (const c of CONDITIONS) this.condition.set({ instance: i.name, condition: c }, i.condition === c ? 1 : 0);
+      this.crashLoop.set({ instance: i.name }, i.condition === 'CrashLoop' ? 1 : 0);
       for (const s of ['Healthy', 'Progressing', 'Degraded', 'Suspended', 'Missing', 'Unknown']) this.instanceHealth.set({ instance: i.name, status: s }, i.health === s ? 1 : 0);
       this.drift.set({ instance: i.name }, i.drift ? 1 : 0);
     }

@@ -1,5 +1,5 @@
 /**
- * The read-only status page, as pure rendering: DaemonStatus (+ history, version) in, one
+ * The read-only status page, as pure rendering: FleetStatus (+ history, version) in, one
  * HTML5 document out — inline CSS, a small inline script, no external assets.
  *
  * There is one renderer. The server renders the whole page (everything readable with
@@ -13,10 +13,10 @@
 import { createHash } from 'node:crypto';
 import type { Diagnostic } from '../core/diagnostics.js';
 import { initialState, PHASES, type Phase, type RolloutPath } from '../core/rollout.js';
-import type { DaemonStatus, InstanceStatus, RolloutProgress } from '../engine/daemon.js';
-import type { RolloutRecord } from '../engine/store.js';
+import type { FleetStatus, InstanceStatus, RolloutProgress } from '../core/status.js';
+import type { RolloutRecord } from '../engine/ports.js';
 
-export type StatusPageModel = DaemonStatus & { history: RolloutRecord[]; version: string };
+export type StatusPageModel = FleetStatus & { history: RolloutRecord[]; version: string };
 
 export interface RenderOptions {
   /** The clock for relative times ("3 min ago"); rendering itself reads no clock. */
@@ -260,7 +260,7 @@ function summary(s: StatusPageModel): string {
   return text;
 }
 
-function attemptFailed(s: StatusPageModel): DaemonStatus['attempted'] {
+function attemptFailed(s: StatusPageModel): FleetStatus['attempted'] {
   const a = s.attempted;
   if (!a || a.outcome === 'running' || a.outcome === 'succeeded') return undefined;
   return a.revision === s.appliedRevision && a.outcome === 'superseded' ? undefined : a;

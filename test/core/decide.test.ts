@@ -27,10 +27,7 @@ describe('decide', () => {
     expect(d.repairs).toEqual([]);
   });
 
-  it.each([
-    ['rollout', true],
-    ['hold', true],
-  ] as const)('creates a missing instance again (mode %s), whatever selfHeal says', (mode) => {
+  it.each(['rollout', 'hold'] as const)('creates a missing instance again (mode %s), whatever selfHeal says', (mode) => {
     const d = run([synced(api)], { mode });
     expect(condition(d, 'web')).toBe('Missing');
     expect(steps(d)).toEqual(['web:create:create:blue']);

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { directoryReader } from '../../src/adapters/fs-repo.js';
+import { directoryReader } from '../../src/adapters/fs/repo-reader.js';
 import { formatDiagnostic } from '../../src/core/diagnostics.js';
 import { LIMITS, loadRepository } from '../../src/core/load.js';
 import { memoryReader } from '../helpers/memory-repo.js';

@@ -29,15 +29,15 @@ describe('restart backoff', () => {
 
   it('forgets a colour that ran stably since its last restart, or that is gone', () => {
     const book = recordRestart(recordRestart({}, 'web/blue', T0), 'api/green', T0);
-    const state = (key: string) => (key === 'web/blue' ? 'running' : 'gone') as const;
+    const state = (key: string): 'running' | 'gone' => (key === 'web/blue' ? 'running' : 'gone');
     expect(Object.keys(settleRestarts(book, state, T0 + 60_000))).toEqual(['web/blue']);
     expect(settleRestarts(book, state, T0 + 120_000)).toEqual({});
-    expect(Object.keys(settleRestarts(book, () => 'dead', T0 + 600_000))).toEqual(['web/blue', 'api/green']);
+    expect(Object.keys(settleRestarts(book, (): 'dead' => 'dead', T0 + 600_000))).toEqual(['web/blue', 'api/green']);
   });
 });
 
 describe('revision tracker', () => {
-  const newest = (revision: string, valid = true) => ({ revision, valid });
+  const newest = (revision: string, valid = true): { revision: string; valid: boolean } => ({ revision, valid });
 
   it('rolls out the newest valid revision', () => {
     expect(chooseTarget(newest('b'), 'a', EMPTY_BOOK, T0)).toEqual({ mode: 'rollout', revision: 'b', canPlan: true });

@@ -2,8 +2,8 @@
  * Crafted daemon statuses for the status page tests: the RedForge example fleet in sync, a
  * rollout in progress, a rejected revision. Each call returns a fresh object to mutate.
  */
-import type { DaemonStatus, InstanceStatus } from '../../src/engine/daemon.js';
-import type { RolloutRecord } from '../../src/engine/store.js';
+import type { FleetStatus, InstanceStatus } from '../../src/core/status.js';
+import type { RolloutRecord } from '../../src/engine/ports.js';
 import type { AppDeps } from '../../src/server/app.js';
 
 export const REV_A = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
@@ -25,7 +25,10 @@ function instance(now: Date, name: string, port: number, color: 'blue' | 'green'
     rev: FLOWS_REV,
     health: 'Healthy',
     healthMessage: 'Admin API answers; flows running',
+    condition: 'Synced',
+    message: 'runs the desired flows',
     drift: false,
+    restarts: 0,
     nodeRedVersion: '4.1.8',
     runtime: 'process',
     lastDeploy: ago(now, 1080),
@@ -33,7 +36,7 @@ function instance(now: Date, name: string, port: number, color: 'blue' | 'green'
   };
 }
 
-export function syncedStatus(now = NOW): DaemonStatus {
+export function syncedStatus(now = NOW): FleetStatus {
   return {
     fleet: 'redforge',
     source: { kind: 'git', location: 'https://git.example.com/redforge/fleet.git#main', lastFetchAt: ago(now, 30), newestRevision: REV_A },
@@ -43,6 +46,8 @@ export function syncedStatus(now = NOW): DaemonStatus {
     attempted: { revision: REV_A, at: ago(now, 1070), outcome: 'succeeded' },
     commit: { revision: REV_A, author: 'Ada Lovelace', email: 'ada@example.com', message: 'Raise the chunk size to 400\n\nLonger chunks embed better.', date: ago(now, 1200) },
     sync: 'Synced',
+    reason: 'Converged',
+    message: `every instance runs ${REV_A.slice(0, 12)}`,
     leader: true,
     instances: [
       instance(now, 'embeddings', 1882, 'green', { standby: 'blue' }),
@@ -59,9 +64,11 @@ export function syncedStatus(now = NOW): DaemonStatus {
 }
 
 /** Wave 1 running: ingest in VERIFY, embeddings done (awaiting cleanup), errors in DEPLOY. */
-export function rollingOutStatus(now = NOW): DaemonStatus {
+export function rollingOutStatus(now = NOW): FleetStatus {
   const s = syncedStatus(now);
   s.sync = 'Progressing';
+  s.reason = 'OutOfDate';
+  s.message = 'a rollout is in progress';
   s.desiredRevision = REV_B;
   s.source.newestRevision = REV_B;
   s.attemptedRevision = REV_B;
@@ -90,13 +97,16 @@ export function rollingOutStatus(now = NOW): DaemonStatus {
 }
 
 /** The newest revision was rejected: validation errors; the fleet stays on REV_A. */
-export function invalidStatus(now = NOW): DaemonStatus {
+export function invalidStatus(now = NOW): FleetStatus {
   const s = syncedStatus(now);
   s.source.newestRevision = REV_C;
   s.attemptedRevision = REV_C;
   const error = 'invalid: 2 errors, first: flows/text-chunker.json:14:7: wire to missing node "n9"';
   s.attempted = { revision: REV_C, at: ago(now, 29), outcome: 'invalid', error };
   s.lastError = error;
+  s.sync = 'OutOfSync';
+  s.reason = 'InvalidRevision';
+  s.message = `the newest revision ${REV_C.slice(0, 12)} is invalid (2 errors); the fleet keeps ${REV_A.slice(0, 12)}`;
   s.validation = [
     { severity: 'error', code: 'DanglingWire', file: 'flows/text-chunker.json', line: 14, col: 7, message: 'wire to missing node "n9"', hint: 'Export the node n9 too, or remove the wire.', instances: ['ingest'], nodeId: 'n3' },
     { severity: 'error', code: 'SchemaViolation', file: 'fleet.yaml', line: 9, col: 13, message: 'port must be an integer' },
@@ -118,7 +128,7 @@ export function history(now = NOW): RolloutRecord[] {
  * 'status' event the test fires by hand (as Daemon.emit('status') would).
  */
 export interface StatusProvider {
-  status: DaemonStatus;
+  status: FleetStatus;
   history: RolloutRecord[];
   listeners: Set<() => void>;
   /** Fires every subscribed listener, as the daemon's 'status' event does. */
@@ -126,7 +136,7 @@ export interface StatusProvider {
   deps: AppDeps;
 }
 
-export function statusProvider(initial: DaemonStatus, records: RolloutRecord[] = history()): StatusProvider {
+export function statusProvider(initial: FleetStatus, records: RolloutRecord[] = history()): StatusProvider {
   const listeners = new Set<() => void>();
   const provider: StatusProvider = {
     status: initial,

@@ -9,8 +9,9 @@ import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
 import { bufferIo } from '../../src/commands/io.js';
-import { applyFleet, openRuntime } from '../../src/engine/apply.js';
-import type { RolloutEvent } from '../../src/engine/executor.js';
+import { applyFleet } from '../../src/engine/apply.js';
+import { openRuntime } from '../../src/runtime.js';
+import type { RolloutEvent } from '../../src/engine/events.js';
 import { loadDirectory } from '../../src/repository.js';
 import { exampleFleetCopy, writeSmallFleet } from '../helpers/fleet-fixture.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
@@ -219,7 +220,7 @@ describe('tower apply', () => {
     await expect(get(ports.sw!)).rejects.toThrow();
     const r = await tower('apply', dir, '--state-dir', state);
     expect(r.code).toBe(0);
-    expect(r.out).toContain('restarted the traffic switches of sw');
+    expect(r.out).toMatch(/repair: sw: the switch of the stable address stopped — restart-switch done/);
     expect(await get(ports.sw!)).toMatchObject({ status: 200, body: 'up blue' });
   });
 

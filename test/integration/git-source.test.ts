@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { directoryReader } from '../../src/adapters/fs-repo.js';
+import { directoryReader } from '../../src/adapters/fs/repo-reader.js';
 import { credentialsFromEnv, gitAuth, parseGitUrl, scrub } from '../../src/adapters/git/credentials.js';
 import {
   classify,

@@ -21,7 +21,7 @@ import { LOCK_FILE, LOG_FILE, SNAPSHOT_FILE, openEmbeddedStore } from '../../src
 import { openStore } from '../../src/adapters/store/index.js';
 import { MIGRATIONS } from '../../src/adapters/store/migrations/index.js';
 import { openPostgresStore } from '../../src/adapters/store/postgres.js';
-import type { InstanceHistory, RolloutRecord, StateStore } from '../../src/engine/store.js';
+import type { InstanceHistory, RolloutRecord, StateStore } from '../../src/engine/ports.js';
 import { freePort } from '../helpers/mosquitto.js';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
 
@@ -368,7 +368,7 @@ describe.each(backends)('StateStore: $name', (backend) => {
 /** The embedded store's modules as plain JS, so that a child node process can load them. */
 function transpileStoreForChild(): string {
   const out = tempDir('tower-store-child-');
-  for (const file of ['src/adapters/store/embedded.ts', 'src/adapters/store/common.ts', 'src/engine/store.ts']) {
+  for (const file of ['src/adapters/store/embedded.ts', 'src/adapters/store/common.ts', 'src/engine/ports.ts']) {
     const { outputText } = ts.transpileModule(readFileSync(join(ROOT, file), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }, fileName: file });
     const target = join(out, file.replace(/\.ts$/, '.js'));
     mkdirSync(dirname(target), { recursive: true });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { directoryReader } from '../../src/adapters/fs-repo.js';
+import { directoryReader } from '../../src/adapters/fs/repo-reader.js';
 import { directoryRevision, directorySource, isIgnoredPath, watchDirectory, type ChangeBatch, type DirectoryWatcher } from '../../src/adapters/watch.js';
 import { loadRepository } from '../../src/core/load.js';
 import { LIBRARY_DIR } from '../../src/paths.js';

@@ -4,13 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { DaemonStatus } from '../../src/engine/daemon.js';
+import type { FleetStatus } from '../../src/core/status.js';
 import { createApp } from '../../src/server/app.js';
 import { formatDuration, phaseStates, relativeTime, renderStatusMain, renderStatusPage, STATUS_PAGE_CSP } from '../../src/server/page.js';
 import { SseReader } from '../helpers/sse-reader.js';
 import { history, invalidStatus, NOW, REV_A, REV_B, rollingOutStatus, statusProvider, syncedStatus, until } from '../helpers/status-fixture.js';
 
-const render = (s: DaemonStatus, records = history()) => renderStatusPage({ ...s, history: records, version: '0.1.0' }, { now: NOW });
+const render = (s: FleetStatus, records = history()) => renderStatusPage({ ...s, history: records, version: '0.1.0' }, { now: NOW });
 
 /** phase -> state of one instance's steps in the deploy panel. */
 function steps(page: string, instance: string): Record<string, string> {
@@ -138,7 +138,7 @@ describe('renderStatusPage', () => {
   });
 
   it('renders a daemon that knows nothing yet', () => {
-    const page = render({ source: { kind: 'directory', location: '/srv/fleet' }, sync: 'Unknown', leader: false, instances: [], rollout: null, validation: [], drift: [] }, []);
+    const page = render({ source: { kind: 'directory', location: '/srv/fleet' }, sync: 'Unknown', reason: 'NoRevision', message: 'no revision has been read yet', leader: false, instances: [], rollout: null, validation: [], drift: [] }, []);
     expect(page).toContain('data-sync="Unknown"');
     expect(page).toContain('Standby');
     expect(page).toContain('No instances yet.');
@@ -281,7 +281,7 @@ describe('createApp: the page and the event stream', () => {
       p.emit();
       const next = await events.nextEvent(2_000);
       expect(next.event).toBe('status');
-      const changed = JSON.parse(next.data!) as DaemonStatus;
+      const changed = JSON.parse(next.data!) as FleetStatus;
       expect(changed.sync).toBe('Progressing');
       expect(changed.rollout?.instances.ingest?.phase).toBe('VERIFY');
     } finally {

@@ -26,7 +26,7 @@ import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/pro
 import { join, posix, resolve } from 'node:path';
 import { GitPluginError, simpleGit } from 'simple-git';
 import type { RepoReader } from '../../core/load.js';
-import { directoryReader } from '../fs-repo.js';
+import { directoryReader } from '../fs/repo-reader.js';
 import { GitUrlError, gitAuth, hasControlChars, parseGitUrl, scrub, type GitAuth, type GitCredentials, type GitRemote } from './credentials.js';
 
 /** The commit a revision names. */

@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { accepts, freePort } from '../net.js';
 import { join } from 'node:path';
-import { writeAtomic } from '../../engine/state-dir.js';
+import { writeAtomic } from '../fs/atomic.js';
 
 export interface BrokerEndpoint {
   url: string;

@@ -3,7 +3,7 @@
  * behave alike (timestamps normalized to ISO, values JSON round-tripped), and retention.
  * No imports but types, so that a child process can load the embedded store transpiled.
  */
-import type { AuditEntry, InstanceHistory, RevisionState, RolloutOutcome, RolloutRecord } from '../../engine/store.js';
+import type { AuditEntry, InstanceHistory, RevisionState, RolloutOutcome, RolloutRecord } from '../../engine/ports.js';
 
 /**
  * Why a store call failed, as the reconcile loop acts on it (PascalCase: also a metric label).

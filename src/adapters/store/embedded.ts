@@ -40,7 +40,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { AuditEntry, InstanceHistory, RevisionState, RolloutOutcome, RolloutRecord, StateStore } from '../../engine/store.js';
+import type { AuditEntry, InstanceHistory, RevisionState, RolloutOutcome, RolloutRecord, StateStore } from '../../engine/ports.js';
 import {
   checkLimit,
   checkName,

@@ -3,7 +3,7 @@
  * root passes DATABASE_URL), otherwise the embedded store in `dir`. The caller runs
  * migrate() once before use, and close() on shutdown.
  */
-import type { StateStore } from '../../engine/store.js';
+import type { StateStore } from '../../engine/ports.js';
 import type { Retention, StoreLog } from './common.js';
 import { openEmbeddedStore } from './embedded.js';
 import { openPostgresStore } from './postgres.js';

@@ -12,7 +12,7 @@
  *   background errors are logged the same way. `location` is the URL without its password.
  */
 import pg from 'pg';
-import type { AuditEntry, InstanceHistory, RevisionState, RolloutOutcome, RolloutRecord, StateStore } from '../../engine/store.js';
+import type { AuditEntry, InstanceHistory, RevisionState, RolloutOutcome, RolloutRecord, StateStore } from '../../engine/ports.js';
 import {
   checkLimit,
   checkName,

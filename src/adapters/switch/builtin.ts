@@ -161,6 +161,7 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
 
   return {
     kind: 'builtin',
+    url: (listenPort) => `http://127.0.0.1:${listenPort}`,
 
     async ensure(instance, listenPort) {
       checkName(instance);

@@ -127,6 +127,7 @@ export function nginxSwitch(options: NginxSwitchOptions): TrafficSwitch {
 
   return {
     kind: 'nginx',
+    url: (listenPort) => `http://127.0.0.1:${listenPort}`,
 
     async ensure(instance, listenPort) {
       checkName(instance);

@@ -4,7 +4,7 @@
  */
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import type { ReadResult, RepoReader } from '../core/load.js';
+import type { ReadResult, RepoReader } from '../../core/load.js';
 
 export function directoryReader(root: string): RepoReader {
   const realRoot = realpathSync(root);

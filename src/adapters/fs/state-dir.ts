@@ -5,36 +5,14 @@
  * which colour serves) is read from the drivers and switches, not from here.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RuntimeConfig } from '../core/model.js';
-import type { Color } from '../core/rollout.js';
-import type { AdminCredentials } from '../adapters/runtime/types.js';
+import type { AdminCredentials, Registry, RegistryStore } from '../../engine/ports.js';
+import { writeAtomic } from './atomic.js';
 
-export interface ColorRecord {
-  port: number;
-  rev: string;
-  flowsHash: string;
-  /** The runtime config (env as references, never values) the colour was started with. */
-  config: RuntimeConfig;
-  startedAt: string;
-  /** Set on a colour parked for an instant swap back: it is stopped after this time. */
-  keepWarmUntil?: string;
-}
+export type { ColorRecord, InstanceRecord, Registry } from '../../engine/ports.js';
 
-export interface InstanceRecord {
-  port: number;
-  colors: Partial<Record<Color, ColorRecord>>;
-  /** What Tower last applied and verified. */
-  applied?: { color: Color; rev: string; flowsHash: string; config: RuntimeConfig; at: string; revision?: string };
-}
-
-export interface Registry {
-  fleet?: string;
-  instances: Record<string, InstanceRecord>;
-}
-
-export class StateDir {
+export class StateDir implements RegistryStore {
   readonly root: string;
 
   constructor(root: string) {
@@ -55,20 +33,20 @@ export class StateDir {
     return creds;
   }
 
-  readRegistry(): Registry {
+  read(): Registry {
     const file = this.path('registry.json');
     if (!existsSync(file)) return { instances: {} };
     return JSON.parse(readFileSync(file, 'utf8')) as Registry;
   }
 
-  writeRegistry(registry: Registry): void {
+  write(registry: Registry): void {
     writeAtomic(this.path('registry.json'), JSON.stringify(registry, null, 2), 0o600);
   }
 
-  updateRegistry(update: (r: Registry) => void): Registry {
-    const r = this.readRegistry();
-    update(r);
-    this.writeRegistry(r);
+  update(change: (r: Registry) => void): Registry {
+    const r = this.read();
+    change(r);
+    this.write(r);
     return r;
   }
 
@@ -100,12 +78,6 @@ export class StateDir {
     }
     throw new Error(`cannot lock the state directory ${this.root}`);
   }
-}
-
-export function writeAtomic(file: string, content: string, mode = 0o644): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, content, { mode });
-  renameSync(tmp, file);
 }
 
 function isAlive(pid: number): boolean {

@@ -1,0 +1,15 @@
+/** What the executor tells as it goes: the recorder, the CLI's progress and the logs listen. */
+import type { RepairKind } from '../core/repairs.js';
+import type { Outcome, Phase, RolloutPath } from '../core/rollout.js';
+
+export type RolloutEvent =
+  | { type: 'rollout-start'; waves: number; instances: number }
+  | { type: 'wave-start'; wave: number; instances: string[] }
+  | { type: 'phase'; wave: number; instance: string; phase: Phase; path: RolloutPath }
+  | { type: 'instance-end'; wave: number; instance: string; outcome: Outcome; error?: string; ms: number }
+  | { type: 'wave-end'; wave: number; ok: boolean }
+  | { type: 'rollback-start'; reason: string; instances: string[] }
+  | { type: 'cleanup'; instances: string[] }
+  | { type: 'repair'; instance: string; kind: RepairKind; reason: string; ok: boolean; error?: string; ms: number }
+  | { type: 'warning'; instance?: string; message: string }
+  | { type: 'rollout-end'; ok: boolean; ms: number };

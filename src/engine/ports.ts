@@ -1,0 +1,415 @@
+/**
+ * Every interface the engine acts through, in one place. The engine owns them; adapters
+ * implement them and import nothing else of the engine (lint enforces it), so a new runtime,
+ * switch, store or source is one adapter and no engine change.
+ */
+import type { Diagnostic } from '../core/diagnostics.js';
+import type { RepoReader } from '../core/load.js';
+import type { FlowNode, RuntimeConfig, RuntimeKind, SmokeCheck } from '../core/model.js';
+import type { PlanReport } from '../core/render.js';
+import type { Color, Phase } from '../core/rollout.js';
+import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
+
+export type { Color, CommitInfo, RolloutOutcome };
+
+// ---------------------------------------------------------------------------- errors
+
+/**
+ * An error that says what the loop should do about it (Flux's Stalled / Retryable):
+ * stalled — retrying the same input fails the same way (a missing image, a Node-RED
+ * version the runtime lacks, a smoke check); retryable — the world may fix it (a port in
+ * use, an engine down). `reason` is PascalCase, reused in status and metrics.
+ */
+export class TowerError extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+    readonly kind: 'stalled' | 'retryable' = 'retryable',
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'TowerError';
+  }
+}
+
+// ---------------------------------------------------------------------------- runtime drivers
+
+export interface ColorIdentity {
+  fleet: string;
+  instance: string;
+  color: Color;
+}
+
+export interface AdminCredentials {
+  username: string;
+  password: string;
+}
+
+/** Everything needed to start one colour of an instance. */
+export interface ColorSpec extends ColorIdentity {
+  /** The colour's own port (the stable port belongs to the traffic switch). */
+  port: number;
+  /** The exact flow list to run. */
+  flows: FlowNode[];
+  /** Node-RED's rev of flows. */
+  rev: string;
+  /** Canonical content hash of flows (order-independent). */
+  flowsHash: string;
+  /** The process environment, secrets resolved. Never logged. */
+  env: Record<string, string>;
+  nodeRedVersion: string;
+  image?: string;
+  resources: { memory?: string; cpu?: number | string };
+  settings: Record<string, unknown>;
+  context: 'memory' | 'shared';
+  /** Where context 'shared' keeps context (Redis): one prefix for both colours of an instance. */
+  sharedContext?: { url: string; prefix: string };
+  labels: Record<string, string>;
+  /** adminAuth credentials Node-RED is configured with. Never logged. */
+  admin: AdminCredentials;
+}
+
+export type ColorStatus = 'created' | 'running' | 'exited' | 'unknown';
+
+/** How a colour that stopped by itself ended. */
+export interface ExitRecord {
+  at: string;
+  code: number | null;
+  signal: string | null;
+  reason: string;
+}
+
+export interface RunningColor extends ColorIdentity {
+  runtime: 'process' | 'docker';
+  /** pid (process driver) or container id (docker driver). */
+  id: string;
+  port: number;
+  rev: string;
+  flowsHash: string;
+  status: ColorStatus;
+  startedAt?: string;
+  /** Base URL of the colour's Node-RED (Admin API and HTTP nodes). */
+  url: string;
+  logFile?: string;
+  /** The last exit the driver knows of, for a colour that stopped by itself. */
+  exit?: ExitRecord;
+}
+
+/** A colour stopped running without being asked to (crash, kill, OOM, container removed). */
+export interface ColorExit extends ColorIdentity, ExitRecord {}
+
+export interface ResourceUsage {
+  cpuSeconds: number;
+  rssBytes: number;
+}
+
+export interface RuntimeDriver {
+  readonly kind: 'process' | 'docker';
+  /** Every colour this driver manages for the fleet, from its own records. */
+  list(fleet: string): Promise<RunningColor[]>;
+  /** Prepares a colour without starting it. */
+  create(spec: ColorSpec): Promise<RunningColor>;
+  /** Starts a created (or exited) colour; resolves when it runs (not necessarily ready). */
+  start(ref: ColorIdentity): Promise<RunningColor>;
+  /** Stops gracefully, killing after timeoutMs. Idempotent. */
+  stop(ref: ColorIdentity, opts?: { timeoutMs?: number }): Promise<void>;
+  /** Stops if needed and deletes everything the colour had. Idempotent. */
+  remove(ref: ColorIdentity): Promise<void>;
+  inspect(ref: ColorIdentity): Promise<RunningColor | undefined>;
+  usage?(ref: ColorIdentity): Promise<ResourceUsage | undefined>;
+  /**
+   * Calls onExit, within a second, whenever a colour of this fleet that was running stops
+   * without this driver having been asked to stop or remove it. Returns a function that
+   * stops watching. Watching costs next to nothing when nothing happens.
+   */
+  watch?(fleet: string, onExit: (exit: ColorExit) => void): () => void;
+}
+
+// ---------------------------------------------------------------------------- traffic switch
+
+export interface Upstream {
+  color: Color;
+  port: number;
+}
+
+export interface SwitchStatus {
+  instance: string;
+  listenPort: number;
+  /** Where new requests go; undefined until the first route. */
+  active?: Upstream;
+  /** Requests in flight, per colour. */
+  inflight: Partial<Record<Color, number>>;
+  running: boolean;
+}
+
+export interface DrainResult {
+  drained: boolean;
+  /** Requests still in flight when the drain ended. */
+  inflight: number;
+}
+
+/** What serves an instance's stable address and forwards to the routed colour; it outlives Tower. */
+export interface TrafficSwitch {
+  readonly kind: string;
+  /** Makes sure the stable port is served (idempotent; a dead router resumes its route). */
+  ensure(instance: string, listenPort: number): Promise<SwitchStatus>;
+  /** Atomically sends new requests to upstream; requests in flight finish where they started. */
+  route(instance: string, upstream: Upstream): Promise<SwitchStatus>;
+  /** Resolves when no request is in flight to color, or when timeoutMs has passed. */
+  drain(instance: string, color: Color, timeoutMs: number): Promise<DrainResult>;
+  status(instance: string): Promise<SwitchStatus | undefined>;
+  list(): Promise<SwitchStatus[]>;
+  /** Stops serving the stable port and forgets the instance. Idempotent. */
+  remove(instance: string): Promise<void>;
+  /** The stable address of a port, as clients reach it. */
+  url(listenPort: number): string;
+}
+
+// ---------------------------------------------------------------------------- MQTT
+
+export interface Broker {
+  url: string;
+  host: string;
+  port: number;
+  /** Tower runs this broker (embedded) rather than being given it (MQTT_URL). */
+  embedded: boolean;
+}
+
+/** The deploy gate: opens and closes a colour's MQTT consumers through retained messages. */
+export interface DeployGate {
+  open(topicBase: string): Promise<void>;
+  close(topicBase: string): Promise<void>;
+  /** Removes the retained command and state. */
+  clear(topicBase: string): Promise<void>;
+  /** Ends the persistent session of a colour that no longer runs. */
+  endSession(clientId: string): Promise<void>;
+  /** The retained state ("open", "closed", …) or null. */
+  state(topicBase: string): Promise<string | null>;
+  end(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------- Node-RED
+
+export interface AdminClient {
+  getFlows(): Promise<{ rev: string; flows: FlowNode[] }>;
+  setFlows(flows: readonly FlowNode[], options: { rev?: string; type: 'full' | 'flows' | 'nodes' | 'reload' }): Promise<string>;
+  waitUntilReady(timeoutMs: number): Promise<unknown>;
+}
+
+export interface SmokeResult {
+  name: string;
+  ok: boolean;
+  message: string;
+}
+
+export type SmokeRunner = (opts: { baseUrl: string; checks: SmokeCheck[]; mqtt?: { url: string }; defaultTimeoutMs: number }) => Promise<SmokeResult[]>;
+
+// ---------------------------------------------------------------------------- registry
+
+/** What Tower recorded when it started a colour. */
+export interface ColorRecord {
+  port: number;
+  rev: string;
+  flowsHash: string;
+  /** The runtime config (env as references, never values) it was started with. */
+  config: RuntimeConfig;
+  startedAt: string;
+  /** Parked for an instant swap back until this time (ISO). */
+  keepWarmUntil?: string;
+}
+
+export interface InstanceRecord {
+  port: number;
+  colors: Partial<Record<Color, ColorRecord>>;
+  /** What Tower last applied and verified. */
+  applied?: { color: Color; rev: string; flowsHash: string; config: RuntimeConfig; at: string; revision?: string };
+}
+
+export interface Registry {
+  fleet?: string;
+  instances: Record<string, InstanceRecord>;
+}
+
+export interface RegistryStore {
+  read(): Registry;
+  write(registry: Registry): void;
+  update(change: (r: Registry) => void): Registry;
+}
+
+// ---------------------------------------------------------------------------- state store
+
+export interface RolloutRecord {
+  id: string;
+  fleet: string;
+  revision?: string;
+  author?: string;
+  message?: string;
+  startedAt: string;
+  finishedAt?: string;
+  outcome: RolloutOutcome;
+  error?: string;
+  /** The plan that was executed (JSON). */
+  plan?: unknown;
+  instances?: Record<string, InstanceHistory>;
+}
+
+export interface InstanceHistory {
+  path: string;
+  outcome: string;
+  error?: string;
+  phases: { phase: string; startedAt: string; ms?: number }[];
+}
+
+export interface AuditEntry {
+  at: string;
+  fleet: string;
+  /** "tower" for the reconciler, "self-heal", "drift", "repair", … */
+  actor: string;
+  action: string;
+  revision?: string;
+  detail?: unknown;
+}
+
+export interface RevisionState {
+  /** The newest revision a rollout was started for (or rejected as invalid). */
+  attempted?: { revision: string; at: string; outcome: RolloutOutcome; error?: string };
+  /** The newest revision the whole fleet runs, verified. */
+  applied?: { revision: string; at: string };
+}
+
+/**
+ * The durable state: the rollout trace (each instance's state, written before its actions
+ * run, so that a restart can say where a rollout was interrupted), the history, the audit
+ * trail, and the attempted and applied revisions.
+ */
+export interface StateStore {
+  readonly kind: 'postgres' | 'embedded';
+  migrate(): Promise<void>;
+  beginRollout(rollout: Omit<RolloutRecord, 'outcome' | 'finishedAt'>): Promise<void>;
+  saveInstanceState(rolloutId: string, instance: string, state: unknown): Promise<void>;
+  saveInstanceHistory(rolloutId: string, instance: string, history: InstanceHistory): Promise<void>;
+  finishRollout(rolloutId: string, outcome: RolloutOutcome, finishedAt: string, error?: string): Promise<void>;
+  /** The rollout of this fleet still marked running (after a crash), with its trace. */
+  openRollout(fleet: string): Promise<{ rollout: RolloutRecord; states: Record<string, unknown> } | undefined>;
+  history(fleet: string, limit: number): Promise<RolloutRecord[]>;
+  getRollout(id: string): Promise<RolloutRecord | undefined>;
+  audit(entry: AuditEntry): Promise<void>;
+  auditTrail(fleet: string, limit: number): Promise<AuditEntry[]>;
+  setAttempted(fleet: string, attempted: NonNullable<RevisionState['attempted']>): Promise<void>;
+  setApplied(fleet: string, applied: NonNullable<RevisionState['applied']>): Promise<void>;
+  revisions(fleet: string): Promise<RevisionState>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------- source
+
+export interface FetchResult {
+  /** The branch head (for a directory: a content hash). */
+  revision: string;
+  changed: boolean;
+  previous?: string;
+}
+
+export interface SourceCheckout {
+  dir: string;
+  fleetDir: string;
+  reader: RepoReader;
+  commit?: CommitInfo;
+}
+
+/** Where the desired state comes from: a Git remote or a local directory. */
+export interface FleetSource {
+  readonly kind: 'git' | 'directory';
+  /** For logs and the status page; never holds credentials. */
+  describe(): string;
+  fetch(): Promise<FetchResult>;
+  checkout(revision: string): Promise<SourceCheckout>;
+  /** Calls onChange when the source changes by itself (a directory being edited). */
+  watch?(onChange: () => void): { close(): Promise<void> };
+}
+
+// ---------------------------------------------------------------------------- leadership, reporting, metrics
+
+/** Leadership among daemons pointed at the same fleet, or always true. */
+export interface Leadership {
+  /** Resolves when this daemon leads (or when stopping); never throws. */
+  acquire(isStopping: () => boolean): Promise<boolean>;
+  /** False once leadership was lost. */
+  stillLeader(): Promise<boolean>;
+  /** The same from what is known locally, without asking: checked between waves. */
+  isLeader(): boolean;
+  release(): Promise<void>;
+}
+
+export type FinishedOutcome = 'succeeded' | 'rolled-back' | 'failed' | 'superseded' | 'interrupted';
+
+export interface InstanceReport {
+  name: string;
+  wave?: number;
+  path: string;
+  outcome: string;
+  phases: { phase: Phase; ms: number }[];
+  error?: string;
+  ms?: number;
+}
+
+export interface RolloutStarted {
+  revision: string;
+  plan: PlanReport;
+}
+
+export interface RolloutFinished {
+  revision: string;
+  outcome: FinishedOutcome;
+  error?: string;
+  instances: InstanceReport[];
+  ms: number;
+}
+
+export interface RevisionRejected {
+  revision: string;
+  diagnostics: Diagnostic[];
+}
+
+/** Where revisions' outcomes are reported (GitHub commit statuses and check runs). Never blocks. */
+export interface Reporter {
+  rolloutStarted(e: RolloutStarted): void;
+  rolloutFinished(e: RolloutFinished): void;
+  revisionRejected(e: RevisionRejected): void;
+}
+
+/** The adapters of one state directory: what the engine observes and acts through. */
+export interface FleetRuntime {
+  registry: RegistryStore;
+  /** The admin credentials every managed Node-RED is configured with. */
+  adminCredentials: AdminCredentials;
+  /** The drivers that may hold colours of the fleet. */
+  drivers(): RuntimeDriver[];
+  driverFor(kind: RuntimeKind): RuntimeDriver;
+  trafficSwitch: TrafficSwitch;
+  /** The fleet's broker and deploy gate, once ensureBroker has run. */
+  broker?: Broker;
+  gate?: DeployGate;
+  /** Connects to the fleet's broker (MQTT_URL), or starts the embedded one (again, if it died). */
+  ensureBroker(): Promise<Broker>;
+  /** One Admin API client per URL (each login is a session Node-RED keeps). */
+  admin(url: string): AdminClient;
+  smoke: SmokeRunner;
+  freePort(): Promise<number>;
+  /** Where instances with context: shared keep context (REDIS_URL). */
+  redisUrl?: string;
+  /** What would make starting this Node-RED fail half way (a version the runtime lacks), in words. */
+  cannotRun(nodeRedVersion: string, runtime: RuntimeKind, instance: string): string | undefined;
+  /** Stops the embedded broker (destroy). */
+  stopBroker(): void;
+  close(): Promise<void>;
+}
+
+export interface MetricsSink {
+  reconcile(result: string, seconds: number): void;
+  phase(phase: string, path: string, seconds: number): void;
+  deployment(outcome: string): void;
+  appliedRevisionAt(at: Date): void;
+  restart(instance: string, what: string, kind: string): void;
+  fromStatus(status: FleetStatus): void;
+}

@@ -1,0 +1,86 @@
+/**
+ * The adapters of one state directory, wired once: the runtime drivers, the traffic switch,
+ * the fleet's broker and deploy gate, Node-RED's Admin API clients. Commands open it; the
+ * engine acts through it (src/engine/ports.ts FleetRuntime) and never builds an adapter.
+ */
+import Dockerode from 'dockerode';
+import type { RuntimeKind } from './core/model.js';
+import type { AdminClient, FleetRuntime, RuntimeDriver } from './engine/ports.js';
+import { StateDir } from './adapters/fs/state-dir.js';
+import { brokerFromUrl, ensureEmbeddedBroker, stopEmbeddedBroker } from './adapters/mqtt/embedded-broker.js';
+import { deployGate } from './adapters/mqtt/gate.js';
+import { freePort } from './adapters/net.js';
+import { NodeRedAdmin } from './adapters/nodered/admin.js';
+import { dockerDriver } from './adapters/runtime/docker.js';
+import { installedNodeRed, nodeRedVersionMatches, processDriver } from './adapters/runtime/process.js';
+import { runSmokeChecks } from './adapters/smoke.js';
+import { builtinSwitch } from './adapters/switch/builtin.js';
+
+export interface RuntimeOptions {
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Start (or connect to) the broker right away rather than when a fleet first needs it. */
+  needsBroker?: boolean;
+  log?: (line: string) => void;
+}
+
+/** The runtime of a state directory on this machine: the engine's FleetRuntime, and the directory (for its lock). */
+export interface LocalRuntime extends FleetRuntime {
+  state: StateDir;
+}
+
+export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime> {
+  const state = new StateDir(options.stateDir);
+  const credentials = state.adminCredentials();
+  // One client per Node-RED: every login is a session Node-RED stores, so reuse the token.
+  const admins = new Map<string, AdminClient>();
+  const drivers: Partial<Record<RuntimeKind, RuntimeDriver>> = { process: processDriver({ stateDir: state.root }) };
+  const docker = () => (drivers.docker ??= dockerDriver({ docker: new Dockerode(), stateDir: state.root }));
+  if (options.env.DOCKER_HOST || usesDocker(state)) docker();
+  const rt: LocalRuntime = {
+    state,
+    registry: state,
+    adminCredentials: credentials,
+    drivers: () => Object.values(drivers),
+    driverFor: (kind) => (kind === 'docker' ? docker() : drivers.process!),
+    trafficSwitch: builtinSwitch({ stateDir: state.root }),
+    async ensureBroker() {
+      if (!rt.broker) {
+        rt.broker = options.env.MQTT_URL ? brokerFromUrl(options.env.MQTT_URL) : await ensureEmbeddedBroker(state.path('broker'), options.log);
+        rt.gate = deployGate({ url: rt.broker.url });
+      } else if (rt.broker.embedded) {
+        // It is ours to keep running: start it again (same port) if it died.
+        await ensureEmbeddedBroker(state.path('broker'), options.log);
+      }
+      return rt.broker;
+    },
+    admin(url) {
+      let client = admins.get(url);
+      if (!client) {
+        client = new NodeRedAdmin({ baseUrl: url, credentials, timeoutMs: 10_000 });
+        admins.set(url, client);
+      }
+      return client;
+    },
+    smoke: (opts) => runSmokeChecks(opts),
+    freePort,
+    ...(options.env.REDIS_URL ? { redisUrl: options.env.REDIS_URL } : {}),
+    cannotRun(nodeRedVersion, runtime, instance) {
+      if (runtime !== 'process') return undefined;
+      const installed = installedNodeRed().version;
+      if (nodeRedVersionMatches(installed, nodeRedVersion)) return undefined;
+      return `instance ${instance} asks for Node-RED ${nodeRedVersion}, but the process runtime has Node-RED ${installed}; set nodeRedVersion to match, or use runtime: docker with that version's image`;
+    },
+    stopBroker: () => stopEmbeddedBroker(state.path('broker')),
+    async close() {
+      await rt.gate?.end();
+    },
+  };
+  // A broker given by URL costs nothing to know about; the gate client connects on first use.
+  if (options.env.MQTT_URL || options.needsBroker) await rt.ensureBroker();
+  return rt;
+}
+
+function usesDocker(state: StateDir): boolean {
+  return Object.values(state.read().instances).some((i) => Object.values(i.colors).some((c) => c?.config.runtime === 'docker'));
+}
