@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { RepoReader } from '../core/load.js';
 import type { FleetStatus } from '../core/status.js';
-import type { FleetRuntime, FleetSource, Leadership, MetricsSink, Reporter, RuntimeDriver, StateStore } from './ports.js';
+import type { FleetRuntime, FleetSource, Leadership, MetricsSink, Reporter, RuntimeDriver, StateStore, TrafficSwitch } from './ports.js';
 import { Reconciler } from './reconciler.js';
 
 /** After these, the next pass runs at once; after the others (a failed repair included), at the next trigger or wake-up. */
@@ -46,7 +46,7 @@ export class Daemon extends EventEmitter {
   private leader = false;
   private rollingOut = false;
   private peeking = false;
-  private readonly watched = new Map<RuntimeDriver, () => void>();
+  private readonly watched = new Map<RuntimeDriver | TrafficSwitch, () => void>();
 
   constructor(opts: DaemonOptions) {
     super();
@@ -164,8 +164,18 @@ export class Daemon extends EventEmitter {
     this.emit('status');
   }
 
-  /** Every driver the fleet may run on tells the loop when a colour exits by itself. */
+  /** Every driver the fleet may run on, and the switch, tell the loop when something exits by itself. */
   private watchDrivers(): void {
+    const sw = this.opts.runtime.trafficSwitch;
+    if (!this.watched.has(sw) && sw.watch) {
+      this.watched.set(
+        sw,
+        sw.watch((instance) => {
+          this.log.warn({ instance }, `the switch of ${instance} stopped`);
+          this.trigger(`the switch of ${instance} exited`);
+        }),
+      );
+    }
     const fleet = this.reconciler.status.fleet ?? this.opts.runtime.registry.read().fleet;
     if (!fleet) return;
     for (const driver of this.opts.runtime.drivers()) {

@@ -163,6 +163,8 @@ export interface TrafficSwitch {
   remove(instance: string): Promise<void>;
   /** The stable address of a port, as clients reach it. */
   url(listenPort: number): string;
+  /** Calls onExit, within a second, when the switch of an instance stops serving by itself. Returns a function that stops watching. */
+  watch?(onExit: (instance: string) => void): () => void;
 }
 
 // ---------------------------------------------------------------------------- MQTT

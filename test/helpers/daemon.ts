@@ -27,11 +27,13 @@ export interface Status {
   attemptedRevision?: string;
   attempted?: { revision: string; outcome: string; error?: string };
   sync: string;
+  reason: string;
+  message: string;
   leader: boolean;
   lastError?: string;
   source: { error?: string; newestRevision?: string };
   validation: { file: string; line: number; col: number; message: string; severity: string }[];
-  instances: { name: string; color?: string; health: string; rev?: string; port?: number; drift: boolean; standby?: string }[];
+  instances: { name: string; color?: string; health: string; healthMessage: string; condition: string; restarts: number; rev?: string; port?: number; drift: boolean; standby?: string }[];
   rollout: unknown;
   drift: string[];
   history: { id: string; revision?: string; outcome: string; error?: string }[];

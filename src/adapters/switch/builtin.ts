@@ -216,6 +216,34 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
       return all.filter((s): s is BuiltinSwitchStatus => s !== undefined);
     },
 
+    watch(onExit) {
+      // Routers are detached processes a restarted Tower adopts: their pids are polled (one
+      // signal-0 per router every half second), not waited on.
+      const alive = new Map<string, number>();
+      const tick = () => {
+        let names: string[] = [];
+        try {
+          names = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).filter((n) => NAME.test(n));
+        } catch {
+          // no switch yet
+        }
+        for (const name of names) {
+          const record = readRecord(file(name));
+          if (!record) continue;
+          if (pidAlive(record.pid)) alive.set(name, record.pid);
+          else if (alive.get(name) === record.pid && !queues.has(name)) {
+            alive.delete(name);
+            onExit(name); // not while ensure() or remove() work on it: those were asked for
+          }
+        }
+        for (const name of [...alive.keys()]) if (!names.includes(name)) alive.delete(name);
+      };
+      tick();
+      const timer = setInterval(tick, 500);
+      timer.unref();
+      return () => clearInterval(timer);
+    },
+
     async remove(instance) {
       checkName(instance);
       return serially(instance, async () => {
