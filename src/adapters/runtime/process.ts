@@ -13,16 +13,17 @@
  * driver on the same state dir finds them through colour.json and checks that each pid is
  * still the process it started (start time from /proc), not a recycled pid.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { deployableFlows } from '../../core/flows.js';
 import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { procStat, processUsage, runs, signalGroup, waitForExit } from './proc.js';
 import { renderSettings } from './settings.js';
-import { RuntimeError, type Color, type ColorIdentity, type ResourceUsage, type RunningColor, type RuntimeDriver } from './types.js';
+import { RuntimeError, type Color, type ColorIdentity, type RunningColor, type RuntimeDriver } from './types.js';
 
 export interface ProcessDriverOptions {
   stateDir: string;
@@ -105,10 +106,10 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       const pid = record.pid!;
       log(`process: stopping ${key(ref)} (pid ${pid})`);
       signalGroup(pid, 'SIGTERM');
-      if (!(await waitForExit(record, opts?.timeoutMs ?? 10_000))) {
+      if (!(await waitForExit(pid, record.pidStartTime, opts?.timeoutMs ?? 10_000))) {
         log(`process: ${key(ref)} (pid ${pid}) ignored SIGTERM, killing it`);
         signalGroup(pid, 'SIGKILL');
-        if (!(await waitForExit(record, 5_000))) throw new RuntimeError(`could not stop ${key(ref)}: pid ${pid} survives SIGKILL`, 'StopFailed');
+        if (!(await waitForExit(pid, record.pidStartTime, 5_000))) throw new RuntimeError(`could not stop ${key(ref)}: pid ${pid} survives SIGKILL`, 'StopFailed');
       }
     }
     if (record.status === 'running') await writeRecord({ ...record, status: 'exited' });
@@ -274,83 +275,9 @@ function childEnv(specEnv: Record<string, string>): Record<string, string> {
   return { ...env, ...specEnv };
 }
 
-interface ProcStat {
-  state: string;
-  utime: number;
-  stime: number;
-  startTime: number;
-}
-
-async function procStat(pid: number): Promise<ProcStat | undefined> {
-  const text = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return text === undefined ? undefined : parseStat(text);
-}
-
-/** The process name (field 2) may hold spaces and parentheses: fields are counted after its last ')'. */
-function parseStat(text: string): ProcStat | undefined {
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // fields[0] is field 3 (state), so field n is fields[n - 3].
-  const [state, utime, stime, startTime] = [fields[0], Number(fields[11]), Number(fields[12]), Number(fields[19])];
-  if (!state || !Number.isFinite(startTime)) return undefined;
-  return { state, utime, stime, startTime };
-}
-
-function procStatSync(pid: number): ProcStat | undefined {
-  try {
-    // Sync on purpose: one small read from procfs, and list()/view() stay simple.
-    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** Our process still runs: the pid exists, is not a zombie, and started when we recorded. */
+/** Our process still runs: the record says running and its pid is still the process we started. */
 function isAlive(record: ColorRecord): boolean {
-  if (record.pid === null || record.status !== 'running') return false;
-  const stat = procStatSync(record.pid);
-  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X' && stat.startTime === record.pidStartTime;
-}
-
-async function waitForExit(record: ColorRecord, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (isAlive(record)) {
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return true;
-}
-
-/** The whole group (Node-RED and whatever its exec nodes started); the pid alone if there is no group. */
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-let clockTicks: number | undefined;
-function ticksPerSecond(): number {
-  if (clockTicks === undefined) {
-    try {
-      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2_000 }).trim()) || 100;
-    } catch {
-      clockTicks = 100; // USER_HZ on every Linux Tower runs on
-    }
-  }
-  return clockTicks;
-}
-
-async function processUsage(pid: number): Promise<ResourceUsage | undefined> {
-  const stat = await procStat(pid);
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
-  if (!stat || status === undefined) return undefined;
-  const rssKb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
-  return { cpuSeconds: (stat.utime + stat.stime) / ticksPerSecond(), rssBytes: rssKb * 1024 };
+  return record.pid !== null && record.status === 'running' && runs(record.pid, record.pidStartTime);
 }
 
 function portIsFree(port: number): Promise<boolean> {
