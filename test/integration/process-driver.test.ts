@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeRedAdmin } from '../../src/adapters/nodered/admin.js';
-import { installedNodeRed, nodeRedVersionMatches, processDriver, type ColorRecord } from '../../src/adapters/runtime/process.js';
+import { installedNodeRed, nodeRedVersionMatches, processDriver, processTitle, type ColorRecord } from '../../src/adapters/runtime/process.js';
 import { RuntimeError, type ColorIdentity, type ColorSpec, type RuntimeDriver } from '../../src/adapters/runtime/types.js';
 import { ADMIN, cleanUpStateDir, colorSpec, eventually, eventuallyGet, freePort, httpFlow, httpGet, isRunning, tempStateDir, transpileSrcForChild } from '../helpers/nodered.js';
 
@@ -165,6 +165,17 @@ describe('processDriver with a running Node-RED', () => {
     expect(readlinkSync(`/proc/${pid}/fd/1`)).toBe(logFile);
     expect(readlinkSync(`/proc/${pid}/fd/2`)).toBe(logFile);
     expect(readFileSync(logFile, 'utf8')).toMatch(/Server now running at http:\/\/127\.0\.0\.1:/);
+  });
+
+  it('titles the process node-red tower:<fleet>/<instance>/<color>; the pid check still knows it', async () => {
+    const title = processTitle(ref);
+    expect(title).toBe('node-red tower:driver-test/ingest/blue');
+    // Node-RED sets the title once it listens (waitUntilReady saw it answer): it replaces argv, so ps shows it.
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]).toBe(title);
+    // comm holds 15 bytes: "node-red tower:", which stat's name field carries, spaces and all.
+    expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe(title.slice(0, 15));
+    expect(readFileSync(`/proc/${pid}/stat`, 'utf8')).toContain(`${pid} (${title.slice(0, 15)}) `);
+    expect(await processDriver({ stateDir }).inspect(ref)).toMatchObject({ id: String(pid), status: 'running' });
   });
 
   it('usage(): plausible CPU seconds and RSS', async () => {

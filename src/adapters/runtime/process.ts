@@ -11,7 +11,8 @@
  *
  * Processes outlive the reconciler (detached, own process group, stdio on a file); a new
  * driver on the same state dir finds them through colour.json and checks that each pid is
- * still the process it started (start time from /proc), not a recycled pid.
+ * still the process it started (start time from /proc), not a recycled pid. Each is titled
+ * `node-red tower:<fleet>/<instance>/<color>` (ps, /proc/<pid>/cmdline) once it listens.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -198,7 +199,9 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       const logFile = await fs.open(path.join(dir, 'node-red.log'), 'a', 0o600);
       let pid: number;
       try {
-        const child = spawn(process.execPath, [installedNodeRed().redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir], {
+        // The title tells the colours apart in ps; Node-RED sets it once it listens.
+        const args = [installedNodeRed().redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--title', processTitle(ref)];
+        const child = spawn(process.execPath, args, {
           cwd: userDir,
           env: childEnv(env),
           // Own process group and no pipe to us: the instance outlives the reconciler, even a SIGKILLed one.
@@ -246,6 +249,11 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       return processUsage(record.pid!);
     },
   };
+}
+
+/** What ps shows for a colour's Node-RED: `node-red tower:<fleet>/<instance>/<color>`. */
+export function processTitle(ref: ColorIdentity): string {
+  return `node-red tower:${ref.fleet}/${ref.instance}/${ref.color}`;
 }
 
 /** "4.1" accepts 4.1.x, "4" any 4.x, "4.1.8" only itself; "4.1" does not accept 4.10. */
