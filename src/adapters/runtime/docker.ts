@@ -6,6 +6,10 @@
  * reconciler finds exactly what runs without a registry of its own. The userDir is a host
  * directory (<stateDir>/docker/<instance>/<color>/data) bind-mounted as /data, the official
  * image's userDir, holding the settings.js and flows.json Tower writes before start.
+ *
+ * Containers have no restart policy: a colour that dies stays down until Tower's engine starts
+ * it again. Docker restarting it behind Tower's back would hide a crash loop from the engine
+ * and the status page.
  */
 import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -145,8 +149,8 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
         HostConfig: {
           NetworkMode: 'host',
           Binds: [`${dataDir}:/data`, ...(run.binds ?? [])],
-          // Survives a Docker daemon restart; a colour Tower stopped stays stopped.
-          RestartPolicy: { Name: 'unless-stopped' },
+          // Never restarted by Docker: Tower notices the exit and decides (backoff, CrashLoop).
+          RestartPolicy: { Name: 'no' },
           ...(memory !== undefined ? { Memory: memory } : {}),
           ...(cpus !== undefined ? { NanoCpus: cpus } : {}),
         },
