@@ -10,6 +10,8 @@ export interface ProcStat {
   state: string;
   utime: number;
   stime: number;
+  /** Threads left in the process (a zombie leader counts itself until the last one ends). */
+  threads: number;
   startTime: number;
 }
 
@@ -22,9 +24,9 @@ export async function procStat(pid: number): Promise<ProcStat | undefined> {
 function parseStat(text: string): ProcStat | undefined {
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state), so field n is fields[n - 3].
-  const [state, utime, stime, startTime] = [fields[0], Number(fields[11]), Number(fields[12]), Number(fields[19])];
+  const [state, utime, stime, threads, startTime] = [fields[0], Number(fields[11]), Number(fields[12]), Number(fields[17]), Number(fields[19])];
   if (!state || !Number.isFinite(startTime)) return undefined;
-  return { state, utime, stime, startTime };
+  return { state, utime, stime, threads, startTime };
 }
 
 function procStatSync(pid: number): ProcStat | undefined {
@@ -42,9 +44,22 @@ export function runs(pid: number, startTime: number | null): boolean {
   return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X' && stat.startTime === startTime;
 }
 
+/**
+ * Ended for good, sockets closed: gone, or another process under the pid, or a zombie with no
+ * thread left but itself. The main thread of a Node process turns zombie while its other
+ * threads still exit — its listening socket stays open those few milliseconds, and a
+ * connection then is reset rather than refused (measured with Node-RED 4.1: Z with 2 threads,
+ * still listening).
+ */
+function ended(pid: number, startTime: number | null): boolean {
+  const stat = procStatSync(pid);
+  if (stat === undefined || stat.startTime !== startTime) return true;
+  return (stat.state === 'Z' || stat.state === 'X') && stat.threads <= 1;
+}
+
 export async function waitForExit(pid: number, startTime: number | null, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (runs(pid, startTime)) {
+  while (!ended(pid, startTime)) {
     if (Date.now() >= deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
