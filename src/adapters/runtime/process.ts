@@ -13,8 +13,9 @@
  * driver on the same state dir finds them through colour.json and checks that each pid is
  * still the process it started (start time from /proc), not a recycled pid. Each is titled
  * `node-red tower:<fleet>/<instance>/<color>` (ps, /proc/<pid>/cmdline) once it listens.
+ * A colour that stops unasked is noticed and reported by watch() (process-watch.ts).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,8 +24,9 @@ import path from 'node:path';
 import { deployableFlows } from '../../core/flows.js';
 import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
 import { procStat, processUsage, runs, signalGroup, waitForExit } from './proc.js';
+import { exitSupervisor } from './process-watch.js';
 import { renderSettings } from './settings.js';
-import { RuntimeError, type Color, type ColorIdentity, type RunningColor, type RuntimeDriver } from './types.js';
+import { RuntimeError, type Color, type ColorIdentity, type ExitInfo, type RunningColor, type RuntimeDriver } from './types.js';
 
 export interface ProcessDriverOptions {
   stateDir: string;
@@ -47,6 +49,10 @@ export interface ColorRecord {
   /** The Node-RED version actually run (the installed one). */
   nodeRedVersion: string;
   status: 'created' | 'running' | 'exited';
+  /** Set by stop() before it signals: this exit was asked for, nobody reports it. Cleared by start(). */
+  stopRequestedAt?: string;
+  /** How the last run ended, when it ended unasked and was noticed. Cleared by start(). */
+  exit?: ExitInfo;
 }
 
 const COLORS: readonly Color[] = ['blue', 'green'];
@@ -72,11 +78,35 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
     return record && record.fleet === ref.fleet ? record : undefined;
   }
 
-  const writeRecord = (record: ColorRecord) => writeAtomic(path.join(colorDir(record), 'colour.json'), `${JSON.stringify(record, null, 2)}\n`);
+  const recordFile = (ref: ColorIdentity) => path.join(colorDir(ref), 'colour.json');
+  const writeRecord = (record: ColorRecord) => writeAtomic(recordFile(record), `${JSON.stringify(record, null, 2)}\n`);
+
+  /** Every record of the fleet in the registry, by instance name. */
+  async function fleetRecords(fleet: string): Promise<ColorRecord[]> {
+    const found: ColorRecord[] = [];
+    const instancesDir = path.join(stateDir, 'instances');
+    const instances = await fs.readdir(instancesDir).catch(() => [] as string[]);
+    for (const instance of instances.sort()) {
+      for (const color of COLORS) {
+        const record = await readJson<ColorRecord>(path.join(instancesDir, instance, color, 'colour.json'));
+        if (record?.fleet === fleet) found.push(record);
+      }
+    }
+    return found;
+  }
+
+  const supervisor = exitSupervisor({
+    recordFile,
+    running: async (fleet) => (await fleetRecords(fleet)).filter((r) => r.status === 'running'),
+    log,
+  });
 
   function view(record: ColorRecord): RunningColor {
     const dir = colorDir(record);
     const status = record.status === 'running' && !isAlive(record) ? 'exited' : record.status;
+    // Running by the registry but not our child (started by an earlier driver): followed from now on,
+    // and if it is already gone, the next look notices it.
+    if (record.status === 'running') supervisor.seen(record);
     return {
       fleet: record.fleet,
       instance: record.instance,
@@ -90,6 +120,7 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       ...(record.startedAt ? { startedAt: record.startedAt } : {}),
       url: `http://127.0.0.1:${record.port}`,
       logFile: path.join(dir, 'node-red.log'),
+      ...(status === 'exited' && record.exit ? { exit: record.exit } : {}),
     };
   }
 
@@ -101,8 +132,11 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
   }
 
   async function stop(ref: ColorIdentity, opts?: { timeoutMs?: number }): Promise<void> {
-    const record = await readRecord(ref);
-    if (!record) return;
+    const found = await readRecord(ref);
+    if (!found || found.status !== 'running') return;
+    // Marked before the signal, so that no watcher (of this driver or another) reports the exit.
+    const record: ColorRecord = { ...found, stopRequestedAt: new Date().toISOString() };
+    await writeRecord(record);
     if (isAlive(record)) {
       const pid = record.pid!;
       log(`process: stopping ${key(ref)} (pid ${pid})`);
@@ -113,23 +147,14 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
         if (!(await waitForExit(pid, record.pidStartTime, 5_000))) throw new RuntimeError(`could not stop ${key(ref)}: pid ${pid} survives SIGKILL`, 'StopFailed');
       }
     }
-    if (record.status === 'running') await writeRecord({ ...record, status: 'exited' });
+    await writeRecord({ ...record, status: 'exited' });
   }
 
   return {
     kind: 'process',
 
     async list(fleet) {
-      const found: RunningColor[] = [];
-      const instancesDir = path.join(stateDir, 'instances');
-      const instances = await fs.readdir(instancesDir).catch(() => [] as string[]);
-      for (const instance of instances.sort()) {
-        for (const color of COLORS) {
-          const record = await readJson<ColorRecord>(path.join(instancesDir, instance, color, 'colour.json'));
-          if (record?.fleet === fleet) found.push(view(record));
-        }
-      }
-      return found;
+      return (await fleetRecords(fleet)).map(view);
     },
 
     async create(spec) {
@@ -197,30 +222,35 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       }
       const userDir = path.join(dir, 'userDir');
       const logFile = await fs.open(path.join(dir, 'node-red.log'), 'a', 0o600);
+      let child: ChildProcess;
       let pid: number;
       try {
         // The title tells the colours apart in ps; Node-RED sets it once it listens.
         const args = [installedNodeRed().redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--title', processTitle(ref)];
-        const child = spawn(process.execPath, args, {
+        child = spawn(process.execPath, args, {
           cwd: userDir,
           env: childEnv(env),
           // Own process group and no pipe to us: the instance outlives the reconciler, even a SIGKILLed one.
           detached: true,
           stdio: ['ignore', logFile.fd, logFile.fd],
         });
+        const spawning = child;
         pid = await new Promise<number>((resolve, reject) => {
-          child.once('error', (err) => reject(new RuntimeError(`could not start Node-RED for ${key(ref)}: ${err.message}`, 'SpawnFailed', { cause: err })));
-          child.once('spawn', () => resolve(child.pid!));
+          spawning.once('error', (err) => reject(new RuntimeError(`could not start Node-RED for ${key(ref)}: ${err.message}`, 'SpawnFailed', { cause: err })));
+          spawning.once('spawn', () => resolve(spawning.pid!));
         });
         // Later errors (none expected: we never signal through this handle) must not crash the daemon.
+        // The handle stays with the supervisor for its exit event, unref'd: the daemon may exit before Node-RED.
         child.on('error', () => {});
         child.unref();
       } finally {
         await logFile.close();
       }
       const stat = await procStat(pid);
-      const started: ColorRecord = { ...record, pid, pidStartTime: stat?.startTime ?? null, startedAt: new Date().toISOString(), status: 'running' };
+      const { stopRequestedAt: _asked, exit: _exit, ...rest } = record;
+      const started: ColorRecord = { ...rest, pid, pidStartTime: stat?.startTime ?? null, startedAt: new Date().toISOString(), status: 'running' };
       await writeRecord(started);
+      supervisor.spawned(started, child);
       log(`process: started ${key(ref)} pid ${pid} port ${record.port}`);
       return view(started);
     },
@@ -248,6 +278,8 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       if (!record || !isAlive(record)) return undefined;
       return processUsage(record.pid!);
     },
+
+    watch: (fleet, onExit) => supervisor.watch(fleet, onExit),
   };
 }
 

@@ -49,6 +49,18 @@ export interface AdminCredentials {
 
 export type ColorStatus = 'created' | 'running' | 'exited' | 'unknown';
 
+/** A colour stopped running without being asked to (crash, kill, OOM, container removed). */
+export interface ColorExit extends ColorIdentity {
+  /** When it was noticed (ISO time). */
+  at: string;
+  /** Exit code when known, else null. */
+  code: number | null;
+  /** Signal name when known (SIGKILL...), else null. */
+  signal: string | null;
+  /** A short reason in words: "exited with code 1", "killed by SIGKILL", "out of memory", "container removed", "process gone". */
+  reason: string;
+}
+
 export interface RunningColor extends ColorIdentity {
   runtime: 'process' | 'docker';
   /** pid (process driver) or container id (docker driver). */
@@ -61,7 +73,12 @@ export interface RunningColor extends ColorIdentity {
   /** Base URL of the colour's Node-RED (Admin API and HTTP nodes): http://127.0.0.1:port */
   url: string;
   logFile?: string;
+  /** The last exit the driver knows of, for a colour whose status is 'exited' (for the status page). */
+  exit?: { at: string; code: number | null; signal: string | null; reason: string };
 }
+
+/** How a colour's last run ended, as far as its driver knows. */
+export type ExitInfo = NonNullable<RunningColor['exit']>;
 
 export interface ResourceUsage {
   cpuSeconds: number;
@@ -83,6 +100,12 @@ export interface RuntimeDriver {
   inspect(ref: ColorIdentity): Promise<RunningColor | undefined>;
   /** CPU and memory of a running colour, for metrics. */
   usage?(ref: ColorIdentity): Promise<ResourceUsage | undefined>;
+  /**
+   * Calls onExit, within a second, whenever a colour of this fleet that was running stops
+   * without this driver having been asked to stop or remove it. Returns a function that
+   * stops watching. Watching costs next to nothing when nothing happens.
+   */
+  watch(fleet: string, onExit: (exit: ColorExit) => void): () => void;
 }
 
 /** Thrown for problems the user can fix (version not installed, image missing...): clear message, no stack needed. */
