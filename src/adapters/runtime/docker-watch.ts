@@ -16,7 +16,7 @@
 import type { IncomingMessage } from 'node:http';
 import type Dockerode from 'dockerode';
 import { exitInfo, signalOfExitCode } from './exit.js';
-import type { ColorExit, ColorIdentity, ExitInfo } from './types.js';
+import type { ColorExit, ColorIdentity, ExitRecord } from './types.js';
 
 export interface DockerSupervisor {
   /** Runs a stop or removal of container `name` that the driver was asked for: nobody hears of it. */
@@ -36,7 +36,7 @@ export interface DockerSupervisorOptions {
 }
 
 /** How a container's last run ended, from inspect's State; undefined while it runs or never ran. */
-export function exitOfState(state: { Status: string; ExitCode: number; OOMKilled: boolean; FinishedAt: string }): ExitInfo | undefined {
+export function exitOfState(state: { Status: string; ExitCode: number; OOMKilled: boolean; FinishedAt: string }): ExitRecord | undefined {
   if ((state.Status !== 'exited' && state.Status !== 'dead') || !state.FinishedAt || state.FinishedAt.startsWith('0001-')) return undefined;
   const finished = new Date(state.FinishedAt);
   const at = Number.isNaN(finished.getTime()) ? state.FinishedAt : finished.toISOString();
@@ -207,7 +207,7 @@ export function dockerSupervisor(options: DockerSupervisorOptions): DockerSuperv
       return inFlight.has(name) || this.quiet.has(name);
     }
 
-    report(name: string, ref: ColorIdentity, exit: ExitInfo, as: 'died' | 'removed'): void {
+    report(name: string, ref: ColorIdentity, exit: ExitRecord, as: 'died' | 'removed'): void {
       this.reported.set(name, as);
       log(`docker: ${ref.fleet}/${ref.instance}/${ref.color} stopped unasked: ${exit.reason}`);
       try {
@@ -251,7 +251,7 @@ export function dockerSupervisor(options: DockerSupervisorOptions): DockerSuperv
 }
 
 const now = () => new Date().toISOString();
-const removed = (): ExitInfo => ({ at: now(), code: null, signal: null, reason: 'container removed' });
+const removed = (): ExitRecord => ({ at: now(), code: null, signal: null, reason: 'container removed' });
 
 /** listContainers names carry a leading slash; events do not. */
 function containerName(names: string[] | undefined): string {

@@ -24,7 +24,7 @@ import {
   type ColorIdentity,
   type ColorSpec,
   type ColorStatus,
-  type ExitInfo,
+  type ExitRecord,
   type ResourceUsage,
   type RunningColor,
   type RuntimeDriver,
@@ -244,7 +244,7 @@ function colorOfLabels(labels: Record<string, string>): ColorIdentity | undefine
   return fleet && instance && (color === 'blue' || color === 'green') ? { fleet, instance, color } : undefined;
 }
 
-function fromLabels(id: string, labels: Record<string, string>, state: string, startedAt?: string, exit?: ExitInfo): RunningColor | undefined {
+function fromLabels(id: string, labels: Record<string, string>, state: string, startedAt?: string, exit?: ExitRecord): RunningColor | undefined {
   const identity = colorOfLabels(labels);
   const port = Number(labels[LABELS.port]);
   // Not ours, or labels edited by hand: nothing to adopt.

@@ -3,13 +3,13 @@
  * CrashLoop reasons and the status page, whichever runtime noticed it.
  */
 import { constants } from 'node:os';
-import type { ExitInfo } from './types.js';
+import type { ExitRecord } from './types.js';
 
 /**
  * "killed by SIGKILL", "exited with code 1", "out of memory"; "process gone" when neither
  * code nor signal is known (an adopted process is not our child: nobody tells us either).
  */
-export function exitInfo(at: string, code: number | null, signal: string | null, oom = false): ExitInfo {
+export function exitInfo(at: string, code: number | null, signal: string | null, oom = false): ExitRecord {
   const reason = oom ? 'out of memory' : signal !== null ? `killed by ${signal}` : code !== null ? `exited with code ${code}` : 'process gone';
   return { at, code, signal, reason };
 }

@@ -20,7 +20,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { exitInfo } from './exit.js';
 import { runs } from './proc.js';
 import type { ColorRecord } from './process.js';
-import type { ColorExit, ColorIdentity, ExitInfo } from './types.js';
+import type { ColorExit, ColorIdentity, ExitRecord } from './types.js';
 
 /** How often an adopted colour's pid is looked at while someone watches. */
 export const POLL_MS = 500;
@@ -82,7 +82,7 @@ export function exitSupervisor(options: ExitSupervisorOptions): ExitSupervisor {
    * what to report: nothing when the colour was asked to stop, removed, or runs again.
    * Synchronous on purpose: no start() or stop() of this driver can interleave with it.
    */
-  function settle(t: Tracked, exit: ExitInfo): ExitInfo | undefined {
+  function settle(t: Tracked, exit: ExitRecord): ExitRecord | undefined {
     const file = recordFile(t.ref);
     let record: ColorRecord;
     try {

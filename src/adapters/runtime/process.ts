@@ -26,7 +26,7 @@ import { encryptCredentials, extractCredentials, loadCredentialSecret } from './
 import { procStat, processUsage, runs, signalGroup, waitForExit } from './proc.js';
 import { exitSupervisor } from './process-watch.js';
 import { renderSettings } from './settings.js';
-import { RuntimeError, type Color, type ColorIdentity, type ExitInfo, type RunningColor, type RuntimeDriver } from './types.js';
+import { RuntimeError, type Color, type ColorIdentity, type ExitRecord, type RunningColor, type RuntimeDriver } from './types.js';
 
 export interface ProcessDriverOptions {
   stateDir: string;
@@ -52,7 +52,7 @@ export interface ColorRecord {
   /** Set by stop() before it signals: this exit was asked for, nobody reports it. Cleared by start(). */
   stopRequestedAt?: string;
   /** How the last run ended, when it ended unasked and was noticed. Cleared by start(). */
-  exit?: ExitInfo;
+  exit?: ExitRecord;
 }
 
 const COLORS: readonly Color[] = ['blue', 'green'];

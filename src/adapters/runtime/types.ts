@@ -78,7 +78,7 @@ export interface RunningColor extends ColorIdentity {
 }
 
 /** How a colour's last run ended, as far as its driver knows. */
-export type ExitInfo = NonNullable<RunningColor['exit']>;
+export type ExitRecord = NonNullable<RunningColor['exit']>;
 
 export interface ResourceUsage {
   cpuSeconds: number;
