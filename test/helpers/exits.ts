@@ -2,7 +2,15 @@
  * Waiting on a runtime driver's watch(): the exits a watcher collected, bounded in time, and
  * (docker driver) the log line that says its event stream is connected and the fleet listed.
  */
-import type { ColorExit } from '../../src/adapters/runtime/types.js';
+import type { ColorExit, RuntimeDriver } from '../../src/adapters/runtime/types.js';
+
+/** Collects the driver's reports for the fleet into `exits`; returns the unsubscribe function. */
+export function watchExits(driver: RuntimeDriver, fleet: string, exits: ColorExit[]): () => void {
+  // Optional chaining: the engine's port may declare watch optional; both drivers have it.
+  const stop = driver.watch?.(fleet, (exit) => exits.push(exit));
+  if (!stop) throw new Error(`the ${driver.kind} driver cannot watch`);
+  return stop;
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 

@@ -13,7 +13,7 @@ import { RuntimeError, type ColorExit, type ColorSpec, type RunningColor, type R
 import { contentHash, deployableFlows, flowsRev } from '../../src/core/flows.js';
 import type { FlowNode } from '../../src/core/model.js';
 import { buildTestImage, hostNodeRedRun, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
-import { nextExit, sleep, watching } from '../helpers/exits.js';
+import { nextExit, sleep, watchExits, watching } from '../helpers/exits.js';
 import { freePort } from '../../src/adapters/net.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -103,7 +103,7 @@ describe('docker runtime driver (real private dockerd)', () => {
     await buildTestImage(engine.docker, IMAGE);
     timings.importMs = Date.now() - t;
     driver = dockerDriver({ docker: engine.docker, stateDir, run: await hostNodeRedRun(join(ROOT, 'node_modules')), log: (line) => lines.push(line) });
-    unwatch = driver.watch(FLEET, (exit) => exits.push(exit));
+    unwatch = watchExits(driver, FLEET, exits);
     blue = specFor('blue', await freePort());
     green = specFor('green', await freePort());
     t = Date.now();

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { containerName, dockerDriver, LABELS } from '../../src/adapters/runtime/docker.js';
 import type { ColorExit, ColorIdentity, RuntimeDriver } from '../../src/adapters/runtime/types.js';
 import { buildTestImage, socketProxy, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
-import { nextExit, sleep, watching } from '../helpers/exits.js';
+import { nextExit, sleep, watchExits, watching } from '../helpers/exits.js';
 
 const IMAGE = 'tower-test/node-red:4.1.8';
 const FLEET = 'dwatch';
@@ -32,7 +32,7 @@ describe('docker driver watch() (real private dockerd)', () => {
     engine = await startDockerd();
     await buildTestImage(engine.docker, IMAGE);
     driver = dockerDriver({ docker: engine.docker, stateDir, log: (line) => lines.push(line) });
-    unwatch = driver.watch(FLEET, (exit) => exits.push(exit));
+    unwatch = watchExits(driver, FLEET, exits);
     await watching(lines);
   });
 
@@ -103,7 +103,7 @@ describe('docker driver watch() (real private dockerd)', () => {
     const watcher = dockerDriver({ docker: new Dockerode({ socketPath: proxy.socketPath }), stateDir, log: (line) => proxied.push(line) });
     const a = await sleeper('cut-a');
     const b = await sleeper('cut-b');
-    const stop = watcher.watch(FLEET, (exit) => heard.push(exit));
+    const stop = watchExits(watcher, FLEET, heard);
     try {
       await watching(proxied);
       proxy.down();

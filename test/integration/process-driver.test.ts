@@ -13,6 +13,7 @@ import { NodeRedAdmin } from '../../src/adapters/nodered/admin.js';
 import { POLL_MS } from '../../src/adapters/runtime/process-watch.js';
 import { installedNodeRed, nodeRedVersionMatches, processDriver, processTitle, type ColorRecord } from '../../src/adapters/runtime/process.js';
 import { RuntimeError, type ColorExit, type ColorIdentity, type ColorSpec, type RuntimeDriver } from '../../src/adapters/runtime/types.js';
+import { watchExits } from '../helpers/exits.js';
 import { ADMIN, cleanUpStateDir, colorSpec, eventually, eventuallyGet, freePort, httpFlow, httpGet, isRunning, tempStateDir, transpileSrcForChild } from '../helpers/nodered.js';
 
 const FLEET = 'driver-test';
@@ -124,7 +125,7 @@ describe('processDriver with a running Node-RED', () => {
 
   beforeAll(async () => {
     drv = processDriver({ stateDir, log: (line) => lines.push(line) });
-    unwatch = drv.watch(FLEET, (exit) => exits.push(exit));
+    unwatch = watchExits(drv, FLEET, exits);
     const port = await freePort();
     const flows = httpFlow({
       url: '/env',
@@ -220,7 +221,7 @@ describe('processDriver with a running Node-RED', () => {
     const token = await admin.accessToken();
     const fresh = processDriver({ stateDir });
     const freshExits: ColorExit[] = [];
-    const unwatchFresh = fresh.watch(FLEET, (exit) => freshExits.push(exit));
+    const unwatchFresh = watchExits(fresh, FLEET, freshExits);
     await fresh.stop(ref, { timeoutMs: 10_000 });
     expect(isRunning(pid)).toBe(false);
     // Asked for: neither the stopping driver (polling) nor drv (the child's exit event) reports it.
@@ -358,8 +359,8 @@ describe('processDriver when the reconciler dies', () => {
     const idle = processDriver({ stateDir });
     const heard: ColorExit[] = [];
     const unheard: ColorExit[] = [];
-    const unwatch = watcher.watch(FLEET, (exit) => heard.push(exit));
-    idle.watch(FLEET, (exit) => unheard.push(exit))();
+    const unwatch = watchExits(watcher, FLEET, heard);
+    watchExits(idle, FLEET, unheard)();
     expect(await watcher.list(FLEET)).toEqual([expect.objectContaining({ instance: 'survivor', status: 'running' })]);
     expect(await idle.list(FLEET)).toEqual([expect.objectContaining({ instance: 'survivor', status: 'running' })]);
     const heardKill = await killAndHear(Number(started.id), heard);
