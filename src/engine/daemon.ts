@@ -179,7 +179,7 @@ export class Daemon extends EventEmitter {
     const fleet = this.reconciler.status.fleet ?? this.opts.runtime.registry.read().fleet;
     if (!fleet) return;
     for (const driver of this.opts.runtime.drivers()) {
-      if (this.watched.has(driver) || !driver.watch) continue;
+      if (this.watched.has(driver)) continue;
       this.watched.set(
         driver,
         driver.watch(fleet, (exit) => {

@@ -122,7 +122,7 @@ export interface RuntimeDriver {
    * without this driver having been asked to stop or remove it. Returns a function that
    * stops watching. Watching costs next to nothing when nothing happens.
    */
-  watch?(fleet: string, onExit: (exit: ColorExit) => void): () => void;
+  watch(fleet: string, onExit: (exit: ColorExit) => void): () => void;
 }
 
 // ---------------------------------------------------------------------------- traffic switch

@@ -5,12 +5,15 @@
  * so images are `docker import`s of a tiny busybox rootfs; the host's node and Node-RED are
  * bind-mounted read-only when a container runs (see hostNodeRedRun).
  *
+ * socketProxy stands between a client and the engine, to cut its connections on demand.
+ *
  * Needs root and the Debian packages docker.io (dockerd, containerd, runc) and busybox-static.
  */
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -234,4 +237,56 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((done) => setTimeout(done, ms));
+}
+
+export interface SocketProxy {
+  /** Where clients connect instead of the engine's socket. */
+  socketPath: string;
+  /** Cuts every open connection (an event stream ends) and refuses new ones until up(). */
+  down(): void;
+  up(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A unix-socket relay in front of a Docker engine's socket: what a Docker engine restart or a
+ * dropped connection looks like to a client, without restarting the engine.
+ */
+export async function socketProxy(target: string): Promise<SocketProxy> {
+  const dir = await mkdtemp(join(tmpdir(), 'tower-docker-proxy-'));
+  const socketPath = join(dir, 'proxy.sock');
+  const open = new Set<net.Socket>();
+  let refusing = false;
+  const server = net.createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(target);
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      open.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => {
+        open.delete(a);
+        b.destroy();
+      });
+    }
+  });
+  await new Promise<void>((done) => server.listen(socketPath, done));
+  return {
+    socketPath,
+    down() {
+      refusing = true;
+      for (const s of open) s.destroy();
+    },
+    up() {
+      refusing = false;
+    },
+    async close() {
+      for (const s of open) s.destroy();
+      await new Promise<void>((done) => server.close(() => done()));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,17 +1,19 @@
 /**
  * The docker runtime driver against a real, private Docker engine (test/helpers/dockerd.ts):
  * a tiny imported busybox image runs the host's node and Node-RED (bind-mounted read-only)
- * on the host network, on an ephemeral loopback port.
+ * on the host network, on an ephemeral loopback port. Exit supervision (watch) of a Node-RED
+ * colour is here; with busybox stand-ins (OOM, removal, a cut event stream) in docker-watch.test.ts.
  */
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerDriver, LABELS, memoryBytes, nanoCpus } from '../../src/adapters/runtime/docker.js';
-import { RuntimeError, type ColorSpec, type RunningColor, type RuntimeDriver } from '../../src/adapters/runtime/types.js';
+import { RuntimeError, type ColorExit, type ColorSpec, type RunningColor, type RuntimeDriver } from '../../src/adapters/runtime/types.js';
 import { contentHash, deployableFlows, flowsRev } from '../../src/core/flows.js';
 import type { FlowNode } from '../../src/core/model.js';
 import { buildTestImage, hostNodeRedRun, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
+import { nextExit, sleep, watchExits, watching } from '../helpers/exits.js';
 import { freePort } from '../../src/adapters/net.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -19,7 +21,6 @@ const IMAGE = 'tower-test/node-red:4.1.8';
 const FLEET = 'dtest';
 const ADMIN = { username: 'admin', password: 'test-password-123' };
 const SECRET = 'sup3r-s3cret-api-key';
-
 const FLOWS: FlowNode[] = [
   { id: 'tab1', type: 'tab', label: 'docker driver test', disabled: false, info: '', env: [] },
   { id: 'in1', type: 'http in', z: 'tab1', name: '', url: '/env', method: 'get', upload: false, swaggerDoc: '', x: 120, y: 80, wires: [['fn1']] },
@@ -77,6 +78,10 @@ describe('docker runtime driver (real private dockerd)', () => {
   let created: RunningColor;
   let started: RunningColor;
   const timings: Record<string, number> = {};
+  /** Everything driver's watcher reported, for the whole block; and the driver's log. */
+  const exits: ColorExit[] = [];
+  const lines: string[] = [];
+  let unwatch = () => {};
 
   /** Bounded poll of GET /settings until Node-RED answers (401 with adminAuth); container logs on failure. */
   async function waitUp(url: string, name: string): Promise<number> {
@@ -97,7 +102,8 @@ describe('docker runtime driver (real private dockerd)', () => {
     let t = Date.now();
     await buildTestImage(engine.docker, IMAGE);
     timings.importMs = Date.now() - t;
-    driver = dockerDriver({ docker: engine.docker, stateDir, run: await hostNodeRedRun(join(ROOT, 'node_modules')) });
+    driver = dockerDriver({ docker: engine.docker, stateDir, run: await hostNodeRedRun(join(ROOT, 'node_modules')), log: (line) => lines.push(line) });
+    unwatch = watchExits(driver, FLEET, exits);
     blue = specFor('blue', await freePort());
     green = specFor('green', await freePort());
     t = Date.now();
@@ -112,6 +118,7 @@ describe('docker runtime driver (real private dockerd)', () => {
   });
 
   afterAll(async () => {
+    unwatch();
     await engine?.stop();
     if (stateDir) await rm(stateDir, { recursive: true, force: true });
     console.info(`[docker-driver] dockerd ready ${timings.dockerdMs} ms, image import ${timings.importMs} ms, create ${timings.createMs} ms + start ${timings.startMs} ms, Node-RED answering ${timings.readyMs} ms after create`);
@@ -175,7 +182,8 @@ describe('docker runtime driver (real private dockerd)', () => {
     expect(info.HostConfig.Memory).toBe(256 * 2 ** 20);
     expect(info.HostConfig.NanoCpus).toBe(1_500_000_000);
     expect(info.HostConfig.NetworkMode).toBe('host');
-    expect(info.HostConfig.RestartPolicy?.Name).toBe('unless-stopped');
+    // Docker restarts nothing behind Tower's back: the engine hears the exit and decides.
+    expect(info.HostConfig.RestartPolicy?.Name).toBe('no');
     const dataDir = join(stateDir, 'docker', 'ingest', 'blue', 'data');
     expect(info.HostConfig.Binds).toContain(`${dataDir}:/data`);
     expect(info.Config.Env).toEqual(expect.arrayContaining(['X=hello from blue', `API_KEY=${SECRET}`]));
@@ -211,6 +219,34 @@ describe('docker runtime driver (real private dockerd)', () => {
     expect(await driver.usage!(green)).toBeUndefined(); // created, not running
   });
 
+  it('docker kill of a colour: watch() hears it within a second, inspect and list tell how, Docker does not restart it', async () => {
+    await watching(lines);
+    expect(exits).toEqual([]);
+    const t0 = Date.now();
+    await engine!.docker.getContainer('tower-dtest-ingest-blue').kill();
+    const { exit, ms } = await nextExit(exits, 0, t0);
+    expect(ms).toBeLessThan(1_000);
+    expect(exit).toEqual({ fleet: FLEET, instance: 'ingest', color: 'blue', at: expect.any(String), code: 137, signal: 'SIGKILL', reason: 'killed by SIGKILL' });
+    expect(Date.parse(exit.at)).toBeGreaterThanOrEqual(t0 - 1_000);
+
+    // Docker's own restart delay is 100 ms: had it a policy, the colour would run again by now.
+    await sleep(500);
+    const info = await engine!.docker.getContainer('tower-dtest-ingest-blue').inspect();
+    expect(info.State).toMatchObject({ Running: false, ExitCode: 137, OOMKilled: false });
+    expect(info.RestartCount).toBe(0);
+    const how = { at: new Date(info.State.FinishedAt).toISOString(), code: 137, signal: 'SIGKILL', reason: 'killed by SIGKILL' };
+    expect(await driver.inspect(blue)).toMatchObject({ status: 'exited', exit: how });
+    expect((await driver.list(FLEET)).find((c) => c.color === 'blue')).toMatchObject({ status: 'exited', exit: how });
+    expect(exits).toHaveLength(1);
+
+    // Tower starts it again (here: the test, as the engine would); it runs, and nothing more is reported.
+    const again = await driver.start(blue);
+    expect(again).toMatchObject({ status: 'running' });
+    expect(again.exit).toBeUndefined();
+    await waitUp(again.url, 'tower-dtest-ingest-blue');
+    expect(exits).toHaveLength(1);
+  });
+
   it('stop leaves it not running; remove is idempotent and deletes container and data dir', async () => {
     await driver.stop(blue, { timeoutMs: 5000 });
     expect(await driver.inspect(blue)).toMatchObject({ status: 'exited', id: started.id });
@@ -227,6 +263,9 @@ describe('docker runtime driver (real private dockerd)', () => {
 
     await driver.remove(green);
     expect(await driver.list(FLEET)).toEqual([]);
+    // Asked for: the watcher heard nothing of these stops and removals (only the kill before).
+    await sleep(300);
+    expect(exits).toHaveLength(1);
   });
 
   it('a missing image is a RuntimeError that names the image and how to load it; nothing is left behind', async () => {

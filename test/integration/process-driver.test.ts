@@ -1,7 +1,8 @@
 /**
  * The process driver with real Node-RED processes (at most one at a time in this file):
- * layout and registry, environment isolation, adoption by a new driver, a reconciler that
- * is SIGKILLed, PID reuse, version and port refusals, usage.
+ * layout and registry, environment isolation, process title, adoption by a new driver, a
+ * reconciler that is SIGKILLed, PID reuse, version and port refusals, usage, and exit
+ * supervision (watch) of its own children and of adopted processes.
  */
 import { spawn } from 'node:child_process';
 import { promises as fs, readFileSync, readlinkSync, statSync } from 'node:fs';
@@ -9,8 +10,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeRedAdmin } from '../../src/adapters/nodered/admin.js';
-import { installedNodeRed, nodeRedVersionMatches, processDriver, type ColorRecord } from '../../src/adapters/runtime/process.js';
-import { RuntimeError, type ColorIdentity, type ColorSpec, type RuntimeDriver } from '../../src/adapters/runtime/types.js';
+import { POLL_MS } from '../../src/adapters/runtime/process-watch.js';
+import { installedNodeRed, nodeRedVersionMatches, processDriver, processTitle, type ColorRecord } from '../../src/adapters/runtime/process.js';
+import { RuntimeError, type ColorExit, type ColorIdentity, type ColorSpec, type RuntimeDriver } from '../../src/adapters/runtime/types.js';
+import { watchExits } from '../helpers/exits.js';
 import { ADMIN, cleanUpStateDir, colorSpec, eventually, eventuallyGet, freePort, httpFlow, httpGet, isRunning, tempStateDir, transpileSrcForChild } from '../helpers/nodered.js';
 
 const FLEET = 'driver-test';
@@ -31,6 +34,16 @@ const statFields = (pid: number) => {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return text.slice(text.lastIndexOf(')') + 2).split(' ');
 };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Kills pid with SIGKILL and waits (at most 1 s, the watch() promise) for the next exit in `exits`. */
+async function killAndHear(pid: number, exits: ColorExit[]): Promise<{ exit: ColorExit; ms: number }> {
+  const before = exits.length;
+  const t0 = Date.now();
+  process.kill(pid, 'SIGKILL');
+  const exit = await eventually(async () => exits[before], 1_000, 10);
+  return { exit, ms: Date.now() - t0 };
+}
 
 describe('nodeRedVersionMatches', () => {
   it.each([
@@ -106,9 +119,13 @@ describe('processDriver with a running Node-RED', () => {
   let pid: number;
   let admin: NodeRedAdmin;
   const envSecret = 'env-secret-91c2';
+  /** What drv's watcher reported, for the whole block: stops asked for must leave it empty. */
+  const exits: ColorExit[] = [];
+  let unwatch = () => {};
 
   beforeAll(async () => {
     drv = processDriver({ stateDir, log: (line) => lines.push(line) });
+    unwatch = watchExits(drv, FLEET, exits);
     const port = await freePort();
     const flows = httpFlow({
       url: '/env',
@@ -167,6 +184,17 @@ describe('processDriver with a running Node-RED', () => {
     expect(readFileSync(logFile, 'utf8')).toMatch(/Server now running at http:\/\/127\.0\.0\.1:/);
   });
 
+  it('titles the process node-red tower:<fleet>/<instance>/<color>; the pid check still knows it', async () => {
+    const title = processTitle(ref);
+    expect(title).toBe('node-red tower:driver-test/ingest/blue');
+    // Node-RED sets the title once it listens (waitUntilReady saw it answer): it replaces argv, so ps shows it.
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]).toBe(title);
+    // comm holds 15 bytes: "node-red tower:", which stat's name field carries, spaces and all.
+    expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe(title.slice(0, 15));
+    expect(readFileSync(`/proc/${pid}/stat`, 'utf8')).toContain(`${pid} (${title.slice(0, 15)}) `);
+    expect(await processDriver({ stateDir }).inspect(ref)).toMatchObject({ id: String(pid), status: 'running' });
+  });
+
   it('usage(): plausible CPU seconds and RSS', async () => {
     const usage = await drv.usage!(ref);
     expect(usage).toBeDefined();
@@ -192,8 +220,15 @@ describe('processDriver with a running Node-RED', () => {
   it('stop and start by the adopting driver: graceful, idempotent; the old token survives a restart of the same colour', async () => {
     const token = await admin.accessToken();
     const fresh = processDriver({ stateDir });
+    const freshExits: ColorExit[] = [];
+    const unwatchFresh = watchExits(fresh, FLEET, freshExits);
     await fresh.stop(ref, { timeoutMs: 10_000 });
     expect(isRunning(pid)).toBe(false);
+    // Asked for: neither the stopping driver (polling) nor drv (the child's exit event) reports it.
+    await sleep(POLL_MS * 2);
+    unwatchFresh();
+    expect(freshExits).toEqual([]);
+    expect(exits).toEqual([]);
     expect(await fresh.inspect(ref)).toMatchObject({ status: 'exited' });
     expect((await admin.health(1_000)).up).toBe(false);
     await fresh.stop(ref);
@@ -219,19 +254,27 @@ describe('processDriver with a running Node-RED', () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(isRunning(pid)).toBe(false);
     expect(lines.some((l) => l.includes('ignored SIGTERM, killing it'))).toBe(true);
+    // SIGKILLed, but by stop(): asked for, so not reported.
+    await sleep(100);
+    expect(exits).toEqual([]);
     // Node-RED saved the deployed flows into the colour's flow file; put the spec's flows back before restarting.
     await drv.create(spec);
     pid = Number((await drv.start(ref)).id);
     expect((await admin.waitUntilReady(20_000)).rev).toBe(spec.rev);
   });
 
-  it('SIGKILL of the Node-RED process: list() reports the colour exited; remove is idempotent', async () => {
-    process.kill(pid, 'SIGKILL');
-    const exited = await eventually(async () => {
-      const [c] = await processDriver({ stateDir }).list(FLEET);
-      return c?.status === 'exited' ? c : undefined;
-    }, 5_000);
-    expect(exited).toMatchObject({ instance: 'ingest', color: 'blue', id: String(pid) });
+  it('SIGKILL of the Node-RED process: watch() hears it within a second, list() reports the colour exited and how; remove is idempotent', async () => {
+    const { exit, ms } = await killAndHear(pid, exits);
+    expect(ms).toBeLessThan(1_000);
+    expect(exit).toEqual({ fleet: FLEET, instance: 'ingest', color: 'blue', at: expect.any(String), code: null, signal: 'SIGKILL', reason: 'killed by SIGKILL' });
+    expect(Date.parse(exit.at)).toBeGreaterThan(Date.now() - 5_000);
+    const { fleet: _f, instance: _i, color: _c, ...how } = exit;
+    // Written into colour.json, so that a new driver (and the status page) knows it too.
+    const [exited] = await processDriver({ stateDir }).list(FLEET);
+    expect(exited).toMatchObject({ instance: 'ingest', color: 'blue', id: String(pid), status: 'exited', exit: how });
+    expect(readRecord(ref)).toMatchObject({ status: 'exited', exit: how });
+    expect(exits).toHaveLength(1);
+    unwatch();
     expect(await drv.usage!(ref)).toBeUndefined();
     await drv.remove(ref);
     await drv.remove(ref);
@@ -310,6 +353,25 @@ describe('processDriver when the reconciler dies', () => {
     expect(adopted).toMatchObject({ instance: 'survivor', id: started.id, rev: spec.rev, status: 'running' });
     // Its parent is gone: the process was re-parented, not killed with it.
     expect(Number(statFields(Number(started.id))[1])).not.toBe(child.pid);
+
+    // Not our child, so no exit event: a driver that watches polls /proc, and one that stopped watching does not.
+    const watcher = processDriver({ stateDir });
+    const idle = processDriver({ stateDir });
+    const heard: ColorExit[] = [];
+    const unheard: ColorExit[] = [];
+    const unwatch = watchExits(watcher, FLEET, heard);
+    watchExits(idle, FLEET, unheard)();
+    expect(await watcher.list(FLEET)).toEqual([expect.objectContaining({ instance: 'survivor', status: 'running' })]);
+    expect(await idle.list(FLEET)).toEqual([expect.objectContaining({ instance: 'survivor', status: 'running' })]);
+    const heardKill = await killAndHear(Number(started.id), heard);
+    expect(heardKill.ms).toBeLessThan(1_000);
+    // Neither code nor signal reach a process that is not the parent.
+    expect(heardKill.exit).toEqual({ fleet: FLEET, instance: 'survivor', color: 'green', at: expect.any(String), code: null, signal: null, reason: 'process gone' });
+    await sleep(POLL_MS * 2);
+    unwatch();
+    expect(heard).toHaveLength(1);
+    expect(unheard).toEqual([]);
+    expect(await idle.inspect(ref)).toMatchObject({ status: 'exited', exit: { reason: 'process gone', code: null, signal: null } });
     await processDriver({ stateDir }).remove(ref);
     expect(isRunning(Number(started.id))).toBe(false);
   });

@@ -6,18 +6,25 @@
  * reconciler finds exactly what runs without a registry of its own. The userDir is a host
  * directory (<stateDir>/docker/<instance>/<color>/data) bind-mounted as /data, the official
  * image's userDir, holding the settings.js and flows.json Tower writes before start.
+ *
+ * Containers have no restart policy: a colour that dies stays down until Tower's engine starts
+ * it again, having heard of it through watch() (docker-watch.ts, on Docker's event stream).
+ * Docker restarting it behind Tower's back would hide a crash loop from the engine and the
+ * status page.
  */
 import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { deployableFlows } from '../../core/flows.js';
 import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { dockerSupervisor, exitOfState } from './docker-watch.js';
 import { renderSettings } from './settings.js';
 import {
   RuntimeError,
   type ColorIdentity,
   type ColorSpec,
   type ColorStatus,
+  type ExitRecord,
   type ResourceUsage,
   type RunningColor,
   type RuntimeDriver,
@@ -48,6 +55,8 @@ export interface DockerDriverOptions {
   run?: { cmd?: string[]; binds?: string[]; entrypoint?: string[] };
   /** Encrypts flow credentials; default: the state dir's, in <stateDir>/secrets.json (shared with the process driver). */
   credentialSecret?: string;
+  /** One line per noticed exit and event-stream trouble. Never given env values or credentials. */
+  log?: (line: string) => void;
 }
 
 export function containerName(ref: ColorIdentity): string {
@@ -58,6 +67,12 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
   const { docker, stateDir, run = {} } = options;
   const imageFor = options.imageFor ?? ((spec: ColorSpec) => `nodered/node-red:${spec.nodeRedVersion}`);
   const colorDir = (ref: ColorIdentity): string => join(stateDir, 'docker', ref.instance, ref.color);
+  const supervisor = dockerSupervisor({
+    docker,
+    fleetLabel: (fleet) => `${LABELS.fleet}=${fleet}`,
+    identify: colorOfLabels,
+    log: options.log ?? (() => {}),
+  });
   let secret: Promise<string> | undefined;
   const credentialSecret = (): Promise<string> => {
     secret ??= options.credentialSecret !== undefined ? Promise.resolve(options.credentialSecret) : loadCredentialSecret(stateDir);
@@ -70,7 +85,7 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
     const info = await call(`inspect ${name}`, () => docker.getContainer(name).inspect(), [404]);
     if (!info) return undefined;
     const started = info.State.StartedAt && !info.State.StartedAt.startsWith('0001-') ? info.State.StartedAt : undefined;
-    return fromLabels(info.Id, info.Config.Labels ?? {}, info.State.Status, started);
+    return fromLabels(info.Id, info.Config.Labels ?? {}, info.State.Status, started, exitOfState(info.State));
   }
 
   return {
@@ -80,7 +95,9 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
       const found = await call(`list containers of fleet ${fleet}`, () =>
         docker.listContainers({ all: true, filters: { label: [`${LABELS.fleet}=${fleet}`] } }),
       );
-      return found.flatMap((c) => fromLabels(c.Id, c.Labels, c.State) ?? []);
+      const colors = found.flatMap((c) => fromLabels(c.Id, c.Labels, c.State) ?? []);
+      // How an exited colour ended is in its inspect only: one call per exited colour (usually none).
+      return Promise.all(colors.map(async (c) => (c.status === 'exited' ? ((await inspect(c)) ?? c) : c)));
     },
 
     async create(spec) {
@@ -105,7 +122,7 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
         if (existing.Config.Labels?.[LABELS.fleet] !== spec.fleet) {
           throw new RuntimeError(`container ${name} exists but is not Tower's (no label ${LABELS.fleet}=${spec.fleet}): rename or remove it`, 'NameConflict');
         }
-        await call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]);
+        await supervisor.asked(name, () => call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]));
       }
       const dir = colorDir(spec);
       const dataDir = join(dir, 'data');
@@ -145,8 +162,8 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
         HostConfig: {
           NetworkMode: 'host',
           Binds: [`${dataDir}:/data`, ...(run.binds ?? [])],
-          // Survives a Docker daemon restart; a colour Tower stopped stays stopped.
-          RestartPolicy: { Name: 'unless-stopped' },
+          // Never restarted by Docker: Tower hears the die event and decides (backoff, CrashLoop).
+          RestartPolicy: { Name: 'no' },
           ...(memory !== undefined ? { Memory: memory } : {}),
           ...(cpus !== undefined ? { NanoCpus: cpus } : {}),
         },
@@ -169,13 +186,13 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
     async stop(ref, opts) {
       const name = containerName(ref);
       const t = Math.max(0, Math.ceil((opts?.timeoutMs ?? DEFAULT_STOP_MS) / 1000));
-      await call(`stop ${name}`, () => docker.getContainer(name).stop({ t }), [304, 404]);
+      await supervisor.asked(name, () => call(`stop ${name}`, () => docker.getContainer(name).stop({ t }), [304, 404]));
     },
 
     async remove(ref) {
       const name = containerName(ref);
       // 409: a removal is already in progress.
-      await call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]);
+      await supervisor.asked(name, () => call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]));
       await rm(colorDir(ref), { recursive: true, force: true });
     },
 
@@ -196,6 +213,8 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
         rssBytes: Math.max(0, (mem.usage ?? 0) - inactive),
       };
     },
+
+    watch: (fleet, onExit) => supervisor.watch(fleet, onExit),
   };
 }
 
@@ -217,25 +236,31 @@ export function nanoCpus(cpu: number | string): number {
   return Math.round(cores * 1e9);
 }
 
-function fromLabels(id: string, labels: Record<string, string>, state: string, startedAt?: string): RunningColor | undefined {
+/** The colour a container's labels (or an event's attributes, which carry them) name. */
+function colorOfLabels(labels: Record<string, string>): ColorIdentity | undefined {
   const fleet = labels[LABELS.fleet];
   const instance = labels[LABELS.instance];
   const color = labels[LABELS.color];
+  return fleet && instance && (color === 'blue' || color === 'green') ? { fleet, instance, color } : undefined;
+}
+
+function fromLabels(id: string, labels: Record<string, string>, state: string, startedAt?: string, exit?: ExitRecord): RunningColor | undefined {
+  const identity = colorOfLabels(labels);
   const port = Number(labels[LABELS.port]);
   // Not ours, or labels edited by hand: nothing to adopt.
-  if (!fleet || !instance || (color !== 'blue' && color !== 'green') || !Number.isInteger(port) || port <= 0) return undefined;
+  if (!identity || !Number.isInteger(port) || port <= 0) return undefined;
+  const status = colorStatus(state);
   return {
     runtime: 'docker',
-    fleet,
-    instance,
-    color,
+    ...identity,
     id,
     port,
     rev: labels[LABELS.rev] ?? '',
     flowsHash: labels[LABELS.flowsHash] ?? '',
-    status: colorStatus(state),
+    status,
     ...(startedAt ? { startedAt } : {}),
     url: `http://127.0.0.1:${port}`,
+    ...(status === 'exited' && exit ? { exit } : {}),
   };
 }
 

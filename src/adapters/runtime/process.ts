@@ -11,18 +11,22 @@
  *
  * Processes outlive the reconciler (detached, own process group, stdio on a file); a new
  * driver on the same state dir finds them through colour.json and checks that each pid is
- * still the process it started (start time from /proc), not a recycled pid.
+ * still the process it started (start time from /proc), not a recycled pid. Each is titled
+ * `node-red tower:<fleet>/<instance>/<color>` (ps, /proc/<pid>/cmdline) once it listens.
+ * A colour that stops unasked is noticed and reported by watch() (process-watch.ts).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { deployableFlows } from '../../core/flows.js';
 import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { procStat, processUsage, runs, signalGroup, waitForExit } from './proc.js';
+import { exitSupervisor } from './process-watch.js';
 import { renderSettings } from './settings.js';
-import { RuntimeError, type Color, type ColorIdentity, type ResourceUsage, type RunningColor, type RuntimeDriver } from './types.js';
+import { RuntimeError, type Color, type ColorIdentity, type ExitRecord, type RunningColor, type RuntimeDriver } from './types.js';
 
 export interface ProcessDriverOptions {
   stateDir: string;
@@ -45,6 +49,10 @@ export interface ColorRecord {
   /** The Node-RED version actually run (the installed one). */
   nodeRedVersion: string;
   status: 'created' | 'running' | 'exited';
+  /** Set by stop() before it signals: this exit was asked for, nobody reports it. Cleared by start(). */
+  stopRequestedAt?: string;
+  /** How the last run ended, when it ended unasked and was noticed. Cleared by start(). */
+  exit?: ExitRecord;
 }
 
 const COLORS: readonly Color[] = ['blue', 'green'];
@@ -70,11 +78,35 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
     return record && record.fleet === ref.fleet ? record : undefined;
   }
 
-  const writeRecord = (record: ColorRecord) => writeAtomic(path.join(colorDir(record), 'colour.json'), `${JSON.stringify(record, null, 2)}\n`);
+  const recordFile = (ref: ColorIdentity) => path.join(colorDir(ref), 'colour.json');
+  const writeRecord = (record: ColorRecord) => writeAtomic(recordFile(record), `${JSON.stringify(record, null, 2)}\n`);
+
+  /** Every record of the fleet in the registry, by instance name. */
+  async function fleetRecords(fleet: string): Promise<ColorRecord[]> {
+    const found: ColorRecord[] = [];
+    const instancesDir = path.join(stateDir, 'instances');
+    const instances = await fs.readdir(instancesDir).catch(() => [] as string[]);
+    for (const instance of instances.sort()) {
+      for (const color of COLORS) {
+        const record = await readJson<ColorRecord>(path.join(instancesDir, instance, color, 'colour.json'));
+        if (record?.fleet === fleet) found.push(record);
+      }
+    }
+    return found;
+  }
+
+  const supervisor = exitSupervisor({
+    recordFile,
+    running: async (fleet) => (await fleetRecords(fleet)).filter((r) => r.status === 'running'),
+    log,
+  });
 
   function view(record: ColorRecord): RunningColor {
     const dir = colorDir(record);
     const status = record.status === 'running' && !isAlive(record) ? 'exited' : record.status;
+    // Running by the registry but not our child (started by an earlier driver): followed from now on,
+    // and if it is already gone, the next look notices it.
+    if (record.status === 'running') supervisor.seen(record);
     return {
       fleet: record.fleet,
       instance: record.instance,
@@ -88,6 +120,7 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       ...(record.startedAt ? { startedAt: record.startedAt } : {}),
       url: `http://127.0.0.1:${record.port}`,
       logFile: path.join(dir, 'node-red.log'),
+      ...(status === 'exited' && record.exit ? { exit: record.exit } : {}),
     };
   }
 
@@ -99,35 +132,29 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
   }
 
   async function stop(ref: ColorIdentity, opts?: { timeoutMs?: number }): Promise<void> {
-    const record = await readRecord(ref);
-    if (!record) return;
+    const found = await readRecord(ref);
+    if (!found || found.status !== 'running') return;
+    // Marked before the signal, so that no watcher (of this driver or another) reports the exit.
+    const record: ColorRecord = { ...found, stopRequestedAt: new Date().toISOString() };
+    await writeRecord(record);
     if (isAlive(record)) {
       const pid = record.pid!;
       log(`process: stopping ${key(ref)} (pid ${pid})`);
       signalGroup(pid, 'SIGTERM');
-      if (!(await waitForExit(record, opts?.timeoutMs ?? 10_000))) {
+      if (!(await waitForExit(pid, record.pidStartTime, opts?.timeoutMs ?? 10_000))) {
         log(`process: ${key(ref)} (pid ${pid}) ignored SIGTERM, killing it`);
         signalGroup(pid, 'SIGKILL');
-        if (!(await waitForExit(record, 5_000))) throw new RuntimeError(`could not stop ${key(ref)}: pid ${pid} survives SIGKILL`, 'StopFailed');
+        if (!(await waitForExit(pid, record.pidStartTime, 5_000))) throw new RuntimeError(`could not stop ${key(ref)}: pid ${pid} survives SIGKILL`, 'StopFailed');
       }
     }
-    if (record.status === 'running') await writeRecord({ ...record, status: 'exited' });
+    await writeRecord({ ...record, status: 'exited' });
   }
 
   return {
     kind: 'process',
 
     async list(fleet) {
-      const found: RunningColor[] = [];
-      const instancesDir = path.join(stateDir, 'instances');
-      const instances = await fs.readdir(instancesDir).catch(() => [] as string[]);
-      for (const instance of instances.sort()) {
-        for (const color of COLORS) {
-          const record = await readJson<ColorRecord>(path.join(instancesDir, instance, color, 'colour.json'));
-          if (record?.fleet === fleet) found.push(view(record));
-        }
-      }
-      return found;
+      return (await fleetRecords(fleet)).map(view);
     },
 
     async create(spec) {
@@ -195,28 +222,35 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       }
       const userDir = path.join(dir, 'userDir');
       const logFile = await fs.open(path.join(dir, 'node-red.log'), 'a', 0o600);
+      let child: ChildProcess;
       let pid: number;
       try {
-        const child = spawn(process.execPath, [installedNodeRed().redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir], {
+        // The title tells the colours apart in ps; Node-RED sets it once it listens.
+        const args = [installedNodeRed().redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--title', processTitle(ref)];
+        child = spawn(process.execPath, args, {
           cwd: userDir,
           env: childEnv(env),
           // Own process group and no pipe to us: the instance outlives the reconciler, even a SIGKILLed one.
           detached: true,
           stdio: ['ignore', logFile.fd, logFile.fd],
         });
+        const spawning = child;
         pid = await new Promise<number>((resolve, reject) => {
-          child.once('error', (err) => reject(new RuntimeError(`could not start Node-RED for ${key(ref)}: ${err.message}`, 'SpawnFailed', { cause: err })));
-          child.once('spawn', () => resolve(child.pid!));
+          spawning.once('error', (err) => reject(new RuntimeError(`could not start Node-RED for ${key(ref)}: ${err.message}`, 'SpawnFailed', { cause: err })));
+          spawning.once('spawn', () => resolve(spawning.pid!));
         });
         // Later errors (none expected: we never signal through this handle) must not crash the daemon.
+        // The handle stays with the supervisor for its exit event, unref'd: the daemon may exit before Node-RED.
         child.on('error', () => {});
         child.unref();
       } finally {
         await logFile.close();
       }
       const stat = await procStat(pid);
-      const started: ColorRecord = { ...record, pid, pidStartTime: stat?.startTime ?? null, startedAt: new Date().toISOString(), status: 'running' };
+      const { stopRequestedAt: _asked, exit: _exit, ...rest } = record;
+      const started: ColorRecord = { ...rest, pid, pidStartTime: stat?.startTime ?? null, startedAt: new Date().toISOString(), status: 'running' };
       await writeRecord(started);
+      supervisor.spawned(started, child);
       log(`process: started ${key(ref)} pid ${pid} port ${record.port}`);
       return view(started);
     },
@@ -244,7 +278,14 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       if (!record || !isAlive(record)) return undefined;
       return processUsage(record.pid!);
     },
+
+    watch: (fleet, onExit) => supervisor.watch(fleet, onExit),
   };
+}
+
+/** What ps shows for a colour's Node-RED: `node-red tower:<fleet>/<instance>/<color>`. */
+export function processTitle(ref: ColorIdentity): string {
+  return `node-red tower:${ref.fleet}/${ref.instance}/${ref.color}`;
 }
 
 /** "4.1" accepts 4.1.x, "4" any 4.x, "4.1.8" only itself; "4.1" does not accept 4.10. */
@@ -274,83 +315,9 @@ function childEnv(specEnv: Record<string, string>): Record<string, string> {
   return { ...env, ...specEnv };
 }
 
-interface ProcStat {
-  state: string;
-  utime: number;
-  stime: number;
-  startTime: number;
-}
-
-async function procStat(pid: number): Promise<ProcStat | undefined> {
-  const text = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return text === undefined ? undefined : parseStat(text);
-}
-
-/** The process name (field 2) may hold spaces and parentheses: fields are counted after its last ')'. */
-function parseStat(text: string): ProcStat | undefined {
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // fields[0] is field 3 (state), so field n is fields[n - 3].
-  const [state, utime, stime, startTime] = [fields[0], Number(fields[11]), Number(fields[12]), Number(fields[19])];
-  if (!state || !Number.isFinite(startTime)) return undefined;
-  return { state, utime, stime, startTime };
-}
-
-function procStatSync(pid: number): ProcStat | undefined {
-  try {
-    // Sync on purpose: one small read from procfs, and list()/view() stay simple.
-    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** Our process still runs: the pid exists, is not a zombie, and started when we recorded. */
+/** Our process still runs: the record says running and its pid is still the process we started. */
 function isAlive(record: ColorRecord): boolean {
-  if (record.pid === null || record.status !== 'running') return false;
-  const stat = procStatSync(record.pid);
-  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X' && stat.startTime === record.pidStartTime;
-}
-
-async function waitForExit(record: ColorRecord, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (isAlive(record)) {
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return true;
-}
-
-/** The whole group (Node-RED and whatever its exec nodes started); the pid alone if there is no group. */
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-let clockTicks: number | undefined;
-function ticksPerSecond(): number {
-  if (clockTicks === undefined) {
-    try {
-      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2_000 }).trim()) || 100;
-    } catch {
-      clockTicks = 100; // USER_HZ on every Linux Tower runs on
-    }
-  }
-  return clockTicks;
-}
-
-async function processUsage(pid: number): Promise<ResourceUsage | undefined> {
-  const stat = await procStat(pid);
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
-  if (!stat || status === undefined) return undefined;
-  const rssKb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
-  return { cpuSeconds: (stat.utime + stat.stime) / ticksPerSecond(), rssBytes: rssKb * 1024 };
+  return record.pid !== null && record.status === 'running' && runs(record.pid, record.pidStartTime);
 }
 
 function portIsFree(port: number): Promise<boolean> {
