@@ -59,7 +59,9 @@ export interface LivenessInput {
 export function liveness(input: LivenessInput): Liveness {
   const { live, now } = input;
   const name = live.name;
-  const out: Liveness = { repairs: [], down: false, crashLoop: false, restarts: 0 };
+  // Restarts since the instance last ran stably, whether or not something is down now.
+  const counted = [live.switch?.routed, 'switch'].map((what) => (what ? (input.restarts[restartKey(name, what)]?.restarts ?? 0) : 0));
+  const out: Liveness = { repairs: [], down: false, crashLoop: false, restarts: Math.max(...counted) };
   const restart = (what: string, kind: RepairKind, reason: string, actions: Action[], urgent: boolean) => {
     const key = restartKey(name, what);
     const v = restartVerdict(input.restarts[key], now, input.policy);

@@ -145,7 +145,27 @@ export class InstanceActions {
     });
     const started = await driver.start(this.ref(color));
     this.colors[color] = { port: started.port, url: started.url, runtime: driver.kind };
-    await rt.admin(started.url).waitUntilReady(deps.readyTimeoutMs ?? 30_000);
+    await this.untilReady(color, started.url);
+  }
+
+  /**
+   * Until the colour's Node-RED answers its Admin API — or fails fast when the colour exits
+   * meanwhile (a crash at boot is not worth waiting readyTimeout for).
+   */
+  async untilReady(color: Color, url: string): Promise<void> {
+    const timeoutMs = this.deps.readyTimeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    const admin = this.deps.runtime.admin(url);
+    for (;;) {
+      const failed = await admin.waitUntilReady(Math.max(1, Math.min(1_000, deadline - Date.now()))).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      if (!failed) return;
+      const c = await this.driverOf(color).inspect(this.ref(color));
+      if (c?.status !== 'running') throw new TowerError(`${color} exited while starting (${c?.exit?.reason ?? 'gone'})`, 'ExitedWhileStarting');
+      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${color}) not ready after ${timeoutMs} ms: ${failed.message}`, 'NotReady');
+    }
   }
 
   async closeGate(color: Color, tolerant: boolean): Promise<void> {
@@ -227,7 +247,7 @@ const HANDLERS: Handlers = {
   async restart(a, { color }) {
     const r = await a.driverOf(color).start(a.ref(color));
     a.colors[color] = { port: r.port, url: r.url, runtime: r.runtime };
-    await a.deps.runtime.admin(r.url).waitUntilReady(a.deps.readyTimeoutMs ?? 30_000);
+    await a.untilReady(color, r.url);
   },
   async stop(a, { color }) {
     await a.finishTakenWork(color);
