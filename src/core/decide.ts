@@ -81,6 +81,9 @@ export interface Decision {
   wakeAt?: number;
 }
 
+/** How soon an instance that does not answer is looked at again. */
+export const RECHECK_MS = 2_000;
+
 export function decide(input: DecideInput): Decision {
   const { desired, live, now } = input;
   const desiredByName = new Map((desired?.instances ?? []).map((d) => [d.name, d]));
@@ -103,7 +106,10 @@ export function decide(input: DecideInput): Decision {
     repairs.push(...(lv?.repairs ?? []));
     wake(lv?.nextRestartAt);
     for (const c of Object.values(l?.colors ?? {})) if (c.color !== l?.switch?.routed) wake(c.parkedUntil);
-    instances.push(verdictOf(input, name, d, l, lv, diffByName.get(name)));
+    const verdict = verdictOf(input, name, d, l, lv, diffByName.get(name));
+    // Something that does not answer may be starting, or just died unseen: look again soon.
+    if (verdict.condition === 'Degraded' && !lv?.repairs.length) wake(now + RECHECK_MS);
+    instances.push(verdict);
   }
 
   const acted = new Set(instances.filter((i) => i.planned).map((i) => i.name));

@@ -159,6 +159,7 @@ export class Daemon extends EventEmitter {
       this.reconciler.status = { ...this.reconciler.status, lastError: message };
       this.log.error({ err: message, retryInMs: this.backoffMs }, 'reconcile failed');
     }
+    this.log.debug({ result, ms: Math.round(performance.now() - started) }, 'pass done');
     this.opts.metrics?.reconcile(result, (performance.now() - started) / 1000);
     this.opts.metrics?.fromStatus(this.reconciler.status);
     this.emit('status');

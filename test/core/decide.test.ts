@@ -148,6 +148,13 @@ describe('decide', () => {
     expect(steps(d)).toEqual(['web:update:create:green']);
   });
 
+  it('looks again soon at an instance whose Node-RED does not answer', () => {
+    const d = run([liveOf(web, { colors: { blue: {} }, adminUp: false }), synced(api)]);
+    expect(condition(d, 'web')).toBe('Degraded');
+    expect(d.next).toBe('wait');
+    expect(d.wakeAt).toBe(NOW + 2_000);
+  });
+
   it('has nothing to compare with when no revision is known', () => {
     const d = decide({ mode: 'hold', canPlan: true, live: [synced(web)], restarts: {}, now: NOW });
     expect(condition(d, 'web')).toBe('Unknown');
