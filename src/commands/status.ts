@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
-import { destroyAll, observe, openRuntime } from '../engine/apply.js';
-import { loadDirectory } from '../repository.js';
+import { observe, openRuntime } from '../engine/apply.js';
 import type { Io } from './io.js';
 
 export interface StatusRow {
@@ -50,25 +49,6 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
     }
     return rows.every((r) => r.health === 'Healthy') ? 0 : 1;
   } finally {
-    await rt.close();
-  }
-}
-
-/** tower destroy: stop and remove every instance and switch this state directory manages. */
-export async function destroyCommand(dir: string | undefined, options: { stateDir: string }, io: Io): Promise<number> {
-  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env });
-  const unlock = rt.state.lock('tower destroy');
-  try {
-    const fleet = rt.state.readRegistry().fleet ?? (dir ? loadDirectory(resolve(dir)).fleet?.name : undefined);
-    if (!fleet) {
-      io.stdout(`nothing is managed from ${options.stateDir}\n`);
-      return 0;
-    }
-    const removed = await destroyAll(rt, fleet);
-    io.stdout(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing was running\n');
-    return 0;
-  } finally {
-    unlock();
     await rt.close();
   }
 }
