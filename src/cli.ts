@@ -1,14 +1,13 @@
 /**
  * The tower command line. Commands, options and exit codes are a public contract:
  * other tools (CI jobs, scripts) call them.
+ *
+ * This module loads only commander: each command's module (and with it the engine, pino,
+ * octokit, dockerode, …) is imported when that command runs, so `tower --version`,
+ * `tower --help` and `tower validate` do not pay for what `tower run` needs.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { processIo, type Io } from './commands/io.js';
-import { planCommand, planToPullRequest } from './commands/plan.js';
-import { validateCommand } from './commands/validate.js';
-import { applyCommand } from './commands/apply.js';
-import { destroyCommand, statusCommand } from './commands/status.js';
-import { runCommand } from './commands/run.js';
 import { VERSION } from './paths.js';
 
 export async function main(argv: readonly string[], io: Io = processIo()): Promise<number> {
@@ -27,7 +26,8 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .argument('[dir]', 'the fleet repository (the directory holding fleet.yaml)', '.')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .addHelpText('after', '\nErrors are printed as path:line:col: error: message.\n\nExample:\n  tower validate fleet-example')
-    .action((dir: string, opts: { format: 'text' | 'json' }) => {
+    .action(async (dir: string, opts: { format: 'text' | 'json' }) => {
+      const { validateCommand } = await import('./commands/validate.js');
       exitCode = validateCommand(dir, opts, io);
     });
 
@@ -50,6 +50,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     )
     .action(async (dir: string, opts: { observed?: string; format: 'text' | 'json' | 'markdown'; githubPr?: number; githubRepo?: string; githubApiUrl?: string }) => {
       const { githubPr, ...rest } = opts;
+      const { planCommand, planToPullRequest } = await import('./commands/plan.js');
       exitCode = githubPr === undefined ? planCommand(dir, rest, io) : await planToPullRequest(dir, { ...rest, githubPr }, io);
     });
 
@@ -63,6 +64,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .option('--dry-run', 'show the plan against what runs, change nothing')
     .addHelpText('after', '\nEnvironment: MQTT_URL (the fleet broker; default: an embedded mosquitto when the fleet uses MQTT), DOCKER_HOST, and the variables fleet.yaml references with fromEnv.\n\nExamples:\n  tower apply fleet-example\n  tower apply fleet-example --dry-run')
     .action(async (dir: string, opts: { stateDir: string; dryRun?: boolean }) => {
+      const { applyCommand } = await import('./commands/apply.js');
       exitCode = await applyCommand(dir, opts, io);
     });
 
@@ -72,6 +74,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .addOption(stateDirOption())
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (opts: { stateDir: string; format: 'text' | 'json' }) => {
+      const { statusCommand } = await import('./commands/status.js');
       exitCode = await statusCommand(opts, io);
     });
 
@@ -81,6 +84,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .argument('[dir]', 'the fleet repository (only used when the state directory does not name its fleet)')
     .addOption(stateDirOption())
     .action(async (dir: string | undefined, opts: { stateDir: string }) => {
+      const { destroyCommand } = await import('./commands/destroy.js');
       exitCode = await destroyCommand(dir, opts, io);
     });
 
@@ -111,6 +115,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         '\nExamples:\n  tower run --repo fleet-example\n  tower run --repo https://github.com/acme/fleet.git --branch main --path fleet --listen 0.0.0.0:8080',
     )
     .action(async (opts: { repo?: string; branch?: string; path?: string; interval?: string; listen?: string; stateDir?: string; logLevel?: string; githubRepo?: string; githubApiUrl?: string }) => {
+      const { runCommand } = await import('./commands/run.js');
       exitCode = await runCommand(opts, io);
     });
 

@@ -97,4 +97,25 @@ describe('the installed command', () => {
     const r = spawnSync('node', [bin, 'validate', join(ROOT, 'no-such-dir')], { encoding: 'utf8' });
     expect(r.status).toBe(1);
   });
+
+  it('--version loads no command module: the engine and its libraries are imported only by the command that runs', () => {
+    // CommonJS packages (pino, ajv, dockerode, ioredis, …) show in the require cache once loaded,
+    // also when imported from ES modules.
+    const script = `import { createRequire } from 'node:module';
+      const { main } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'cli.js'))});
+      const io = { out: '', stdout(t) { this.out += t; }, stderr() {}, isTTY: false, env: {} };
+      const code = await main(process.argv.slice(1), io);
+      const loaded = Object.keys(createRequire(import.meta.url).cache).map((f) => f.match(/node_modules\\/((?:@[^/]+\\/)?[^/]+)/)?.[1]).filter(Boolean);
+      process.stdout.write(JSON.stringify({ code, out: io.out, packages: [...new Set(loaded)] }));`;
+    const run = (...args: string[]) => JSON.parse(execFileSync('node', ['--input-type=module', '-e', script, '--', ...args], { encoding: 'utf8' })) as { code: number; out: string; packages: string[] };
+    const version = run('--version');
+    expect(version.code).toBe(0);
+    expect(version.out.trim()).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+    expect(version.packages).toEqual(['commander']);
+    // validate loads what validation needs (ajv), and still nothing of the engine.
+    const validate = run('validate', EXAMPLE);
+    expect(validate.code).toBe(0);
+    expect(validate.packages).toContain('ajv');
+    for (const p of ['pino', 'dockerode', 'ioredis', 'mqtt', 'simple-git', 'axios', 'pg']) expect(validate.packages).not.toContain(p);
+  });
 });
