@@ -75,7 +75,8 @@ ${B}`,
 describe('loadRepository: every error names file, line and column', () => {
   it.each([
     ['no fleet.yaml', {}, 'FileNotFound', 'fleet.yaml', 1, 1],
-    ['YAML syntax', { 'fleet.yaml': 'spec:\n  instances: [a\n  b: c\n' }, 'YamlSyntax', 'fleet.yaml', 3, 3],
+    ['YAML syntax: an unclosed [ (at the [)', { 'fleet.yaml': 'spec:\n  instances: [a\n  b: c\n' }, 'YamlSyntax', 'fleet.yaml', 2, 14],
+    ['YAML syntax: bad indentation', { 'fleet.yaml': 'spec:\n  waves: [[a, b],\n  [c]]\n' }, 'YamlSyntax', 'fleet.yaml', 3, 3],
     ['duplicate key', { 'fleet.yaml': 'kind: Fleet\nkind: Fleet\n' }, 'YamlSyntax', 'fleet.yaml', 2, 1],
     ['unknown kind', { 'fleet.yaml': 'apiVersion: tower.redforge.dev/v1\nkind: Flet\n' }, 'UnknownKind', 'fleet.yaml', 2, 7],
     ['wrong apiVersion', { 'fleet.yaml': fleet(A).replace('tower.redforge.dev/v1', 'v2') }, 'SchemaViolation', 'fleet.yaml', 1, 13],
@@ -96,6 +97,24 @@ describe('loadRepository: every error names file, line and column', () => {
     expect(d, JSON.stringify(repo.diagnostics)).toBeDefined();
     expect([d!.file, d!.line, d!.col]).toEqual([file, line, col]);
     expect(formatDiagnostic(d!)).toMatch(new RegExp(`^${file.replace('.', '\\.')}:${line}:${col}: error: `));
+  });
+
+  it('points at a [ or { that is never closed, not at the line after it', () => {
+    const plan = 'apiVersion: tower.redforge.dev/v1\nkind: DeployPlan\nmetadata: { name: w }\nspec:\n  order: waves\n  waves: [[a, b], [c]\n  maxParallel: 4\n';
+    const inPlan = load({ 'fleet.yaml': fleet(A + B, '  plan: w\n'), 'plans/w.yaml': plan });
+    expect(inPlan.diagnostics.filter((d) => d.code === 'YamlSyntax').map(formatDiagnostic)).toEqual([
+      'plans/w.yaml:6:10: error: this [ is never closed — add the missing "]"; a [ … ] that goes on over several lines needs those lines indented deeper than its key',
+    ]);
+    // What follows the bracket is swallowed by it; only the bracket is reported.
+    const inFleet = load({ 'fleet.yaml': fleet(A.replace('[flows/a.json]', '[flows/a.json') + B) });
+    expect(inFleet.diagnostics.map((d) => [d.file, d.line, d.col, d.message])).toEqual([['fleet.yaml', 7, 14, 'this [ is never closed']]);
+    // The innermost one that is open, a { too, and at the end of the file.
+    expect(load({ 'fleet.yaml': 'spec:\n  waves: [[a, b], [c\n  x: 1\n' }).diagnostics.map((d) => [d.line, d.col, d.message])).toEqual([[2, 19, 'this [ is never closed']]);
+    expect(load({ 'fleet.yaml': 'spec:\n  defaults: { runtime: process\n  plan: x\n' }).diagnostics.map((d) => [d.line, d.col, d.message])).toEqual([[2, 13, 'this { is never closed']]);
+    expect(load({ 'fleet.yaml': 'spec:\n  waves: [[a, b], [c]' }).diagnostics.map((d) => [d.line, d.col, d.message])).toEqual([[2, 10, 'this [ is never closed']]);
+    // Closed, but a line inside is not indented enough: that is what is said.
+    const indent = load({ 'fleet.yaml': 'spec:\n  waves: [[a, b],\n  [c]]\n' }).diagnostics[0]!;
+    expect([indent.line, indent.col, indent.hint]).toEqual([3, 3, 'check the indentation of this line against the lines above']);
   });
 
   it('suggests the property meant', () => {
