@@ -58,7 +58,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
 
   program
     .command('apply')
-    .description('Make the live fleet match DIR, once: roll the plan out blue-green, wave by wave. Exit 0 converged, 1 failed and rolled back, 2 invalid input.')
+    .description('Make the live fleet match DIR, once: roll the plan out blue-green, wave by wave. Exit 0 converged, 1 failed and rolled back, 2 invalid input, 3 the state directory is in use (by the daemon, or another apply or destroy).')
     .argument('[dir]', 'the fleet repository', '.')
     .addOption(stateDirOption())
     .option('--dry-run', 'show the plan against what runs, change nothing')
@@ -80,7 +80,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
 
   program
     .command('destroy')
-    .description('Stop and remove every instance and switch this state directory manages.')
+    .description('Stop and remove every instance and switch this state directory manages. Exit 0 done, 3 the state directory is in use (by the daemon, or an apply).')
     .argument('[dir]', 'the fleet repository (only used when the state directory does not name its fleet)')
     .addOption(stateDirOption())
     .action(async (dir: string | undefined, opts: { stateDir: string }) => {

@@ -1,6 +1,6 @@
 /** The CLI contract: commands, output formats and exit codes. */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -84,6 +84,43 @@ describe('tower plan', () => {
     expect(r.err).toContain('expected an object with an "instances" list');
     expect((await tower('plan', join(dir, 'no-such-dir'))).code).toBe(1);
     expect((await tower('plan', EXAMPLE, '--format', 'yaml')).code).toBe(1);
+  });
+});
+
+describe('tower apply and tower destroy while the state directory is in use', () => {
+  it('exit 3 and name the holder; nothing is changed; a lock left by a dead process is taken over', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'tower-state-'));
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const lock = JSON.stringify({ pid: holder.pid, holder: 'tower run', since: '2026-12-01T10:00:00.000Z' });
+      writeFileSync(join(stateDir, 'lock'), lock);
+      const inUse = `the state directory ${stateDir} is in use by tower run (pid ${holder.pid}, since 2026-12-01T10:00:00.000Z); wait for it to finish`;
+
+      const apply = await tower('apply', EXAMPLE, '--state-dir', stateDir);
+      expect(apply.err).toBe(`tower apply: ${inUse}\n`);
+      expect(apply.code).toBe(3);
+      const destroy = await tower('destroy', '--state-dir', stateDir);
+      expect(destroy.err).toBe(`tower destroy: ${inUse}\n`);
+      expect(destroy.code).toBe(3);
+      expect(readFileSync(join(stateDir, 'lock'), 'utf8')).toBe(lock); // still the holder's
+      expect(existsSync(join(stateDir, 'registry.json'))).toBe(false); // nothing was applied
+
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
+      const after = await tower('destroy', '--state-dir', stateDir);
+      expect(after).toMatchObject({ code: 0, err: '' });
+      expect(after.out).toBe(`nothing is managed from ${stateDir}\n`);
+      expect(existsSync(join(stateDir, 'lock'))).toBe(false); // taken over, then released
+    } finally {
+      holder.kill('SIGKILL');
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('--help documents exit 3', async () => {
+    const help = async (cmd: string) => (await tower(cmd, '--help')).out.replace(/\s+/g, ' '); // commander wraps lines
+    expect(await help('apply')).toContain('3 the state directory is in use');
+    expect(await help('destroy')).toContain('3 the state directory is in use');
   });
 });
 

@@ -2,11 +2,16 @@ import { resolve } from 'node:path';
 import { destroyAll, openRuntime } from '../engine/apply.js';
 import { loadDirectory } from '../repository.js';
 import type { Io } from './io.js';
+import { lockStateDir, STATE_DIR_IN_USE_EXIT } from './state-lock.js';
 
 /** tower destroy: stop and remove every instance and switch this state directory manages. */
 export async function destroyCommand(dir: string | undefined, options: { stateDir: string }, io: Io): Promise<number> {
   const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env });
-  const unlock = rt.state.lock('tower destroy');
+  const unlock = lockStateDir(rt.state, 'tower destroy', io);
+  if (!unlock) {
+    await rt.close();
+    return STATE_DIR_IN_USE_EXIT;
+  }
   try {
     const fleet = rt.state.readRegistry().fleet ?? (dir ? loadDirectory(resolve(dir)).fleet?.name : undefined);
     if (!fleet) {
