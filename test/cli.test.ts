@@ -1,6 +1,6 @@
 /** The CLI contract: commands, output formats and exit codes. */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -87,6 +87,37 @@ describe('tower plan', () => {
   });
 });
 
+describe('a DIR that is no fleet repository', () => {
+  it('is said in one line, with the command\'s exit code for invalid input; nothing else is done', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'tower-nodir-'));
+    try {
+      const missing = join(tmp, 'nope');
+      const file = join(tmp, 'a-file');
+      writeFileSync(file, 'x');
+      const empty = join(tmp, 'empty');
+      cpSync(join(EXAMPLE, 'flows'), join(empty, 'flows'), { recursive: true });
+      const stateDir = join(tmp, 'state');
+      const cases: [string[], number, string][] = [
+        [['validate', missing], 1, `tower validate: ${missing}: no such directory\n`],
+        [['validate', file], 1, `tower validate: ${file}: is not a directory — pass the directory that holds fleet.yaml\n`],
+        [['validate', empty, '--format', 'json'], 1, `tower validate: ${empty}: has no fleet.yaml — a fleet repository has fleet.yaml at its top (see fleet-example/); pass the directory that holds it\n`],
+        [['plan', missing], 1, `tower plan: ${missing}: no such directory\n`],
+        [['apply', missing, '--state-dir', stateDir], 2, `tower apply: ${missing}: no such directory\n`],
+        [['destroy', empty, '--state-dir', stateDir], 2, `tower destroy: ${empty}: has no fleet.yaml — a fleet repository has fleet.yaml at its top (see fleet-example/); pass the directory that holds it\n`],
+      ];
+      for (const [args, code, err] of cases) {
+        const r = await tower(...args);
+        expect({ args, code: r.code, err: r.err, out: r.out }).toEqual({ args, code, err, out: '' });
+      }
+      // apply stopped before opening the state directory; destroy released it.
+      expect(readdirSync(tmp).sort()).toEqual(['a-file', 'empty', 'state']);
+      expect(readdirSync(stateDir)).not.toContain('lock');
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('tower apply and tower destroy while the state directory is in use', () => {
   it('exit 3 and name the holder; nothing is changed; a lock left by a dead process is taken over', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'tower-state-'));
@@ -133,6 +164,7 @@ describe('the installed command', () => {
     expect(execFileSync('node', [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version);
     const r = spawnSync('node', [bin, 'validate', join(ROOT, 'no-such-dir')], { encoding: 'utf8' });
     expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`tower validate: ${join(ROOT, 'no-such-dir')}: no such directory\n`);
   });
 
   it('--version loads no command module: the engine and its libraries are imported only by the command that runs', () => {
