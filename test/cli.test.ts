@@ -24,6 +24,23 @@ describe('tower validate', () => {
     expect(r.out).toMatch(/valid — fleet redforge, 5 instances/);
   });
 
+  it('counts nodes as plan does: tabs and subflow definitions are not nodes', async () => {
+    const validated = JSON.parse((await tower('validate', EXAMPLE, '--format', 'json')).out) as { instances: { name: string; nodes: number }[] };
+    const planned = JSON.parse((await tower('plan', EXAMPLE, '--format', 'json')).out) as { instances: { name: string; action: string; counts: { added: number } }[] };
+    expect(planned.instances.every((i) => i.action === 'create')).toBe(true);
+    expect(validated.instances.map((i) => [i.name, i.nodes])).toEqual(planned.instances.map((i) => [i.name, i.counts.added]));
+    const { loadDirectory } = await import('../src/repository.js');
+    const all = loadDirectory(EXAMPLE).instances.flatMap((i) => i.flowList);
+    const containers = all.filter((n) => n.type === 'tab' || n.type === 'subflow').length;
+    expect(containers).toBeGreaterThan(0);
+    const total = validated.instances.reduce((n, i) => n + i.nodes, 0);
+    expect(total).toBe(all.length - containers);
+    const text = (await tower('validate', EXAMPLE)).out;
+    expect(text).toContain(`5 instances, ${total} nodes (tabs and subflow definitions not counted)`);
+    const planText = (await tower('plan', EXAMPLE)).out;
+    for (const i of planned.instances) expect(planText).toContain(`+ ${i.name}: create — ${i.counts.added} nodes,`);
+  });
+
   it('rejects a broken repository: exit 1, errors as path:line:col: error: message', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tower-cli-'));
     try {
