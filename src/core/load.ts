@@ -5,7 +5,7 @@
  */
 import { posix } from 'node:path';
 import { hasErrors, mergeDuplicates, sortDiagnostics, type Diagnostic, type DiagnosticCode } from './diagnostics.js';
-import { deployableFlows, flowsRev, mergeInstanceFlows, parseFlowFile, type FlowFile } from './flows.js';
+import { defineLazyString, deployableFlows, flowsRev, mergeInstanceFlows, parseFlowFile, type FlowFile } from './flows.js';
 import {
   API_VERSION,
   DEFAULT_SETTINGS,
@@ -219,7 +219,8 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     }
     if (!complete) return;
     const flowList = deployableFlows(merged.nodes);
-    desired.push({ ...instance, flowList, rev: flowsRev(flowList) });
+    // rev is hashed when first read (see defineLazyString): a plan that never shows it skips the hashing.
+    desired.push(defineLazyString({ ...instance, flowList }, 'rev', () => flowsRev(flowList)));
   });
 
   const fleet: Fleet = {

@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { directoryReader } from '../../src/adapters/fs-repo.js';
 import { formatDiagnostic } from '../../src/core/diagnostics.js';
+import { diffFleet } from '../../src/core/diff.js';
+import { flowsRev } from '../../src/core/flows.js';
 import { LIMITS, loadRepository } from '../../src/core/load.js';
 import { memoryReader } from '../helpers/memory-repo.js';
 
@@ -50,6 +53,27 @@ ${B}`,
     expect(repo.instances[1]!.config.runtime).toBe('process');
     expect(a.rev).toMatch(/^[0-9a-f]{64}$/);
     expect(repo.fleet!.plan).toMatchObject({ name: 'default', spec: { order: 'sequential' } });
+  });
+
+  it('rev is Node-RED\'s rev of the flow list, hashed on first read, and behaves as a plain string property', () => {
+    const repo = load({ 'fleet.yaml': fleet(A + B) });
+    const a = repo.instances[0]!;
+    expect(Object.keys(a)).toContain('rev');
+    expect(a.rev).toBe(createHash('sha256').update(JSON.stringify(a.flowList)).digest('hex'));
+    expect(a.rev).toBe(flowsRev(a.flowList)); // kept, same value
+    expect(JSON.parse(JSON.stringify(a)).rev).toBe(a.rev);
+    expect({ ...a }.rev).toBe(a.rev);
+    expect(structuredClone(a).rev).toBe(a.rev);
+    expect(a).toEqual({ ...a });
+    // The create diff names it too, as before: last, in JSON.
+    const created = diffFleet(repo.instances, undefined)[1]!;
+    expect(Object.keys(created).at(-1)).toBe('desiredRev');
+    expect(JSON.parse(JSON.stringify(created)).desiredRev).toBe(repo.instances[1]!.rev);
+    // Assigning replaces it with a plain value.
+    const b = repo.instances[1]!;
+    b.rev = 'x';
+    expect(b.rev).toBe('x');
+    expect(Object.getOwnPropertyDescriptor(b, 'rev')).toMatchObject({ value: 'x', writable: true, enumerable: true });
   });
 
   it('finds the plan by path, by name (also in fleet.yaml itself), or inline', () => {
