@@ -1,18 +1,31 @@
 /**
  * The tower command line. Commands, options and exit codes are a public contract:
  * other tools (CI jobs, scripts) call them.
+ *
+ * This module loads only commander: each command's module (and with it the engine, pino,
+ * octokit, dockerode, …) is imported when that command runs, so `tower --version`,
+ * `tower --help` and `tower validate` do not pay for what `tower run` needs.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { processIo, type Io } from './commands/io.js';
-import { planCommand, planToPullRequest } from './commands/plan.js';
-import { validateCommand } from './commands/validate.js';
-import { applyCommand } from './commands/apply.js';
-import { destroyCommand, statusCommand } from './commands/status.js';
-import { runCommand } from './commands/run.js';
 import { VERSION } from './paths.js';
 
 export async function main(argv: readonly string[], io: Io = processIo()): Promise<number> {
   let exitCode = 0;
+  /**
+   * Runs a command's body. A directory that is no fleet repository at all (missing, a file,
+   * no fleet.yaml) is said in one line, with the command's exit code for invalid input.
+   * Recognised by name: importing the class would load the repository code for --version.
+   */
+  const run = async (command: string, invalidExit: number, body: () => number | Promise<number>): Promise<void> => {
+    try {
+      exitCode = await body();
+    } catch (err) {
+      if (!(err instanceof Error) || err.name !== 'NotAFleetDirectory') throw err;
+      io.stderr(`tower ${command}: ${err.message}\n`);
+      exitCode = invalidExit;
+    }
+  };
   const program = new Command('tower')
     .description('RedForge Tower — GitOps for fleets of Node-RED instances.\nA Git repository (fleet.yaml, deploy plans, flow JSON) is the desired fleet; Tower validates it, plans the change and rolls it out blue-green, wave by wave.')
     .version(VERSION, '-V, --version', 'print the version')
@@ -27,8 +40,8 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .argument('[dir]', 'the fleet repository (the directory holding fleet.yaml)', '.')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .addHelpText('after', '\nErrors are printed as path:line:col: error: message.\n\nExample:\n  tower validate fleet-example')
-    .action((dir: string, opts: { format: 'text' | 'json' }) => {
-      exitCode = validateCommand(dir, opts, io);
+    .action(async (dir: string, opts: { format: 'text' | 'json' }) => {
+      await run('validate', 1, async () => (await import('./commands/validate.js')).validateCommand(dir, opts, io));
     });
 
   program
@@ -50,20 +63,23 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     )
     .action(async (dir: string, opts: { observed?: string; format: 'text' | 'json' | 'markdown'; githubPr?: number; githubRepo?: string; githubApiUrl?: string }) => {
       const { githubPr, ...rest } = opts;
-      exitCode = githubPr === undefined ? planCommand(dir, rest, io) : await planToPullRequest(dir, { ...rest, githubPr }, io);
+      await run('plan', 1, async () => {
+        const { planCommand, planToPullRequest } = await import('./commands/plan.js');
+        return githubPr === undefined ? planCommand(dir, rest, io) : planToPullRequest(dir, { ...rest, githubPr }, io);
+      });
     });
 
   const stateDirOption = () => new Option('--state-dir <dir>', 'where Tower keeps what it manages on this machine').env('TOWER_STATE_DIR').default('.tower');
 
   program
     .command('apply')
-    .description('Make the live fleet match DIR, once: roll the plan out blue-green, wave by wave. Exit 0 converged, 1 failed and rolled back, 2 invalid input.')
+    .description('Make the live fleet match DIR, once: roll the plan out blue-green, wave by wave. Exit 0 converged, 1 failed and rolled back, 2 invalid input, 3 the state directory is in use (by the daemon, or another apply or destroy).')
     .argument('[dir]', 'the fleet repository', '.')
     .addOption(stateDirOption())
     .option('--dry-run', 'show the plan against what runs, change nothing')
     .addHelpText('after', '\nEnvironment: MQTT_URL (the fleet broker; default: an embedded mosquitto when the fleet uses MQTT), DOCKER_HOST, and the variables fleet.yaml references with fromEnv.\n\nExamples:\n  tower apply fleet-example\n  tower apply fleet-example --dry-run')
     .action(async (dir: string, opts: { stateDir: string; dryRun?: boolean }) => {
-      exitCode = await applyCommand(dir, opts, io);
+      await run('apply', 2, async () => (await import('./commands/apply.js')).applyCommand(dir, opts, io));
     });
 
   program
@@ -72,16 +88,16 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .addOption(stateDirOption())
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (opts: { stateDir: string; format: 'text' | 'json' }) => {
-      exitCode = await statusCommand(opts, io);
+      exitCode = await (await import('./commands/status.js')).statusCommand(opts, io);
     });
 
   program
     .command('destroy')
-    .description('Stop and remove every instance and switch this state directory manages.')
+    .description('Stop and remove every instance and switch this state directory manages. Exit 0 done, 2 DIR is no fleet repository, 3 the state directory is in use (by the daemon, or an apply).')
     .argument('[dir]', 'the fleet repository (only used when the state directory does not name its fleet)')
     .addOption(stateDirOption())
     .action(async (dir: string | undefined, opts: { stateDir: string }) => {
-      exitCode = await destroyCommand(dir, opts, io);
+      await run('destroy', 2, async () => (await import('./commands/destroy.js')).destroyCommand(dir, opts, io));
     });
 
   program
@@ -111,7 +127,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         '\nExamples:\n  tower run --repo fleet-example\n  tower run --repo https://github.com/acme/fleet.git --branch main --path fleet --listen 0.0.0.0:8080',
     )
     .action(async (opts: { repo?: string; branch?: string; path?: string; interval?: string; listen?: string; stateDir?: string; logLevel?: string; githubRepo?: string; githubApiUrl?: string }) => {
-      exitCode = await runCommand(opts, io);
+      exitCode = await (await import('./commands/run.js')).runCommand(opts, io);
     });
 
   try {

@@ -1,15 +1,20 @@
-/** Where Tower's own files live, wherever it is installed or run from (src/ under vitest, dist/src/ when built). */
+/**
+ * Where Tower's own files live, wherever it is installed or run from (src/ under vitest,
+ * dist/src/ when built), and Tower's version. Cheap on purpose — `tower --version` loads
+ * this: a few stats and one read of package.json.
+ */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-function findPackageRoot(): string {
+function findPackage(): { root: string; version: string } {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const candidate = join(dir, 'package.json');
     if (existsSync(candidate)) {
       try {
-        if ((JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string }).name === 'redforge-tower') return dir;
+        const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === 'redforge-tower') return { root: dir, version: String(pkg.version) };
       } catch {
         // not ours; keep looking
       }
@@ -20,6 +25,7 @@ function findPackageRoot(): string {
   }
 }
 
-export const PACKAGE_ROOT = findPackageRoot();
+const PACKAGE = findPackage();
+export const PACKAGE_ROOT = PACKAGE.root;
 export const LIBRARY_DIR = join(PACKAGE_ROOT, 'flows');
-export const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+export const VERSION = PACKAGE.version;

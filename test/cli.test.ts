@@ -1,6 +1,6 @@
 /** The CLI contract: commands, output formats and exit codes. */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,23 @@ describe('tower validate', () => {
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/valid — fleet redforge, 5 instances/);
+  });
+
+  it('counts nodes as plan does: tabs and subflow definitions are not nodes', async () => {
+    const validated = JSON.parse((await tower('validate', EXAMPLE, '--format', 'json')).out) as { instances: { name: string; nodes: number }[] };
+    const planned = JSON.parse((await tower('plan', EXAMPLE, '--format', 'json')).out) as { instances: { name: string; action: string; counts: { added: number } }[] };
+    expect(planned.instances.every((i) => i.action === 'create')).toBe(true);
+    expect(validated.instances.map((i) => [i.name, i.nodes])).toEqual(planned.instances.map((i) => [i.name, i.counts.added]));
+    const { loadDirectory } = await import('../src/repository.js');
+    const all = loadDirectory(EXAMPLE).instances.flatMap((i) => i.flowList);
+    const containers = all.filter((n) => n.type === 'tab' || n.type === 'subflow').length;
+    expect(containers).toBeGreaterThan(0);
+    const total = validated.instances.reduce((n, i) => n + i.nodes, 0);
+    expect(total).toBe(all.length - containers);
+    const text = (await tower('validate', EXAMPLE)).out;
+    expect(text).toContain(`5 instances, ${total} nodes (tabs and subflow definitions not counted)`);
+    const planText = (await tower('plan', EXAMPLE)).out;
+    for (const i of planned.instances) expect(planText).toContain(`+ ${i.name}: create — ${i.counts.added} nodes,`);
   });
 
   it('rejects a broken repository: exit 1, errors as path:line:col: error: message', async () => {
@@ -87,6 +104,74 @@ describe('tower plan', () => {
   });
 });
 
+describe('a DIR that is no fleet repository', () => {
+  it('is said in one line, with the command\'s exit code for invalid input; nothing else is done', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'tower-nodir-'));
+    try {
+      const missing = join(tmp, 'nope');
+      const file = join(tmp, 'a-file');
+      writeFileSync(file, 'x');
+      const empty = join(tmp, 'empty');
+      cpSync(join(EXAMPLE, 'flows'), join(empty, 'flows'), { recursive: true });
+      const stateDir = join(tmp, 'state');
+      const cases: [string[], number, string][] = [
+        [['validate', missing], 1, `tower validate: ${missing}: no such directory\n`],
+        [['validate', file], 1, `tower validate: ${file}: is not a directory — pass the directory that holds fleet.yaml\n`],
+        [['validate', empty, '--format', 'json'], 1, `tower validate: ${empty}: has no fleet.yaml — a fleet repository has fleet.yaml at its top (see fleet-example/); pass the directory that holds it\n`],
+        [['plan', missing], 1, `tower plan: ${missing}: no such directory\n`],
+        [['apply', missing, '--state-dir', stateDir], 2, `tower apply: ${missing}: no such directory\n`],
+        [['destroy', empty, '--state-dir', stateDir], 2, `tower destroy: ${empty}: has no fleet.yaml — a fleet repository has fleet.yaml at its top (see fleet-example/); pass the directory that holds it\n`],
+      ];
+      for (const [args, code, err] of cases) {
+        const r = await tower(...args);
+        expect({ args, code: r.code, err: r.err, out: r.out }).toEqual({ args, code, err, out: '' });
+      }
+      // apply stopped before opening the state directory; destroy released it.
+      expect(readdirSync(tmp).sort()).toEqual(['a-file', 'empty', 'state']);
+      expect(readdirSync(stateDir)).not.toContain('lock');
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('tower apply and tower destroy while the state directory is in use', () => {
+  it('exit 3 and name the holder; nothing is changed; a lock left by a dead process is taken over', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'tower-state-'));
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const lock = JSON.stringify({ pid: holder.pid, holder: 'tower run', since: '2026-12-01T10:00:00.000Z' });
+      writeFileSync(join(stateDir, 'lock'), lock);
+      const inUse = `the state directory ${stateDir} is in use by tower run (pid ${holder.pid}, since 2026-12-01T10:00:00.000Z); wait for it to finish`;
+
+      const apply = await tower('apply', EXAMPLE, '--state-dir', stateDir);
+      expect(apply.err).toBe(`tower apply: ${inUse}\n`);
+      expect(apply.code).toBe(3);
+      const destroy = await tower('destroy', '--state-dir', stateDir);
+      expect(destroy.err).toBe(`tower destroy: ${inUse}\n`);
+      expect(destroy.code).toBe(3);
+      expect(readFileSync(join(stateDir, 'lock'), 'utf8')).toBe(lock); // still the holder's
+      expect(existsSync(join(stateDir, 'registry.json'))).toBe(false); // nothing was applied
+
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
+      const after = await tower('destroy', '--state-dir', stateDir);
+      expect(after).toMatchObject({ code: 0, err: '' });
+      expect(after.out).toBe(`nothing is managed from ${stateDir}\n`);
+      expect(existsSync(join(stateDir, 'lock'))).toBe(false); // taken over, then released
+    } finally {
+      holder.kill('SIGKILL');
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('--help documents exit 3', async () => {
+    const help = async (cmd: string) => (await tower(cmd, '--help')).out.replace(/\s+/g, ' '); // commander wraps lines
+    expect(await help('apply')).toContain('3 the state directory is in use');
+    expect(await help('destroy')).toContain('3 the state directory is in use');
+  });
+});
+
 describe('the installed command', () => {
   it('--help, <cmd> --help and --version work through bin/tower.js', () => {
     const bin = join(ROOT, 'bin', 'tower.js');
@@ -96,5 +181,27 @@ describe('the installed command', () => {
     expect(execFileSync('node', [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version);
     const r = spawnSync('node', [bin, 'validate', join(ROOT, 'no-such-dir')], { encoding: 'utf8' });
     expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`tower validate: ${join(ROOT, 'no-such-dir')}: no such directory\n`);
+  });
+
+  it('--version loads no command module: the engine and its libraries are imported only by the command that runs', () => {
+    // CommonJS packages (pino, ajv, dockerode, ioredis, …) show in the require cache once loaded,
+    // also when imported from ES modules.
+    const script = `import { createRequire } from 'node:module';
+      const { main } = await import(${JSON.stringify(join(ROOT, 'dist', 'src', 'cli.js'))});
+      const io = { out: '', stdout(t) { this.out += t; }, stderr() {}, isTTY: false, env: {} };
+      const code = await main(process.argv.slice(1), io);
+      const loaded = Object.keys(createRequire(import.meta.url).cache).map((f) => f.match(/node_modules\\/((?:@[^/]+\\/)?[^/]+)/)?.[1]).filter(Boolean);
+      process.stdout.write(JSON.stringify({ code, out: io.out, packages: [...new Set(loaded)] }));`;
+    const run = (...args: string[]) => JSON.parse(execFileSync('node', ['--input-type=module', '-e', script, '--', ...args], { encoding: 'utf8' })) as { code: number; out: string; packages: string[] };
+    const version = run('--version');
+    expect(version.code).toBe(0);
+    expect(version.out.trim()).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+    expect(version.packages).toEqual(['commander']);
+    // validate loads what validation needs (ajv), and still nothing of the engine.
+    const validate = run('validate', EXAMPLE);
+    expect(validate.code).toBe(0);
+    expect(validate.packages).toContain('ajv');
+    for (const p of ['pino', 'dockerode', 'ioredis', 'mqtt', 'simple-git', 'axios', 'pg']) expect(validate.packages).not.toContain(p);
   });
 });

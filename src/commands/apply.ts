@@ -6,8 +6,9 @@ import { loadDirectory } from '../repository.js';
 import { openRuntime } from '../runtime.js';
 import type { Io } from './io.js';
 import { progressPrinter } from './progress.js';
+import { lockStateDir, STATE_DIR_IN_USE_EXIT } from './state-lock.js';
 
-export const APPLY_EXIT = { converged: 0, failed: 1, invalid: 2 } as const;
+export const APPLY_EXIT = { converged: 0, failed: 1, invalid: 2, inUse: STATE_DIR_IN_USE_EXIT } as const;
 
 export interface ApplyOptions {
   stateDir: string;
@@ -23,7 +24,11 @@ export async function applyCommand(dir: string, options: ApplyOptions, io: Io): 
     return APPLY_EXIT.invalid;
   }
   const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env, log: (l) => io.stdout(`${l}\n`) });
-  const unlock = rt.state.lock('tower apply');
+  const unlock = lockStateDir(rt.state, 'tower apply', io);
+  if (!unlock) {
+    await rt.close();
+    return APPLY_EXIT.inUse;
+  }
   try {
     let outcome;
     try {

@@ -1,8 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pino } from 'pino';
-import { DEFAULT_API_URL, describeError, githubClient, makeRedactor, parseRepo } from '../adapters/github/client.js';
-import { upsertPlanComment } from '../adapters/github/comment.js';
 import { decide } from '../core/decide.js';
 import type { ObservedFleet } from '../core/model.js';
 import { liveFromObserved, parseObserved } from '../core/observed.js';
@@ -84,6 +81,12 @@ export async function planToPullRequest(dir: string, options: PlanOptions & Gith
   if (!report) return fail('there is no plan to post');
   if (!token) return fail('GITHUB_TOKEN is not set');
   if (!repoName) return fail('no repository: pass --github-repo owner/name (or set GITHUB_REPOSITORY)');
+  // Loaded here, not at the top: a plain `tower plan` does not pay for octokit and pino.
+  const [{ pino }, { DEFAULT_API_URL, describeError, githubClient, makeRedactor, parseRepo }, { upsertPlanComment }] = await Promise.all([
+    import('pino'),
+    import('../adapters/github/client.js'),
+    import('../adapters/github/comment.js'),
+  ]);
   let target: { owner: string; repo: string };
   try {
     target = parseRepo(repoName);

@@ -1,8 +1,6 @@
 import { resolve } from 'node:path';
 import { decide } from '../core/decide.js';
-import { destroyAll } from '../engine/housekeeping.js';
 import { observeFleet } from '../engine/observe.js';
-import { loadDirectory } from '../repository.js';
 import { openRuntime } from '../runtime.js';
 import type { Io } from './io.js';
 
@@ -56,25 +54,6 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
     }
     return rows.every((r) => r.health === 'Healthy') ? 0 : 1;
   } finally {
-    await rt.close();
-  }
-}
-
-/** tower destroy: stop and remove every instance and switch this state directory manages. */
-export async function destroyCommand(dir: string | undefined, options: { stateDir: string }, io: Io): Promise<number> {
-  const rt = await openRuntime({ stateDir: resolve(options.stateDir), env: io.env });
-  const unlock = rt.state.lock('tower destroy');
-  try {
-    const fleet = rt.registry.read().fleet ?? (dir ? loadDirectory(resolve(dir)).fleet?.name : undefined);
-    if (!fleet) {
-      io.stdout(`nothing is managed from ${options.stateDir}\n`);
-      return 0;
-    }
-    const removed = await destroyAll(rt, fleet);
-    io.stdout(removed.length ? `removed ${removed.join(', ')}\n` : 'nothing was running\n');
-    return 0;
-  } finally {
-    unlock();
     await rt.close();
   }
 }

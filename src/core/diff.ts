@@ -4,7 +4,7 @@
  * configuration changes that need a new process; and whether a flow change is cosmetic —
  * one Node-RED applies without restarting any node, so the rollout may deploy it in place.
  */
-import { canonicalJson, contentHash, deployableFlows } from './flows.js';
+import { canonicalJson, contentHash, defineLazyString, deployableFlows } from './flows.js';
 import {
   isSecretRef,
   type DesiredInstance,
@@ -87,7 +87,8 @@ export function diffFleet(desired: readonly DesiredInstance[], observed: Observe
 export function diffInstance(desired: DesiredInstance, observed: ObservedInstance | undefined): InstanceDiff {
   if (!observed) {
     const flows = diffFlows(desired.flowList, []);
-    return { name: desired.name, action: 'create', ...flows, change: 'functional', config: [], desiredRev: desired.rev };
+    // desiredRev last, as before; read from desired only when someone reads it.
+    return defineLazyString({ name: desired.name, action: 'create', ...flows, change: 'functional', config: [] } as InstanceDiff, 'desiredRev', () => desired.rev);
   }
   const config = diffConfig(desired.config, observed.config);
   let flows: FlowsDiff;

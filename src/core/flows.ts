@@ -306,6 +306,26 @@ export function flowsRev(deployable: readonly FlowNode[]): string {
 }
 
 /**
+ * Defines `key` on target as a string computed on first read and then kept: an ordinary
+ * enumerable property to everyone who reads it (JSON.stringify, spread, structuredClone and
+ * equality see the string); assigning it replaces it with a plain value. For Node-RED's rev:
+ * stringifying and hashing every node is a quarter of planning a large fleet, and text and
+ * Markdown plans against a fleet that reports no revs, and validate's summary, never show it.
+ */
+export function defineLazyString<T extends object, K extends string>(target: T, key: K, compute: () => string): T & Record<K, string> {
+  let value: string | undefined;
+  Object.defineProperty(target, key, {
+    enumerable: true,
+    configurable: true,
+    get: () => (value ??= compute()),
+    set(this: T, v: string) {
+      Object.defineProperty(this, key, { value: v, enumerable: true, configurable: true, writable: true });
+    },
+  });
+  return target as T & Record<K, string>;
+}
+
+/**
  * Canonical JSON: object keys sorted, credentials dropped, nodes sorted by id. Two flow
  * lists with the same canonical form run the same, whatever order the editor wrote them in.
  */

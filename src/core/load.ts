@@ -5,7 +5,7 @@
  */
 import { posix } from 'node:path';
 import { hasErrors, mergeDuplicates, sortDiagnostics, type Diagnostic, type DiagnosticCode } from './diagnostics.js';
-import { deployableFlows, flowsRev, mergeInstanceFlows, parseFlowFile, type FlowFile } from './flows.js';
+import { defineLazyString, deployableFlows, flowsRev, mergeInstanceFlows, parseFlowFile, type FlowFile } from './flows.js';
 import {
   API_VERSION,
   DEFAULT_SETTINGS,
@@ -180,33 +180,48 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     diagnostics.push(...validatePlan(plan.spec, names, (path, key) => located(fleetDoc, ['spec', 'plan', ...path], key)));
   }
 
-  // Flows: each file read and parsed once, however many instances include it.
-  const flowFiles = new Map<string, FlowFile | null>();
-  const desired: DesiredInstance[] = [];
-  for (const { instance, index } of instances) {
-    const files: FlowFile[] = [];
-    let complete = true;
-    instance.flows.forEach((ref, j) => {
+  // Flows: each file read and parsed once, however many instances include it, and let go
+  // once the last of them is merged — source text held to the end of a large fleet costs the
+  // garbage collector more than parsing it did.
+  const refs = instances.map(({ instance, index }) =>
+    instance.flows.map((ref, j) => {
       const at = located(fleetDoc, ['spec', 'instances', index, 'flows', j]);
       const resolved = resolveFlowRef(ref, at, diagnostics);
-      if (!resolved) {
+      return { at, resolved, cacheKey: resolved ? (resolved.library ? `${LIBRARY_PREFIX}${resolved.path}` : resolved.path) : undefined };
+    }),
+  );
+  const uses = new Map<string, number>();
+  for (const r of refs.flat()) if (r.cacheKey !== undefined) uses.set(r.cacheKey, (uses.get(r.cacheKey) ?? 0) + 1);
+  const flowFiles = new Map<string, FlowFile | null>();
+  const desired: DesiredInstance[] = [];
+  instances.forEach(({ instance }, k) => {
+    const files: FlowFile[] = [];
+    let complete = true;
+    for (const { at, resolved, cacheKey } of refs[k]!) {
+      if (!resolved || cacheKey === undefined) {
         complete = false;
-        return;
+        continue;
       }
-      const cacheKey = resolved.library ? `${LIBRARY_PREFIX}${resolved.path}` : resolved.path;
       if (!flowFiles.has(cacheKey)) {
         flowFiles.set(cacheKey, readFlowFile(reader, options.library, resolved, at, diagnostics));
       }
       const f = flowFiles.get(cacheKey);
       if (f) files.push(f);
       else complete = false;
-    });
+    }
     const merged = mergeInstanceFlows(instance.name, files);
     diagnostics.push(...merged.diagnostics);
-    if (!complete) continue;
+    for (const { cacheKey } of refs[k]!) {
+      if (cacheKey === undefined) continue;
+      const left = uses.get(cacheKey)! - 1;
+      uses.set(cacheKey, left);
+      if (left === 0) flowFiles.delete(cacheKey);
+    }
+    if (!complete) return;
     const flowList = deployableFlows(merged.nodes);
-    desired.push({ ...instance, flowList, rev: flowsRev(flowList) });
-  }
+    // rev is hashed when first read (see defineLazyString): a plan that never shows it skips the hashing.
+    desired.push(defineLazyString({ ...instance, flowList }, 'rev', () => flowsRev(flowList)));
+  });
 
   const fleet: Fleet = {
     name: fleetName,

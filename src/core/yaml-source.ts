@@ -2,7 +2,7 @@
  * YAML documents that remember where every value came from, so that any error about a
  * value — syntax, schema or reference — can name its file, line and column.
  */
-import { Alias, Document, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Node } from 'yaml';
+import { Alias, Document, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, Parser, type Node } from 'yaml';
 import type { Diagnostic } from './diagnostics.js';
 
 /** Aliases expanding to more nodes than this are treated as an alias bomb. */
@@ -50,12 +50,27 @@ export function parseYamlFile(file: string, text: string): YamlParseResult {
     docs = docs.slice(0, MAX_DOCUMENTS_PER_FILE);
   }
 
+  let openers: Opener[] | undefined;
   docs.forEach((doc, index) => {
     let broken = false;
+    let unclosedAt: number | undefined;
     for (const e of doc.errors) {
+      broken = true;
+      // What follows an unclosed [ or { is read as part of it and fails in ways that say
+      // nothing useful; the opener is what needs fixing.
+      if (unclosedAt !== undefined && e.pos[0] > unclosedAt) continue;
+      const opener = UNCLOSED_FLOW.test(e.message) && startsNewEntry(text, e.pos[0]) ? unclosedOpener((openers ??= unclosedOpeners(text)), e.pos[0]) : undefined;
+      if (opener) {
+        unclosedAt = opener.offset;
+        const p = pos(opener.offset);
+        const close = opener.source === '[' ? ']' : '}';
+        diagnostics.push(
+          at(file, p.line, p.col, 'YamlSyntax', `this ${opener.source} is never closed`, `add the missing "${close}"; a ${opener.source} … ${close} that goes on over several lines needs those lines indented deeper than its key`),
+        );
+        continue;
+      }
       const p = pos(e.pos[0]);
       diagnostics.push(at(file, p.line, p.col, 'YamlSyntax', yamlMessage(e.message), yamlHint(e.code)));
-      broken = true;
     }
     if (broken) return;
     if (doc.contents === null) return; // empty document, e.g. a trailing ---
@@ -109,6 +124,53 @@ function offsetOf(doc: Document.Parsed, path: readonly PathSegment[], key: boole
     offset = start;
   }
   return offset;
+}
+
+/** The yaml library's error for a flow collection ([…] or {…}) that reaches a line it cannot continue on. */
+const UNCLOSED_FLOW = /^Flow (sequence|map) in block collection must be sufficiently indented and end with a [\]}]/;
+
+interface Opener {
+  offset: number;
+  source: '[' | '{';
+}
+
+/** Every [ and { of a flow collection that has no closing bracket, in the order they open. */
+function unclosedOpeners(text: string): Opener[] {
+  const out: Opener[] = [];
+  const visit = (token: unknown): void => {
+    if (Array.isArray(token)) {
+      for (const t of token) visit(t);
+      return;
+    }
+    if (!token || typeof token !== 'object') return;
+    const t = token as { type?: string; start?: { offset: number; source: string }; end?: { type: string }[] };
+    if (t.type === 'flow-collection' && t.start && (t.start.source === '[' || t.start.source === '{')) {
+      const closer = t.start.source === '[' ? 'flow-seq-end' : 'flow-map-end';
+      if (!(t.end ?? []).some((e) => e.type === closer)) out.push({ offset: t.start.offset, source: t.start.source });
+    }
+    for (const [key, value] of Object.entries(t)) if (key !== 'start' && key !== 'end' && value && typeof value === 'object') visit(value);
+  };
+  for (const token of new Parser().parse(text)) visit(token);
+  return out.sort((a, b) => a.offset - b.offset);
+}
+
+/**
+ * Whether the line the parser stopped at begins the next key or list entry (or the text
+ * ended): then the bracket before it was never closed. A line that continues the brackets,
+ * only not indented enough, gets the parser's own message about indentation.
+ */
+function startsNewEntry(text: string, offset: number): boolean {
+  const lineStart = text.lastIndexOf('\n', offset - 1) + 1;
+  const lineEnd = text.indexOf('\n', offset);
+  const line = text.slice(lineStart, lineEnd < 0 ? text.length : lineEnd).trim();
+  return line === '' || line.startsWith('#') || line === '-' || line.startsWith('- ') || line === '---' || /^[^\s[\]{},#'"][^[\]{},]*?:(\s|$)/.test(line) || /^(['"]).*?\1:(\s|$)/.test(line);
+}
+
+/** The innermost unclosed opener before the error: the one the missing bracket belongs to. */
+function unclosedOpener(openers: readonly Opener[], errorOffset: number): Opener | undefined {
+  let found: Opener | undefined;
+  for (const o of openers) if (o.offset < errorOffset) found = o;
+  return found;
 }
 
 function rangeStart(node: unknown): number | undefined {

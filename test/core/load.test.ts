@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { directoryReader } from '../../src/adapters/fs/repo-reader.js';
 import { formatDiagnostic } from '../../src/core/diagnostics.js';
+import { diffFleet } from '../../src/core/diff.js';
+import { flowsRev } from '../../src/core/flows.js';
 import { LIMITS, loadRepository } from '../../src/core/load.js';
 import { memoryReader } from '../helpers/memory-repo.js';
 
@@ -52,6 +55,27 @@ ${B}`,
     expect(repo.fleet!.plan).toMatchObject({ name: 'default', spec: { order: 'sequential' } });
   });
 
+  it('rev is Node-RED\'s rev of the flow list, hashed on first read, and behaves as a plain string property', () => {
+    const repo = load({ 'fleet.yaml': fleet(A + B) });
+    const a = repo.instances[0]!;
+    expect(Object.keys(a)).toContain('rev');
+    expect(a.rev).toBe(createHash('sha256').update(JSON.stringify(a.flowList)).digest('hex'));
+    expect(a.rev).toBe(flowsRev(a.flowList)); // kept, same value
+    expect(JSON.parse(JSON.stringify(a)).rev).toBe(a.rev);
+    expect({ ...a }.rev).toBe(a.rev);
+    expect(structuredClone(a).rev).toBe(a.rev);
+    expect(a).toEqual({ ...a });
+    // The create diff names it too, as before: last, in JSON.
+    const created = diffFleet(repo.instances, undefined)[1]!;
+    expect(Object.keys(created).at(-1)).toBe('desiredRev');
+    expect(JSON.parse(JSON.stringify(created)).desiredRev).toBe(repo.instances[1]!.rev);
+    // Assigning replaces it with a plain value.
+    const b = repo.instances[1]!;
+    b.rev = 'x';
+    expect(b.rev).toBe('x');
+    expect(Object.getOwnPropertyDescriptor(b, 'rev')).toMatchObject({ value: 'x', writable: true, enumerable: true });
+  });
+
   it('finds the plan by path, by name (also in fleet.yaml itself), or inline', () => {
     const plan = (name: string) => `apiVersion: tower.redforge.dev/v1\nkind: DeployPlan\nmetadata: { name: ${name} }\nspec: { order: waves, waves: [[a], [b]] }\n`;
     expect(load({ 'fleet.yaml': fleet(A + B, '  plan: plans/w.yaml\n'), 'plans/w.yaml': plan('w') }).fleet!.plan.source).toBe('plans/w.yaml');
@@ -75,7 +99,8 @@ ${B}`,
 describe('loadRepository: every error names file, line and column', () => {
   it.each([
     ['no fleet.yaml', {}, 'FileNotFound', 'fleet.yaml', 1, 1],
-    ['YAML syntax', { 'fleet.yaml': 'spec:\n  instances: [a\n  b: c\n' }, 'YamlSyntax', 'fleet.yaml', 3, 3],
+    ['YAML syntax: an unclosed [ (at the [)', { 'fleet.yaml': 'spec:\n  instances: [a\n  b: c\n' }, 'YamlSyntax', 'fleet.yaml', 2, 14],
+    ['YAML syntax: bad indentation', { 'fleet.yaml': 'spec:\n  waves: [[a, b],\n  [c]]\n' }, 'YamlSyntax', 'fleet.yaml', 3, 3],
     ['duplicate key', { 'fleet.yaml': 'kind: Fleet\nkind: Fleet\n' }, 'YamlSyntax', 'fleet.yaml', 2, 1],
     ['unknown kind', { 'fleet.yaml': 'apiVersion: tower.redforge.dev/v1\nkind: Flet\n' }, 'UnknownKind', 'fleet.yaml', 2, 7],
     ['wrong apiVersion', { 'fleet.yaml': fleet(A).replace('tower.redforge.dev/v1', 'v2') }, 'SchemaViolation', 'fleet.yaml', 1, 13],
@@ -96,6 +121,24 @@ describe('loadRepository: every error names file, line and column', () => {
     expect(d, JSON.stringify(repo.diagnostics)).toBeDefined();
     expect([d!.file, d!.line, d!.col]).toEqual([file, line, col]);
     expect(formatDiagnostic(d!)).toMatch(new RegExp(`^${file.replace('.', '\\.')}:${line}:${col}: error: `));
+  });
+
+  it('points at a [ or { that is never closed, not at the line after it', () => {
+    const plan = 'apiVersion: tower.redforge.dev/v1\nkind: DeployPlan\nmetadata: { name: w }\nspec:\n  order: waves\n  waves: [[a, b], [c]\n  maxParallel: 4\n';
+    const inPlan = load({ 'fleet.yaml': fleet(A + B, '  plan: w\n'), 'plans/w.yaml': plan });
+    expect(inPlan.diagnostics.filter((d) => d.code === 'YamlSyntax').map(formatDiagnostic)).toEqual([
+      'plans/w.yaml:6:10: error: this [ is never closed — add the missing "]"; a [ … ] that goes on over several lines needs those lines indented deeper than its key',
+    ]);
+    // What follows the bracket is swallowed by it; only the bracket is reported.
+    const inFleet = load({ 'fleet.yaml': fleet(A.replace('[flows/a.json]', '[flows/a.json') + B) });
+    expect(inFleet.diagnostics.map((d) => [d.file, d.line, d.col, d.message])).toEqual([['fleet.yaml', 7, 14, 'this [ is never closed']]);
+    // The innermost one that is open, a { too, and at the end of the file.
+    expect(load({ 'fleet.yaml': 'spec:\n  waves: [[a, b], [c\n  x: 1\n' }).diagnostics.map((d) => [d.line, d.col, d.message])).toEqual([[2, 19, 'this [ is never closed']]);
+    expect(load({ 'fleet.yaml': 'spec:\n  defaults: { runtime: process\n  plan: x\n' }).diagnostics.map((d) => [d.line, d.col, d.message])).toEqual([[2, 13, 'this { is never closed']]);
+    expect(load({ 'fleet.yaml': 'spec:\n  waves: [[a, b], [c]' }).diagnostics.map((d) => [d.line, d.col, d.message])).toEqual([[2, 10, 'this [ is never closed']]);
+    // Closed, but a line inside is not indented enough: that is what is said.
+    const indent = load({ 'fleet.yaml': 'spec:\n  waves: [[a, b],\n  [c]]\n' }).diagnostics[0]!;
+    expect([indent.line, indent.col, indent.hint]).toEqual([3, 3, 'check the indentation of this line against the lines above']);
   });
 
   it('suggests the property meant', () => {
