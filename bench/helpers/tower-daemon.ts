@@ -21,7 +21,7 @@ export interface DaemonStatus {
   desiredRevision?: string;
   sync: string;
   lastError?: string;
-  instances: { name: string; color?: string; health: string }[];
+  instances: { name: string; color?: string; health: string; standby?: string }[];
   source: { error?: string; newestRevision?: string };
 }
 

@@ -14,8 +14,8 @@ import type { FleetStatus } from '../core/status.js';
 import type { FleetRuntime, FleetSource, Leadership, MetricsSink, Reporter, RuntimeDriver, StateStore, TrafficSwitch } from './ports.js';
 import { Reconciler } from './reconciler.js';
 
-/** After these, the next pass runs at once; after the others (a failed repair included), at the next trigger or wake-up. */
-const AGAIN_AT_ONCE = new Set(['repaired', 'rolled-out', 'failed', 'superseded', 'interrupted']);
+/** After these, the next pass runs at once (to confirm what was done); after the others — a failed repair included, lest it loop — at the next trigger or wake-up. */
+const AGAIN_AT_ONCE = new Set(['repaired', 'housekeeping', 'rolled-out', 'failed', 'superseded', 'interrupted']);
 
 export interface DaemonOptions {
   source: FleetSource;

@@ -41,7 +41,7 @@ export interface ReconcilerOptions {
   isLeader(): boolean;
 }
 
-/** What a pass did, for the metrics: synced, repaired, rolled-out, failed, drift, held, invalid, housekeeping, no-source. */
+/** What a pass did, for the metrics: synced, drift, held, invalid, no-source (nothing to do); repaired, repair-failed, housekeeping, housekeeping-failed, rolled-out, failed, superseded, interrupted. */
 export type PassResult = string;
 
 export class Reconciler {
@@ -120,8 +120,7 @@ export class Reconciler {
       case 'repair':
         return (await this.repair(decision, desired, live, fleet, true)) ? 'repaired' : 'repair-failed';
       case 'housekeeping':
-        await this.repair(decision, desired, live, fleet, false);
-        return 'housekeeping';
+        return (await this.repair(decision, desired, live, fleet, false)) ? 'housekeeping' : 'housekeeping-failed';
       case 'rollout':
         return this.rollout(decision, desired!, live, fleet, applied, ctx);
       case 'wait':
