@@ -102,7 +102,8 @@ export function decide(input: DecideInput): Decision {
   for (const name of names) {
     const d = desiredByName.get(name);
     const l = liveByName.get(name);
-    const lv = l && !isAbsent(l) ? liveness({ live: l, ...(d ? { port: d.port } : {}), restarts: input.restarts, now, ...(input.policy ? { policy: input.policy } : {}) }) : undefined;
+    const port = d?.port ?? l?.port;
+    const lv = l && !isAbsent(l) ? liveness({ live: l, ...(port !== undefined ? { port } : {}), restarts: input.restarts, now, ...(input.policy ? { policy: input.policy } : {}) }) : undefined;
     repairs.push(...(lv?.repairs ?? []));
     wake(lv?.nextRestartAt);
     for (const c of Object.values(l?.colors ?? {})) if (c.color !== l?.switch?.routed) wake(c.parkedUntil);
@@ -145,6 +146,8 @@ function verdictOf(input: DecideInput, name: string, d: DesiredInstance | undefi
   if (isMissing(l, lv)) return { ...base, condition: 'Missing', message: 'nothing serves this instance: it is created again', planned: input.canPlan };
 
   const down = lv?.down ?? false;
+  // The switch is gone but a colour runs to serve again: restore it first; what the colour runs is for the next pass.
+  if (!l?.switch && down) return { ...base, condition: downCondition(), message: lv?.message ?? 'down' };
   if (!diff || diff.action === 'unchanged') {
     if (down) return { ...base, condition: downCondition(), message: lv?.message ?? 'down' };
     if (base.health.status !== 'Healthy') return { ...base, condition: 'Degraded', message: base.health.message };

@@ -49,6 +49,8 @@ export interface LiveSwitch {
 
 export interface LiveInstance {
   name: string;
+  /** The stable port Tower recorded for the instance (it may no longer be in fleet.yaml). */
+  port?: number;
   switch?: LiveSwitch;
   colors: Partial<Record<Color, LiveColor>>;
   /** The routed colour's flows as its Node-RED reports them; null when it does not answer. */

@@ -79,8 +79,9 @@ export function liveness(input: LivenessInput): Liveness {
     out.down = true;
     out.message = 'the switch is not running';
     restart('switch', 'restart-switch', 'the switch of the stable address stopped', [{ type: 'ensureSwitch' }], true);
-  } else if (!sw && (input.port !== undefined || Object.keys(live.colors).length > 0)) {
+  } else if (!sw && input.port !== undefined) {
     // The colours run but nothing serves the stable port: serve it again, on the colour Tower applied last.
+    // (Without a port — not in the fleet, and no record of it — there is nothing to serve: it is pruned.)
     const keep = live.applied?.color && live.colors[live.applied.color] ? live.applied.color : (['blue', 'green'] as Color[]).find((c) => isRunning(live.colors[c]));
     if (keep) {
       out.down = true;

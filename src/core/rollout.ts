@@ -225,7 +225,8 @@ export function rollbackActions(s: SwapState): Action[] {
       if (s.targetGateOpen || s.switched) out.push({ type: 'closeGate', color: t });
       // A warm standby we swapped to was not started by us: park it again rather than remove it.
       // Nothing of the target exists before DEPLOY (a failed DRAIN leaves it as it was).
-      if (s.path !== 'swap' && (s.phase !== 'DRAIN' || s.targetStarted)) out.push({ type: 'remove', color: t });
+      if (s.path === 'swap') out.push({ type: 'park', color: t });
+      else if (s.phase !== 'DRAIN' || s.targetStarted) out.push({ type: 'remove', color: t });
       return out;
     }
   }

@@ -34,8 +34,9 @@ export interface ActDeps {
 export class InstanceActions {
   /** The colours this run knows: where they are and what runs them. */
   readonly colors: Partial<Record<Color, { port: number; url: string; runtime: RuntimeKind }>> = {};
-  /** The flows the active colour ran before an in-place deploy, to restore them. */
+  /** The flows the active colour ran before an in-place deploy, and Tower's record of them, to restore both. */
   previousFlows?: FlowNode[];
+  previousRecord?: { rev: string; flowsHash: string };
   /** When each colour's gate closed: MQTT work it had taken (and acknowledged) may still run. */
   readonly gateClosedAt: Partial<Record<Color, number>> = {};
 
@@ -80,7 +81,7 @@ export class InstanceActions {
   }
 
   stablePort(): number {
-    const port = this.desired?.port ?? this.live?.switch?.port;
+    const port = this.desired?.port ?? this.live?.switch?.port ?? this.live?.port;
     if (!port) throw new TowerError(`no stable port known for ${this.instance}`, 'NoPort', 'stalled');
     return port;
   }
@@ -264,6 +265,8 @@ const HANDLERS: Handlers = {
     const admin = a.deps.runtime.admin(a.urlOf(color));
     const live = await admin.getFlows();
     a.previousFlows = live.flows;
+    const record = a.deps.runtime.registry.read().instances[a.instance]?.colors[color];
+    if (record) a.previousRecord = { rev: record.rev, flowsHash: record.flowsHash };
     await admin.setFlows(a.desired!.flowList, { rev: live.rev, type: 'nodes' });
   },
   async restoreInPlace(a, { color }) {
@@ -271,6 +274,9 @@ const HANDLERS: Handlers = {
     const admin = a.deps.runtime.admin(a.urlOf(color));
     const live = await admin.getFlows();
     await admin.setFlows(a.previousFlows, { rev: live.rev, type: 'nodes' });
+    // What Tower deployed is again what it deployed before: the instance is out of date, not drifted.
+    const before = a.previousRecord;
+    if (before) a.deps.runtime.registry.update((r) => void Object.assign(r.instances[a.instance]?.colors[color] ?? {}, before));
   },
   async checkRev(a, { color }) {
     const got = await a.deps.runtime.admin(a.urlOf(color)).getFlows();
@@ -320,9 +326,16 @@ const HANDLERS: Handlers = {
     a.recordApplied(color);
   },
   async release(a, { color }) {
-    const running = (await a.driverOf(color).inspect(a.ref(color)))?.status === 'running';
+    const running = await a.driverOf(color).inspect(a.ref(color));
     const keepWarm = a.keepWarmMs();
-    if (!running || keepWarm <= 0) return a.discard(color);
+    if (running?.status !== 'running' || keepWarm <= 0) return a.discard(color);
+    // A swap back trusts Tower's record of what the parked colour runs: one changed by hand is not kept.
+    const live = await a.deps.runtime.admin(running.url).getFlows().catch(() => undefined);
+    const record = a.deps.runtime.registry.read().instances[a.instance]?.colors[color];
+    if (!live || !record || live.rev !== record.rev) {
+      a.warn(`${color} is not kept warm: ${live ? 'its flows were changed by hand' : 'it does not answer'}`);
+      return a.discard(color);
+    }
     a.park(color, a.deps.now().getTime() + keepWarm);
   },
   async removeSwitch(a) {

@@ -37,6 +37,7 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
       const gate = flows && routed && rt.gate && flowsUseGate(flows) ? { open: (await rt.gate.state(gateTopicFor(fleet, name, routed)).catch(() => null)) === 'open' } : undefined;
       return {
         name,
+        ...(record?.port ? { port: record.port } : {}),
         ...(sw ? { switch: { running: sw.running, port: sw.listenPort, url: rt.trafficSwitch.url(sw.listenPort), ...(routed ? { routed } : {}) } } : {}),
         colors,
         flows,

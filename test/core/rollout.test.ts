@@ -113,7 +113,7 @@ describe('other paths', () => {
     expect(ok.log).not.toContain('DEPLOY start:blue');
     expect(ok.state.skipped).toEqual(['DRAIN', 'DEPLOY']);
     const bad = run('swap', 'green', { failAt: 'smoke:blue:mqtt' });
-    expect(bad.log.slice(-1)).toEqual(['VERIFY closeGate:blue']);
+    expect(bad.log.slice(-2)).toEqual(['VERIFY closeGate:blue', 'VERIFY park:blue']); // parked again, not removed
   });
 
   it('in-place: a nodes deploy, verified; rolled back by restoring the previous flows', () => {

@@ -113,10 +113,7 @@ function plantInstance(rt: FakeRuntime, d: DesiredInstance, g: InstanceGen): Flo
   if (g.switch !== 'gone') rt.plantSwitch(d.name, d.port, g.routed ?? undefined, g.switch === 'up');
   if (g.applied) rt.setApplied(d.name, g.applied);
   if (g.routed && g.gate !== 'none') rt.retained.set(gateTopicFor('test', d.name, g.routed), g.gate);
-  // The editor changes the colour the switch serves. (One it no longer serves — its switch gone
-  // and restored on the other colour — would be a swap candidate whose live flows differ from
-  // Tower's record: a known bug, executor.test.ts "a revert within keepWarm, after rolling
-  // forward from hand-edited flows, succeeds".)
+  // The editor changes the colour the switch serves.
   if (!g.routed || g.edit === 'none' || g.switch === 'gone' || !rt.color(d.name, g.routed)) return undefined;
   rt.edit(d.name, g.routed, (flows) =>
     g.edit === 'layout' ? flows.map((n) => (n.type === 'function' ? { ...n, y: Number(n.y) + 25 } : n)) : [...flows, { id: 'by-hand', type: 'debug', z: `${d.name}-tab`, x: 500, y: 100, wires: [] }],
@@ -161,12 +158,6 @@ async function converge(rt: FakeRuntime, f: DesiredFleet): Promise<Run> {
 
 // ------------------------------------------------------------------ the property
 
-/**
- * A failure the property knows of (see executor.test.ts, "repairs", it.fails): decide restores
- * the vanished switch of an instance no longer in the fleet, and the executor has no port for
- * it. The prune goes on in the next pass, so convergence is unaffected; any other failure fails.
- */
-const KNOWN = /^repair old-(one|two):restore-switch: ensureSwitch: no stable port known/;
 
 interface WorldGen {
   fleet: FleetGen;
@@ -231,7 +222,7 @@ describe('converge (property)', () => {
         const run = await converge(world.rt, world.f);
         const context = JSON.stringify({ trail: run.trail, failures: run.failures });
         expect(run.decision, `no convergence in ${MAX_PASSES} passes: ${context}`).toBeDefined();
-        expect(run.failures.filter((f) => !KNOWN.test(f)), context).toEqual([]);
+        expect(run.failures, context).toEqual([]);
         expect(run.passes, context).toBeLessThanOrEqual(4);
         await expectConverged(world, run.decision!, context);
       }),
@@ -248,7 +239,7 @@ describe('converge (property)', () => {
         const failed = out.repairs.filter((r) => !r.ok).map((r) => `repair ${r.repair.instance}:${r.repair.kind}: ${r.error}`);
         const context = JSON.stringify({ failure: out.result?.failure, repairs: out.repairs.map((r) => `${r.repair.instance}:${r.repair.kind}`), failed });
         expect(out.result?.ok ?? true, context).toBe(true);
-        expect(failed.filter((f) => !KNOWN.test(f)), context).toEqual([]);
+        expect(failed, context).toEqual([]);
         const live = await observeFleet(rt, 'test');
         await expectConverged(world, decide({ desired: f, mode: 'rollout', canPlan: true, live, restarts: {}, now: NOW }), context);
       }),

@@ -37,8 +37,6 @@ interface Row {
   steps?: string[];
   repairs?: string[];
   next: string;
-  /** A known bug makes this row fail (it.fails): what is wrong. */
-  bug?: string;
 }
 
 /**
@@ -52,7 +50,6 @@ interface Row {
  * plan`, the status ("out of date", planned) and pull-request plans show a create, and if the
  * restore is in its backoff the create runs: it retires the colour that serves the right flows.
  */
-const SWITCH_GONE = 'a vanished switch makes an instance that runs the applied flows "out of date", planned for a create';
 
 const moved = (d: DesiredInstance) => withFlows(d, (n) => (n.type === 'function' ? { ...n, x: 140 } : n));
 
@@ -81,8 +78,8 @@ const ROWS: Row[] = [
     next: 'repair',
   },
   { world: 'switch killed', build: (rt, d) => (serving(rt, d), rt.killSwitch('web')), condition: 'Dead', repairs: ['web:restart-switch:urgent'], next: 'repair' },
-  { world: 'switch deleted', build: (rt, d) => (serving(rt, d), rt.deleteSwitch('web')), condition: 'Dead', repairs: ['web:restore-switch:urgent'], next: 'repair', bug: SWITCH_GONE },
-  { world: 'switch deleted, the colour killed', build: (rt, d) => (serving(rt, d), rt.deleteSwitch('web'), rt.kill('web', 'blue')), condition: 'Dead', repairs: ['web:restore-switch:urgent'], next: 'repair', bug: SWITCH_GONE },
+  { world: 'switch deleted', build: (rt, d) => (serving(rt, d), rt.deleteSwitch('web')), condition: 'Dead', repairs: ['web:restore-switch:urgent'], next: 'repair' },
+  { world: 'switch deleted, the colour killed', build: (rt, d) => (serving(rt, d), rt.deleteSwitch('web'), rt.kill('web', 'blue')), condition: 'Dead', repairs: ['web:restore-switch:urgent'], next: 'repair' },
   { world: 'switch routes to a colour that is gone', build: (rt, d, old) => (rt.plant('web', 'blue', old), rt.plantSwitch('web', d.port, 'green')), condition: 'Missing', steps: ['web:create:green'], repairs: ['web:remove-leftover'], next: 'rollout' },
   { world: 'an editor deploy, selfHeal off', build: (rt, d) => (serving(rt, d), rt.edit('web', 'blue', (f) => [...f, { id: 'hand', type: 'debug' }])), condition: 'Drifted', next: 'wait' },
   { world: 'an editor deploy, selfHeal on', selfHeal: true, build: (rt, d) => (serving(rt, d), rt.edit('web', 'blue', (f) => [...f, { id: 'hand', type: 'debug' }])), condition: 'Drifted', steps: ['web:blue-green:green'], next: 'rollout' },
@@ -125,8 +122,7 @@ describe('decide on observed fake worlds', () => {
     expect(d.next).toBe(row.next);
   }
 
-  it.each(ROWS.filter((r) => !r.bug))('$world → $condition, $next', check);
-  it.fails.each(ROWS.filter((r) => r.bug))('$world → $condition, $next (known bug: $bug)', check);
+  it.each(ROWS)('$world → $condition, $next', check);
 
   it('an instance not in the fleet is pruned, its switch last', async () => {
     const f = desiredFleet({ instances: { web: 'v2' } });

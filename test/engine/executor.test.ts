@@ -128,7 +128,7 @@ describe('failure policies', () => {
   // place but not the record. The next pass then compares the old live flows with a record
   // that claims the new rev: "Drifted (someone deployed from the editor?)", left alone without
   // selfHeal — the instance is no longer rolled out, on any retry of the revision.
-  it.fails('an in-place instance rolled back by the policy is out of date again, not drifted', async () => {
+  it('an in-place instance rolled back by the policy is out of date again, not drifted', async () => {
     const old = fleet({ instances: { a: 'v1', b: 'v1' } });
     const plain = fleet({ instances: { a: 'v1', b: 'v2' }, plan: { order: 'sequential', onFailure: 'rollback-all' } });
     const instances = [variant(plain.instances[0]!, { dx: 40 }), plain.instances[1]!];
@@ -149,7 +149,7 @@ describe('failure policies', () => {
   // recordApplied): routing to the standby clears its keepWarmUntil; the rollback routes back
   // and — as its comment says — means to "park it again rather than remove it", but emits no
   // park. The standby is left neither routed nor parked: the next pass removes it as a leftover.
-  it.fails('a warm standby swapped to, then rolled back by the policy, is parked again', async () => {
+  it('a warm standby swapped to, then rolled back by the policy, is parked again', async () => {
     const f = fleet({ instances: { a: 'v1', b: 'v2' }, plan: { order: 'sequential', onFailure: 'rollback-all' } });
     const rt = new FakeRuntime();
     seed(rt, [variant(f.instances[0]!, { text: 'v0' }), variant(f.instances[1]!, { text: 'v1' })]);
@@ -328,7 +328,7 @@ describe('paths', () => {
   // the swap is rolled back and the rollout fails as stalled — a revision a blue-green would
   // roll out is not retried until a new commit. The property test keeps edits on the routed
   // colour of a live switch because of this.
-  it.fails('a revert within keepWarm, after rolling forward from hand-edited flows, succeeds', async () => {
+  it('a revert within keepWarm, after rolling forward from hand-edited flows, succeeds', async () => {
     const a = fleet({ instances: { web: 'v1' } });
     const b = fleet({ instances: { web: 'v2' } });
     const rt = new FakeRuntime();
@@ -394,7 +394,7 @@ describe('repairs', () => {
   // but decide passes no port for it (LiveInstance carries none; the registry's record has it)
   // and the executor throws "no stable port known". The repair fails on every pass its backoff
   // allows (the prune goes on behind it when rolling out; while holding, it keeps failing).
-  it.fails('every repair decided for an instance no longer in the fleet, its switch gone, can be made', async () => {
+  it('every repair decided for an instance no longer in the fleet, its switch gone, can be made', async () => {
     const f = fleet({ instances: { web: 'v1' } });
     const gone = { ...fleet({ instances: { old: 'x' } }).instances[0]!, port: 41_500 };
     const rt = new FakeRuntime();
