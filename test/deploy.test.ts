@@ -148,7 +148,7 @@ function towerRunEnv(): Set<string> {
     for (const m of (cells[envColumn] ?? '').matchAll(/`([A-Z][A-Z0-9_]+)`/g)) names.add(m[1]!);
   }
   expect(envColumn, 'README: the tower run table has an Environment column').toBeGreaterThanOrEqual(0);
-  for (const file of ['src/engine/config.ts', 'src/adapters/git/credentials.ts', 'src/engine/apply.ts']) {
+  for (const file of ['src/engine/config.ts', 'src/adapters/source/git-credentials.ts', 'src/engine/apply.ts']) {
     for (const m of read(file).matchAll(/\benv\.([A-Z][A-Z0-9_]+)\b/g)) names.add(m[1]!);
   }
   return names;

@@ -14,7 +14,7 @@
  * fetch instead; git says so with a warning and carries on.
  *
  * Every git command runs with a timeout, a minimal environment (no prompts, English messages,
- * only the file/git/http(s)/ssh transports) and credentials passed as credentials.ts says.
+ * only the file/git/http(s)/ssh transports) and credentials passed as git-credentials.ts says.
  * Errors are typed by what the daemon should do: GitUnreachableError (transient — keep running
  * the last good revision and retry), GitAuthError and GitNotFoundError (stalled until the
  * configuration or the remote changes); their messages carry the URL without userinfo, the
@@ -27,7 +27,7 @@ import { join, posix, resolve } from 'node:path';
 import { GitPluginError, simpleGit } from 'simple-git';
 import type { RepoReader } from '../../core/load.js';
 import { directoryReader } from '../fs/repo-reader.js';
-import { GitUrlError, gitAuth, hasControlChars, parseGitUrl, scrub, type GitAuth, type GitCredentials, type GitRemote } from './credentials.js';
+import { GitUrlError, gitAuth, hasControlChars, parseGitUrl, scrub, type GitAuth, type GitCredentials, type GitRemote } from './git-credentials.js';
 
 /** The commit a revision names. */
 export interface CommitInfo {
@@ -221,7 +221,7 @@ export function gitSource(options: GitSourceOptions): GitSource {
       baseDir: workDir,
       timeout: { block: timeoutMs },
       trimmed: false,
-      // Both are how credentials.ts passes secrets: through the environment, never argv.
+      // Both are how git-credentials.ts passes secrets: through the environment, never argv.
       unsafe: { allowUnsafeConfigEnvCount: true, allowUnsafeSshCommand: true },
     }).env(env);
     try {

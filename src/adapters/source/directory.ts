@@ -11,8 +11,8 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { watch as chokidarWatch } from 'chokidar';
-import { directoryReader } from './fs/repo-reader.js';
-import type { CommitInfo, FetchResult, FleetSource, SourceCheckout } from './git/source.js';
+import { directoryReader } from '../fs/repo-reader.js';
+import type { CommitInfo, FetchResult, FleetSource, SourceCheckout } from './git.js';
 
 const IGNORED_DIRS = new Set(['.git', 'node_modules']);
 
