@@ -20,54 +20,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join, posix, resolve } from 'node:path';
-import type { RepoReader } from '../../core/load.js';
+import type { CommitInfo, FetchResult, FleetSource, SourceCheckout } from '../../engine/ports.js';
 import { directoryReader } from '../fs/repo-reader.js';
 import { hasControlChars, parseGitUrl, type GitCredentials, type GitRemote } from './git-credentials.js';
 import { GitNotFoundError, gitRunner, GitSourceError } from './git-process.js';
 
 export { classify, GitAuthError, GitNotFoundError, GitSourceError, GitUnreachableError, type GitErrorReason } from './git-process.js';
-
-/** The commit a revision names. */
-export interface CommitInfo {
-  revision: string;
-  author: string;
-  email: string;
-  message: string;
-  /** Author date, ISO 8601. */
-  date: string;
-}
-
-export interface FetchResult {
-  /** The branch head (for a directory: a content hash). */
-  revision: string;
-  /** Whether revision differs from what the cache held before this fetch (true on an empty cache). */
-  changed: boolean;
-  /** What the cache held before; undefined on an empty cache. */
-  previous?: string;
-}
-
-export interface SourceCheckout {
-  /** The whole tree of the revision. */
-  dir: string;
-  /** dir + the configured path: where fleet.yaml is. */
-  fleetDir: string;
-  /** directoryReader(fleetDir). */
-  reader: RepoReader;
-  commit: CommitInfo;
-}
-
-/** What the daemon reads the desired state from: a Git remote or a local directory. */
-export interface FleetSource {
-  readonly kind: 'git' | 'directory';
-  /** For logs and the status page; never holds credentials. */
-  describe(): string;
-  fetch(): Promise<FetchResult>;
-  checkout(revision: string): Promise<SourceCheckout>;
-  /** Commits after `from` up to and including `to`, newest first, at most `max` (default 100). */
-  revisionsBetween?(from: string, to: string, max?: number): Promise<CommitInfo[]>;
-  /** Calls onChange when the source changes by itself (a directory being edited). */
-  watch?(onChange: () => void): { close(): Promise<void> };
-}
 
 export interface GitSourceOptions {
   /** https://, http://, ssh://, git@host:path, git://, file:// or a path. */
@@ -92,6 +50,9 @@ export interface GitSource extends FleetSource {
   readonly kind: 'git';
   readonly branch: string;
   readonly path: string;
+  /** A Git checkout always names its commit. */
+  checkout(revision: string): Promise<SourceCheckout & { commit: CommitInfo }>;
+  /** Commits after `from` up to and including `to`, newest first, at most `max` (default 100). */
   revisionsBetween(from: string, to: string, max?: number): Promise<CommitInfo[]>;
 }
 
@@ -226,7 +187,7 @@ export function gitSource(options: GitSourceOptions): GitSource {
     return info;
   }
 
-  async function checkout(revision: string): Promise<SourceCheckout> {
+  async function checkout(revision: string): Promise<SourceCheckout & { commit: CommitInfo }> {
     await prepare();
     const full = await resolveRevision(revision);
     await assertPath(full);
