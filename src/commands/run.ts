@@ -12,7 +12,7 @@ import { gitSource } from '../adapters/source/git.js';
 import { redisLease, type Lease } from '../adapters/redis/lease.js';
 import { openStore } from '../adapters/store/index.js';
 import { directorySource } from '../adapters/source/directory.js';
-import { verifyGithubWebhook } from '../adapters/webhook.js';
+import { verifyGithubWebhook } from '../adapters/github/webhook.js';
 import { githubClient, githubReporter, pollPullRequests, type GithubClient, type GithubReporter } from '../adapters/github/index.js';
 import { PullRequestPlanner } from '../engine/pull-requests.js';
 import { directoryReader } from '../adapters/fs/repo-reader.js';
