@@ -320,7 +320,7 @@ describe('Dockerfile', () => {
       else if (c.sources.every((s) => s === '/app/node_modules')) symlinkSync(join(ROOT, 'node_modules'), join(runDir, c.dest));
       else throw new Error(`COPY --from=${c.from} ${c.sources.join(' ')}: not emulated here`);
     }
-    expect(existsSync(join(runDir, 'dist/src/switch/main.js')), 'the traffic switch router is in the image').toBe(true);
+    expect(existsSync(join(runDir, 'dist/src/switch-router/main.js')), 'the traffic switch router is in the image').toBe(true);
     const version = tool(process.execPath, [join(runDir, 'bin/tower.js'), '--version'], { cwd: tmp() });
     expect(version.stdout.trim()).toContain((JSON.parse(read('package.json')) as { version: string }).version);
     // fleet-example uses lib: flows (lib:deploy-gate): the flow library must be in the image too.

@@ -1,5 +1,5 @@
 /**
- * The router process: `node dist/src/switch/main.js --instance NAME --listen-port N --state-file F`.
+ * The router process: `node dist/src/switch-router/main.js --instance NAME --listen-port N --state-file F`.
  * Started detached by the built-in switch adapter, so it outlives the reconciler. It resumes
  * the route persisted in the state file, records its control port and token there (0600),
  * and on SIGTERM stops accepting, lets requests in flight finish (up to --grace-ms), and exits.

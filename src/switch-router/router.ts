@@ -5,7 +5,7 @@
  * that a drain knows when the old colour is idle.
  *
  * A control channel (HTTP on 127.0.0.1, ephemeral port, bearer token) lets the adapter
- * route, drain and read the state. src/switch/main.ts runs this as a detached process.
+ * route, drain and read the state. src/switch-router/main.ts runs this as a detached process.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
