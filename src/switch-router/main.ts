@@ -7,8 +7,8 @@
  * Exit codes: 0 stopped, 2 bad arguments, 3 listen port already in use, 1 anything else.
  */
 import { parseArgs } from 'node:util';
-import { readRecord, startRouter, writeRecord } from './router.js';
-import type { RouterRecord } from './router.js';
+import { readRecord, writeRecord, type RouterRecord } from './record.js';
+import { startRouter } from './router.js';
 
 function say(line: string): void {
   process.stdout.write(`${new Date().toISOString()} ${line}\n`);

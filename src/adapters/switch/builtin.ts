@@ -12,8 +12,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../../paths.js';
-import { readRecord } from '../../switch-router/router.js';
-import type { RouterDrainResult, RouterRecord, RouterState } from '../../switch-router/router.js';
+import type { RouterDrainResult, RouterState } from '../../switch-router/control.js';
+import { readRecord, type RouterRecord } from '../../switch-router/record.js';
 import type { Color } from '../runtime/types.js';
 import type { SwitchStatus, TrafficSwitch, Upstream } from './types.js';
 
