@@ -148,7 +148,7 @@ function towerRunEnv(): Set<string> {
     for (const m of (cells[envColumn] ?? '').matchAll(/`([A-Z][A-Z0-9_]+)`/g)) names.add(m[1]!);
   }
   expect(envColumn, 'README: the tower run table has an Environment column').toBeGreaterThanOrEqual(0);
-  for (const file of ['src/engine/config.ts', 'src/adapters/git/credentials.ts', 'src/engine/apply.ts']) {
+  for (const file of ['src/engine/config.ts', 'src/adapters/source/git-credentials.ts', 'src/engine/apply.ts']) {
     for (const m of read(file).matchAll(/\benv\.([A-Z][A-Z0-9_]+)\b/g)) names.add(m[1]!);
   }
   return names;
@@ -320,7 +320,7 @@ describe('Dockerfile', () => {
       else if (c.sources.every((s) => s === '/app/node_modules')) symlinkSync(join(ROOT, 'node_modules'), join(runDir, c.dest));
       else throw new Error(`COPY --from=${c.from} ${c.sources.join(' ')}: not emulated here`);
     }
-    expect(existsSync(join(runDir, 'dist/src/switch/main.js')), 'the traffic switch router is in the image').toBe(true);
+    expect(existsSync(join(runDir, 'dist/src/switch-router/main.js')), 'the traffic switch router is in the image').toBe(true);
     const version = tool(process.execPath, [join(runDir, 'bin/tower.js'), '--version'], { cwd: tmp() });
     expect(version.stdout.trim()).toContain((JSON.parse(read('package.json')) as { version: string }).version);
     // fleet-example uses lib: flows (lib:deploy-gate): the flow library must be in the image too.

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { directoryReader } from '../../src/adapters/fs/repo-reader.js';
-import { credentialsFromEnv, gitAuth, parseGitUrl, scrub } from '../../src/adapters/git/credentials.js';
+import { credentialsFromEnv, gitAuth, parseGitUrl, scrub } from '../../src/adapters/source/git-credentials.js';
 import {
   classify,
   gitSource,
@@ -21,7 +21,7 @@ import {
   GitSourceError,
   GitUnreachableError,
   type GitSourceOptions,
-} from '../../src/adapters/git/source.js';
+} from '../../src/adapters/source/git.js';
 import { loadRepository, type RepoReader } from '../../src/core/load.js';
 import { LIBRARY_DIR } from '../../src/paths.js';
 import { EXAMPLE } from '../helpers/fleet-fixture.js';

@@ -2,7 +2,8 @@
  * The Redis context store against a private redis-server: the plugin API Node-RED calls (get,
  * set with nested keys, keys, delete, clean), atomic nested writes from two "colours", and a
  * real Node-RED pair started by the process driver whose flow counter survives the swap from
- * blue to green. Needs the build (dist/src/context-store/redis.cjs): npx tsc -p tsconfig.json.
+ * blue to green. Needs the build (dist/src/nodered-plugins/context-store/redis.cjs):
+ * npx tsc -p tsconfig.json.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,7 +14,7 @@ import { NodeRedAdmin } from '../../src/adapters/nodered/admin.js';
 import { processDriver } from '../../src/adapters/runtime/process.js';
 import { renderSettings } from '../../src/adapters/runtime/settings.js';
 import type { ColorSpec, RuntimeDriver } from '../../src/adapters/runtime/types.js';
-import { redisContextStorePath, type RedisContextStore, type RedisContextStoreConfig, type RedisContextStoreFactory } from '../../src/context-store/index.js';
+import { redisContextStorePath, type RedisContextStore, type RedisContextStoreConfig, type RedisContextStoreFactory } from '../../src/nodered-plugins/context-store/index.js';
 import type { FlowNode } from '../../src/core/model.js';
 import { ADMIN, cleanUpStateDir, colorSpec, eventually, eventuallyGet, freePort, httpGet, tempStateDir } from '../helpers/nodered.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';

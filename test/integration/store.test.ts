@@ -368,7 +368,17 @@ describe.each(backends)('StateStore: $name', (backend) => {
 /** The embedded store's modules as plain JS, so that a child node process can load them. */
 function transpileStoreForChild(): string {
   const out = tempDir('tower-store-child-');
-  for (const file of ['src/adapters/store/embedded.ts', 'src/adapters/store/common.ts', 'src/engine/ports.ts']) {
+  const files = [
+    'src/adapters/store/embedded.ts',
+    'src/adapters/store/embedded/compaction.ts',
+    'src/adapters/store/embedded/files.ts',
+    'src/adapters/store/embedded/lock.ts',
+    'src/adapters/store/embedded/log.ts',
+    'src/adapters/store/embedded/model.ts',
+    'src/adapters/store/common.ts',
+    'src/engine/ports.ts',
+  ];
+  for (const file of files) {
     const { outputText } = ts.transpileModule(readFileSync(join(ROOT, file), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }, fileName: file });
     const target = join(out, file.replace(/\.ts$/, '.js'));
     mkdirSync(dirname(target), { recursive: true });

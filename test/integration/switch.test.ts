@@ -3,7 +3,7 @@
  * requests across a blue→green switch under load, streaming, WebSocket pass-through,
  * 503/502, drain timeouts, and routers that outlive (and are adopted by) the reconciler.
  *
- * Needs dist/src/switch/main.js: `npx tsc -p tsconfig.json` first (npm test builds).
+ * Needs dist/src/switch-router/main.js: `npx tsc -p tsconfig.json` first (npm test builds).
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -21,8 +21,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { builtinSwitch, ROUTER_MAIN } from '../../src/adapters/switch/builtin.js';
 import type { BuiltinSwitch } from '../../src/adapters/switch/builtin.js';
 import type { Color } from '../../src/adapters/runtime/types.js';
-import { startRouter } from '../../src/switch/router.js';
-import type { RouterHandle } from '../../src/switch/router.js';
+import { startRouter } from '../../src/switch-router/router.js';
+import type { RouterHandle } from '../../src/switch-router/router.js';
 import { freePort } from '../../src/adapters/net.js';
 
 const MiB = 1024 * 1024;

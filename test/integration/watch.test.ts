@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { directoryReader } from '../../src/adapters/fs/repo-reader.js';
-import { directoryRevision, directorySource, isIgnoredPath, watchDirectory, type ChangeBatch, type DirectoryWatcher } from '../../src/adapters/watch.js';
+import { directoryRevision, directorySource, isIgnoredPath, watchDirectory, type ChangeBatch, type DirectoryWatcher } from '../../src/adapters/source/directory.js';
 import { loadRepository } from '../../src/core/load.js';
 import { LIBRARY_DIR } from '../../src/paths.js';
 import { EXAMPLE } from '../helpers/fleet-fixture.js';

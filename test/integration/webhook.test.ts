@@ -5,7 +5,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { verifyGithubWebhook, type VerifyWebhookInput } from '../../src/adapters/webhook.js';
+import { verifyGithubWebhook, type VerifyWebhookInput } from '../../src/adapters/github/webhook.js';
 
 const SECRET = 'tower-webhook-secret-0f9e8d7c';
 const HEAD = '6dcb09b5b57875f334f61aebed695e2e4193db5e';

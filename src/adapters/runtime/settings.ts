@@ -4,7 +4,7 @@
  * `settings` may add anything else but cannot override those.
  */
 import bcrypt from 'bcryptjs';
-import { redisContextStorePath, type SharedContext } from '../../context-store/index.js';
+import { redisContextStorePath, type SharedContext } from '../../nodered-plugins/context-store/index.js';
 import { MANAGED_SETTINGS } from '../../core/model.js';
 
 export interface SettingsOptions {

@@ -1,5 +1,5 @@
 /**
- * The built-in traffic switch: one router process per instance (src/switch/main.ts), started
+ * The built-in traffic switch: one router process per instance (src/switch-router/main.ts), started
  * detached so that it keeps serving when the reconciler exits or is killed. Everything about
  * a router is in stateDir/switch/<instance>.json (pid, ports, control token, active route);
  * a new adapter on the same stateDir adopts the routers it finds there instead of starting
@@ -12,8 +12,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../../paths.js';
-import { readRecord } from '../../switch/router.js';
-import type { RouterDrainResult, RouterRecord, RouterState } from '../../switch/router.js';
+import type { RouterDrainResult, RouterState } from '../../switch-router/control.js';
+import { readRecord, type RouterRecord } from '../../switch-router/record.js';
 import type { Color } from '../runtime/types.js';
 import type { SwitchStatus, TrafficSwitch, Upstream } from './types.js';
 
@@ -52,7 +52,7 @@ export interface BuiltinSwitch extends TrafficSwitch {
   list(): Promise<BuiltinSwitchStatus[]>;
 }
 
-export const ROUTER_MAIN = join(PACKAGE_ROOT, 'dist', 'src', 'switch', 'main.js');
+export const ROUTER_MAIN = join(PACKAGE_ROOT, 'dist', 'src', 'switch-router', 'main.js');
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const EXIT_PORT_IN_USE = 3;
 
@@ -314,12 +314,16 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+// A router's main script: ROUTER_MAIN's tail, and dist/src/switch/main.js where a Tower built
+// before the move to src/switch-router/ started it (routers outlive an upgrade of Tower).
+const ROUTER_SCRIPTS = [join('switch-router', 'main.js'), join('switch', 'main.js')];
+
 /** Is pid a router for instance, judging by its command line? (Linux; elsewhere: don't know, so no.) */
 function isRouterProcess(pid: number, instance: string): boolean {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     const at = argv.indexOf('--instance');
-    return argv.some((a) => a.endsWith(join('switch', 'main.js'))) && at >= 0 && argv[at + 1] === instance;
+    return argv.some((a) => ROUTER_SCRIPTS.some((script) => a.endsWith(script))) && at >= 0 && argv[at + 1] === instance;
   } catch {
     return false;
   }

@@ -1,6 +1,6 @@
 /**
  * PostgreSQL migrations, numbered, applied in order inside one transaction under an advisory
- * lock (see postgres.ts). They are TypeScript constants rather than .sql files because the
+ * lock (see postgres/migrate.ts). They are TypeScript constants rather than .sql files because the
  * package ships dist/ and not src/: tsc would not copy .sql files, and these must travel with
  * the code that reads the tables. Never edit a released migration; add the next number.
  */

@@ -17,9 +17,10 @@
  * - Asynchronous only (callbacks); the synchronous form throws, as localfilesystem without
  *   cache does. Values are JSON (Buffers come back as {type, data}, Dates as strings).
  * - Nested keys (`a.b[0]`) use Node-RED's own property functions: read the top-level value,
- *   change it, write it back. The write is a compare-and-set in a Lua script, retried, so two
- *   colours setting different parts of one key never lose each other's change. A flow's own
- *   `get` then `set` (a counter) is two operations, not a transaction — as with every store.
+ *   change it, write it back. The write is a compare-and-set in a Lua script
+ *   (redis-scripts.cts), retried, so two colours setting different parts of one key never
+ *   lose each other's change. A flow's own `get` then `set` (a counter) is two operations,
+ *   not a transaction — as with every store.
  * - In one process, the operations on one scope run in call order: a get after a set sees it.
  * - clean(activeNodes) does not delete at once (unless cleanGraceMs is 0). Both colours call
  *   it with their own flows (at every start and deploy), and the colour running older or newer
@@ -27,9 +28,9 @@
  *   clean deletes it if it is still unowned and was marked at least cleanGraceMs ago. A write
  *   to the scope, or a clean by a colour that owns it, clears the mark. Global is never cleaned.
  */
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Redis } from 'ioredis';
+import { CLEAN, DELETE, runScript, WRITE } from './redis-scripts.cjs';
 
 /**
  * The part of @node-red/util (shipped without types) this store uses: Node-RED's own property
@@ -69,89 +70,6 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const MAX_CAS_ATTEMPTS = 50;
 /** Scopes per clean script call: keeps each script short, so Redis never stalls on one. */
 const CLEAN_BATCH = 500;
-
-/**
- * KEYS: hash, scopes, orphans. ARGV: scope, n, then n groups of
- * field, expect ('*' any, '-' absent, '=' equal to the next), expected, op ('s' set, 'd' delete), value.
- * All checks pass or nothing is written: a multi-key set is atomic too.
- */
-const WRITE_LUA = `
-local n = tonumber(ARGV[2])
-for i = 0, n - 1 do
-  local b = 3 + i * 5
-  local expect = ARGV[b + 1]
-  if expect ~= '*' then
-    local cur = redis.call('HGET', KEYS[1], ARGV[b])
-    if expect == '-' then
-      if cur then return 0 end
-    elseif cur ~= ARGV[b + 2] then
-      return 0
-    end
-  end
-end
-for i = 0, n - 1 do
-  local b = 3 + i * 5
-  if ARGV[b + 3] == 's' then
-    redis.call('HSET', KEYS[1], ARGV[b], ARGV[b + 4])
-  else
-    redis.call('HDEL', KEYS[1], ARGV[b])
-  end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SADD', KEYS[2], ARGV[1])
-else
-  redis.call('SREM', KEYS[2], ARGV[1])
-end
-redis.call('ZREM', KEYS[3], ARGV[1])
-return 1
-`;
-
-/**
- * KEYS: scopes, orphans, then the hash of each candidate. ARGV: now, cutoff, then each candidate
- * scope (ARGV[i] goes with KEYS[i]). Marks each candidate; deletes those marked at or before cutoff.
- */
-const CLEAN_LUA = `
-local removed = 0
-for i = 3, #ARGV do
-  local scope = ARGV[i]
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[1], scope)
-  local since = tonumber(redis.call('ZSCORE', KEYS[2], scope))
-  if since <= tonumber(ARGV[2]) then
-    redis.call('DEL', KEYS[i])
-    redis.call('SREM', KEYS[1], scope)
-    redis.call('ZREM', KEYS[2], scope)
-    removed = removed + 1
-  end
-end
-return removed
-`;
-
-/** KEYS: hash, scopes, orphans. ARGV: scope. */
-const DELETE_LUA = `
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return 1
-`;
-
-interface Script {
-  source: string;
-  sha: string;
-}
-const script = (source: string): Script => ({ source, sha: createHash('sha1').update(source).digest('hex') });
-const WRITE = script(WRITE_LUA);
-const CLEAN = script(CLEAN_LUA);
-const DELETE = script(DELETE_LUA);
-
-async function runScript(client: Redis, s: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
-  try {
-    return await client.evalsha(s.sha, keys.length, ...keys, ...args);
-  } catch (err) {
-    // Redis restarted or flushed its script cache: send the source once, it is cached again.
-    if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return client.eval(s.source, keys.length, ...keys, ...args);
-    throw err;
-  }
-}
 
 /** One field change for WRITE_LUA. */
 interface FieldWrite {

@@ -1,5 +1,5 @@
 /**
- * The router process: `node dist/src/switch/main.js --instance NAME --listen-port N --state-file F`.
+ * The router process: `node dist/src/switch-router/main.js --instance NAME --listen-port N --state-file F`.
  * Started detached by the built-in switch adapter, so it outlives the reconciler. It resumes
  * the route persisted in the state file, records its control port and token there (0600),
  * and on SIGTERM stops accepting, lets requests in flight finish (up to --grace-ms), and exits.
@@ -7,8 +7,8 @@
  * Exit codes: 0 stopped, 2 bad arguments, 3 listen port already in use, 1 anything else.
  */
 import { parseArgs } from 'node:util';
-import { readRecord, startRouter, writeRecord } from './router.js';
-import type { RouterRecord } from './router.js';
+import { readRecord, writeRecord, type RouterRecord } from './record.js';
+import { startRouter } from './router.js';
 
 function say(line: string): void {
   process.stdout.write(`${new Date().toISOString()} ${line}\n`);

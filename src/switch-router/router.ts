@@ -4,25 +4,24 @@
  * already forwarded finish on the upstream they started on, and are counted per colour so
  * that a drain knows when the old colour is idle.
  *
- * A control channel (HTTP on 127.0.0.1, ephemeral port, bearer token) lets the adapter
- * route, drain and read the state. src/switch/main.ts runs this as a detached process.
+ * A control channel (control.ts: HTTP on 127.0.0.1, ephemeral port, bearer token) lets the
+ * adapter route, drain and read the state. src/switch-router/main.ts runs this as a detached
+ * process.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Color } from '../adapters/runtime/types.js';
-import type { DrainResult, Upstream } from '../adapters/switch/types.js';
+import type { Upstream } from '../adapters/switch/types.js';
+import { COLORS, handleControl, isUpstream, sendJson, type RouterDrainResult, type RouterState } from './control.js';
 
-export const COLORS: readonly Color[] = ['blue', 'green'];
 /** Upstreams are always local: the colours bind loopback only. */
 const UPSTREAM_HOST = '127.0.0.1';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 /** Below Node's default server keepAliveTimeout (5 s), so we never reuse a socket the upstream is closing. */
 const FREE_SOCKET_TIMEOUT_MS = 4_000;
-const MAX_CONTROL_BODY = 64 * 1024;
 
 export interface RouterOptions {
   instance: string;
@@ -40,20 +39,6 @@ export interface RouterOptions {
   log?: (line: string) => void;
 }
 
-export interface RouterState {
-  instance: string;
-  pid: number;
-  listenPort: number;
-  active?: Upstream;
-  inflight: Record<Color, number>;
-  websockets: Record<Color, number>;
-}
-
-export interface RouterDrainResult extends DrainResult {
-  /** WebSockets of the colour still open at the timeout; they were closed. */
-  websockets: number;
-}
-
 export interface RouterHandle {
   readonly listenPort: number;
   readonly controlPort: number;
@@ -63,38 +48,6 @@ export interface RouterHandle {
   drain(color: Color, timeoutMs: number): Promise<RouterDrainResult>;
   /** Stops accepting, lets requests in flight finish for up to graceMs, then closes everything. */
   close(graceMs?: number): Promise<void>;
-}
-
-/** What main.ts keeps in stateDir/switch/<instance>.json (mode 0600) and the adapter reads. */
-export interface RouterRecord {
-  instance: string;
-  pid: number;
-  listenPort: number;
-  controlPort: number;
-  token: string;
-  active?: Upstream;
-  startedAt: string;
-}
-
-export function readRecord(file: string): RouterRecord | undefined {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as RouterRecord;
-  } catch {
-    return undefined;
-  }
-}
-
-/** tmp + rename: a reader (or a crash) never sees half a file. */
-export function writeRecord(file: string, record: RouterRecord): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
-}
-
-export function isUpstream(value: unknown): value is Upstream {
-  const v = value as Partial<Upstream> | null;
-  return typeof v === 'object' && v !== null && COLORS.includes(v.color as Color)
-    && Number.isInteger(v.port) && (v.port as number) > 0 && (v.port as number) < 65536;
 }
 
 function perColor<T>(make: () => T): Record<Color, T> {
@@ -311,68 +264,6 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
     controlPort: address(control).port,
     token, state, route, drain, close,
   };
-}
-
-interface ControlDeps {
-  token: string;
-  state: () => RouterState;
-  route: (upstream: Upstream) => void;
-  drain: (color: Color, timeoutMs: number) => Promise<RouterDrainResult>;
-}
-
-/** GET /state, POST /route {color, port}, POST /drain {color, timeoutMs}; bearer token required. */
-async function handleControl(req: IncomingMessage, res: ServerResponse, deps: ControlDeps): Promise<void> {
-  if (!authorized(req.headers.authorization, deps.token)) return sendJson(res, 401, { error: 'unauthorized' });
-  const key = `${req.method} ${req.url}`;
-  if (key === 'GET /state') return sendJson(res, 200, deps.state());
-  if (key !== 'POST /route' && key !== 'POST /drain') return sendJson(res, 404, { error: `no such endpoint: ${key}` });
-  const body = await readJson(req);
-  if (body === undefined) return sendJson(res, 400, { error: 'body must be a JSON object of at most 64 KiB' });
-  if (key === 'POST /route') {
-    if (!isUpstream(body)) return sendJson(res, 400, { error: 'route needs {color: blue|green, port: 1..65535}' });
-    deps.route(body);
-    return sendJson(res, 200, deps.state());
-  }
-  const { color, timeoutMs } = body as { color?: unknown; timeoutMs?: unknown };
-  if (!COLORS.includes(color as Color) || typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= 24 * 3_600_000)) {
-    return sendJson(res, 400, { error: 'drain needs {color: blue|green, timeoutMs: 0..86400000}' });
-  }
-  return sendJson(res, 200, await deps.drain(color as Color, timeoutMs));
-}
-
-function authorized(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header ?? '');
-  const expected = Buffer.from(`Bearer ${token}`);
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
-function readJson(req: IncomingMessage): Promise<object | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_CONTROL_BODY) {
-        req.destroy();
-        resolve(undefined);
-      } else chunks.push(chunk);
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('end', () => {
-      try {
-        const value: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        resolve(typeof value === 'object' && value !== null && !Array.isArray(value) ? value : undefined);
-      } catch {
-        resolve(undefined);
-      }
-    });
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }
 
 function rawHead(answer: IncomingMessage, headers?: OutgoingHttpHeaders): string {

@@ -11,8 +11,8 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { watch as chokidarWatch } from 'chokidar';
-import { directoryReader } from './fs/repo-reader.js';
-import type { CommitInfo, FetchResult, FleetSource, SourceCheckout } from './git/source.js';
+import { directoryReader } from '../fs/repo-reader.js';
+import type { CommitInfo, FetchResult, FleetSource, SourceCheckout } from '../../engine/ports.js';
 
 const IGNORED_DIRS = new Set(['.git', 'node_modules']);
 
@@ -204,6 +204,8 @@ export async function directoryRevision(dir: string, options: Pick<DirectorySour
 
 export interface DirectorySource extends FleetSource {
   readonly kind: 'directory';
+  /** Its commit is made up: the content hash, author "local", the newest file's time. */
+  checkout(revision: string): Promise<SourceCheckout & { commit: CommitInfo }>;
   watch(onChange: () => void): DirectoryWatcher;
 }
 
@@ -228,7 +230,7 @@ export function directorySource(dir: string, options: DirectorySourceOptions = {
       last = revision;
       return { revision, changed: revision !== previous, previous };
     },
-    async checkout(_revision: string): Promise<SourceCheckout> {
+    async checkout(_revision: string): Promise<SourceCheckout & { commit: CommitInfo }> {
       const now = await directoryRevision(fleetDir, hashOptions);
       const commit: CommitInfo = {
         revision: now.revision,

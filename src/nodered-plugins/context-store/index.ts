@@ -1,6 +1,7 @@
 /**
  * Where the compiled Redis context store is, for the settings.js that require()s it. The plugin
- * is CommonJS (redis.cts -> dist/src/context-store/redis.cjs) because settings.js is.
+ * is CommonJS (redis.cts -> dist/src/nodered-plugins/context-store/redis.cjs) because
+ * settings.js is.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +25,7 @@ export interface SharedContext {
  * runs from src/ (tests run the TypeScript sources; the plugin must be built either way).
  */
 export function redisContextStorePath(): string {
-  const candidates = [new URL('./redis.cjs', import.meta.url), new URL('../../dist/src/context-store/redis.cjs', import.meta.url)].map((u) => fileURLToPath(u));
+  const candidates = [new URL('./redis.cjs', import.meta.url), new URL('../../../dist/src/nodered-plugins/context-store/redis.cjs', import.meta.url)].map((u) => fileURLToPath(u));
   const found = candidates.find((file) => existsSync(file));
   if (!found) throw new Error(`the Redis context store is not built (looked for ${candidates.join(' and ')}); run npm run build`);
   return found;
