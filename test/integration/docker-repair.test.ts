@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerDriver } from '../../src/adapters/runtime/docker.js';
 import { openStore } from '../../src/adapters/store/index.js';
-import { directorySource } from '../../src/adapters/watch.js';
+import { directorySource } from '../../src/adapters/source/directory.js';
 import { Daemon } from '../../src/engine/daemon.js';
 import { destroyAll } from '../../src/engine/housekeeping.js';
 import { openRuntime, type LocalRuntime } from '../../src/runtime.js';
