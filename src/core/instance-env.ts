@@ -28,7 +28,8 @@ export function consumerClientIdFor(fleet: string, instance: string, color: Colo
   return `tower/${fleet}/${instance}/${color}`;
 }
 
-export function towerEnvironment(fleet: Fleet, instance: string, color: Color, broker: BrokerAddress | undefined): Record<string, string> {
+/** `stableUrl` gives an instance's stable address as its peers reach it (the traffic switch's). */
+export function towerEnvironment(fleet: Fleet, instance: string, color: Color, broker: BrokerAddress | undefined, stableUrl: (port: number) => string): Record<string, string> {
   const env: Record<string, string> = {
     TOWER_FLEET: fleet.name,
     TOWER_INSTANCE: instance,
@@ -40,7 +41,7 @@ export function towerEnvironment(fleet: Fleet, instance: string, color: Color, b
     env.TOWER_MQTT_HOST = broker.host;
     env.TOWER_MQTT_PORT = String(broker.port);
   }
-  for (const other of fleet.instances) env[urlVariable(other.name)] = `http://127.0.0.1:${other.port}`;
+  for (const other of fleet.instances) env[urlVariable(other.name)] = stableUrl(other.port);
   return env;
 }
 

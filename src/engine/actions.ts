@@ -115,7 +115,7 @@ export class InstanceActions {
     const desired = this.desired;
     if (!desired) throw new TowerError(`${this.instance} is not in the fleet: nothing to start`, 'NotDesired', 'stalled');
     const port = await rt.freePort();
-    const env = { ...resolveEnv(this.instance, desired.config.env, deps.secretsEnv), ...(deps.desiredFleet ? towerEnvironment(deps.desiredFleet, this.instance, color, rt.broker) : {}) };
+    const env = { ...resolveEnv(this.instance, desired.config.env, deps.secretsEnv), ...(deps.desiredFleet ? towerEnvironment(deps.desiredFleet, this.instance, color, rt.broker, (port) => rt.trafficSwitch.url(port)) : {}) };
     const spec: ColorSpec = {
       ...this.ref(color),
       port,

@@ -12,27 +12,9 @@ import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js'
 
 export type { Color, CommitInfo, RolloutOutcome };
 
-// ---------------------------------------------------------------------------- errors
+export { TowerError } from './errors.js';
 
-/**
- * An error that says what the loop should do about it (Flux's Stalled / Retryable):
- * stalled — retrying the same input fails the same way (a missing image, a Node-RED
- * version the runtime lacks, a smoke check); retryable — the world may fix it (a port in
- * use, an engine down). `reason` is PascalCase, reused in status and metrics.
- */
-export class TowerError extends Error {
-  constructor(
-    message: string,
-    readonly reason: string,
-    readonly kind: 'stalled' | 'retryable' = 'retryable',
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'TowerError';
-  }
-}
-
-// ---------------------------------------------------------------------------- runtime drivers
+// Runtime drivers
 
 export interface ColorIdentity {
   fleet: string;
@@ -47,13 +29,10 @@ export interface AdminCredentials {
 
 /** Everything needed to start one colour of an instance. */
 export interface ColorSpec extends ColorIdentity {
-  /** The colour's own port (the stable port belongs to the traffic switch). */
+  /** The colour's own port (the stable port belongs to the traffic switch); the exact flows to run, their rev and content hash. */
   port: number;
-  /** The exact flow list to run. */
   flows: FlowNode[];
-  /** Node-RED's rev of flows. */
   rev: string;
-  /** Canonical content hash of flows (order-independent). */
   flowsHash: string;
   /** The process environment, secrets resolved. Never logged. */
   env: Record<string, string>;
@@ -125,7 +104,7 @@ export interface RuntimeDriver {
   watch(fleet: string, onExit: (exit: ColorExit) => void): () => void;
 }
 
-// ---------------------------------------------------------------------------- traffic switch
+// Traffic switch
 
 export interface Upstream {
   color: Color;
@@ -167,7 +146,7 @@ export interface TrafficSwitch {
   watch?(onExit: (instance: string) => void): () => void;
 }
 
-// ---------------------------------------------------------------------------- MQTT
+// MQTT
 
 export interface Broker {
   url: string;
@@ -190,7 +169,7 @@ export interface DeployGate {
   end(): Promise<void>;
 }
 
-// ---------------------------------------------------------------------------- Node-RED
+// Node-RED
 
 export interface AdminClient {
   getFlows(): Promise<{ rev: string; flows: FlowNode[] }>;
@@ -206,7 +185,7 @@ export interface SmokeResult {
 
 export type SmokeRunner = (opts: { baseUrl: string; checks: SmokeCheck[]; mqtt?: { url: string }; defaultTimeoutMs: number }) => Promise<SmokeResult[]>;
 
-// ---------------------------------------------------------------------------- registry
+// Registry
 
 /** What Tower recorded when it started a colour. */
 export interface ColorRecord {
@@ -238,7 +217,7 @@ export interface RegistryStore {
   update(change: (r: Registry) => void): Registry;
 }
 
-// ---------------------------------------------------------------------------- state store
+// State store
 
 export interface RolloutRecord {
   id: string;
@@ -303,16 +282,18 @@ export interface StateStore {
   close(): Promise<void>;
 }
 
-// ---------------------------------------------------------------------------- source
+// Source
 
 export interface FetchResult {
   /** The branch head (for a directory: a content hash). */
   revision: string;
+  /** It differs from what was fetched before (true the first time); `previous` is that. */
   changed: boolean;
   previous?: string;
 }
 
 export interface SourceCheckout {
+  /** The whole tree of the revision, and within it the directory holding fleet.yaml (read through `reader`). */
   dir: string;
   fleetDir: string;
   reader: RepoReader;
@@ -330,7 +311,7 @@ export interface FleetSource {
   watch?(onChange: () => void): { close(): Promise<void> };
 }
 
-// ---------------------------------------------------------------------------- leadership, reporting, metrics
+// Leadership, reporting, metrics
 
 /** Leadership among daemons pointed at the same fleet, or always true. */
 export interface Leadership {
