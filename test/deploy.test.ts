@@ -19,7 +19,7 @@ import { serve } from '@hono/node-server';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { parseRunConfig, RUN_ENV } from '../src/engine/config.js';
+import { parseRunConfig, RUN_ENV } from '../src/commands/run-config.js';
 import { createApp } from '../src/server/app.js';
 import { FleetMetrics } from '../src/server/metrics.js';
 import { freePort } from './helpers/mosquitto.js';
@@ -148,7 +148,7 @@ function towerRunEnv(): Set<string> {
     for (const m of (cells[envColumn] ?? '').matchAll(/`([A-Z][A-Z0-9_]+)`/g)) names.add(m[1]!);
   }
   expect(envColumn, 'README: the tower run table has an Environment column').toBeGreaterThanOrEqual(0);
-  for (const file of ['src/engine/config.ts', 'src/adapters/source/git-credentials.ts', 'src/engine/apply.ts']) {
+  for (const file of ['src/commands/run-config.ts', 'src/adapters/source/git-credentials.ts', 'src/runtime.ts']) {
     for (const m of read(file).matchAll(/\benv\.([A-Z][A-Z0-9_]+)\b/g)) names.add(m[1]!);
   }
   return names;

@@ -16,7 +16,7 @@ import { verifyGithubWebhook } from '../adapters/github/webhook.js';
 import { githubClient, githubReporter, pollPullRequests, type GithubClient, type GithubReporter } from '../adapters/github/index.js';
 import { PullRequestPlanner } from '../engine/pull-requests.js';
 import { directoryReader } from '../adapters/fs/repo-reader.js';
-import { parseRunConfig, type RunConfig, type RunFlags } from '../engine/config.js';
+import { parseRunConfig, type RunConfig, type RunFlags } from './run-config.js';
 import { Daemon } from '../engine/daemon.js';
 import type { FleetSource, Leadership } from '../engine/ports.js';
 import { openRuntime } from '../runtime.js';
