@@ -22,12 +22,15 @@ export class FleetMetrics implements MetricsSink {
   private readonly restarts: Counter<'instance' | 'what' | 'kind'>;
   private readonly appliedAt: Gauge;
   private readonly inSync: Gauge;
-  private readonly cpu: Gauge<'instance' | 'color'>;
+  private readonly cpu: Counter<'instance' | 'color'>;
   private readonly memory: Gauge<'instance' | 'color'>;
 
   constructor() {
     // A coarse event-loop monitor: the default samples every 10 ms and keeps an idle daemon awake.
     collectDefaultMetrics({ register: this.registry, prefix: 'tower_process_', eventLoopMonitoringPrecision: 1000 });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
+    // says so); the same figures remain, by type, as tower_process_nodejs_active_{handles,requests,resources}.
+    for (const what of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`tower_process_nodejs_active_${what}_total`);
     const r = [this.registry];
     this.reconciles = new Counter({ name: 'tower_reconciles_total', help: 'Reconcile passes, by result (synced, rolled-out, failed, error, drift, invalid).', labelNames: ['result'], registers: r });
     this.reconcileDuration = new Histogram({
@@ -53,7 +56,9 @@ export class FleetMetrics implements MetricsSink {
     this.restarts = new Counter({ name: 'tower_instance_restarts_total', help: 'Repairs that started a dead colour or switch again, by what (blue, green, switch) and kind (restart, restore-switch, restart-switch).', labelNames: ['instance', 'what', 'kind'], registers: r });
     this.appliedAt = new Gauge({ name: 'tower_applied_revision_timestamp_seconds', help: 'When the fleet last converged on a revision (Unix time).', registers: r });
     this.inSync = new Gauge({ name: 'tower_fleet_in_sync', help: '1 when the fleet runs the desired revision.', registers: r });
-    this.cpu = new Gauge({ name: 'tower_nodered_cpu_seconds_total', help: 'CPU time used by a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
+    // A counter (it only grows while the colour runs; a restart resets it, as Prometheus expects of
+    // counters), set from the driver's reading at each scrape: reset, then increased to that total.
+    this.cpu = new Counter({ name: 'tower_nodered_cpu_seconds_total', help: 'CPU time used by a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
     this.memory = new Gauge({ name: 'tower_nodered_memory_bytes', help: 'Resident memory of a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
   }
 
@@ -103,7 +108,7 @@ export class FleetMetrics implements MetricsSink {
   }
 
   usage(instance: string, color: string, cpuSeconds: number, rssBytes: number): void {
-    this.cpu.set({ instance, color }, cpuSeconds);
+    this.cpu.inc({ instance, color }, cpuSeconds);
     this.memory.set({ instance, color }, rssBytes);
   }
 

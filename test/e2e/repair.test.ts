@@ -5,6 +5,7 @@
  * dying is reported CrashLoop and restarted no faster than its backoff; a broken fleet.yaml
  * shows as such (not Synced) and its errors go as soon as it is fixed.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +81,14 @@ describe('the daemon repairs what runs, without any commit', () => {
     const s = await d.waitFor((x) => synced(x) && x.instances[0]!.restarts === 1, 10_000, 'Synced with one restart');
     expect(s.instances[0]).toMatchObject({ color, health: 'Healthy', condition: 'Synced' });
     expect(d.logs.some((l) => l.msg === 'repaired web: restart')).toBe(true);
-    expect(await metrics(d)).toMatch(new RegExp(`tower_instance_restarts_total\\{instance="web",what="${color}",kind="restart"\\} 1`));
+    const text = await metrics(d);
+    expect(text).toMatch(new RegExp(`tower_instance_restarts_total\\{instance="web",what="${color}",kind="restart"\\} 1`));
+    // Prometheus' own lint, on what a live daemon serves (CPU and memory of the colours included).
+    expect(text).toMatch(/tower_nodered_cpu_seconds_total\{instance="web",color="(blue|green)"\} [0-9.]+/);
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(lint.error, 'promtool (Debian package prometheus) must be installed').toBeUndefined();
+    expect(`${lint.stdout}${lint.stderr}`.trim()).toBe('');
+    expect(lint.status).toBe(0);
   });
 
   it('a colour that keeps dying is CrashLoop, and its restarts back off', async () => {
