@@ -12,7 +12,7 @@ import { deployGate } from './adapters/mqtt/gate.js';
 import { freePort } from './adapters/net.js';
 import { NodeRedAdmin } from './adapters/nodered/admin.js';
 import { dockerDriver } from './adapters/runtime/docker.js';
-import { installedNodeRed, nodeRedVersionMatches, processDriver } from './adapters/runtime/process.js';
+import { processDriver } from './adapters/runtime/process.js';
 import { runSmokeChecks } from './adapters/smoke.js';
 import { builtinSwitch } from './adapters/switch/builtin.js';
 
@@ -65,12 +65,6 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
     smoke: (opts) => runSmokeChecks(opts),
     freePort,
     ...(options.env.REDIS_URL ? { redisUrl: options.env.REDIS_URL } : {}),
-    cannotRun(nodeRedVersion, runtime, instance) {
-      if (runtime !== 'process') return undefined;
-      const installed = installedNodeRed().version;
-      if (nodeRedVersionMatches(installed, nodeRedVersion)) return undefined;
-      return `instance ${instance} asks for Node-RED ${nodeRedVersion}, but the process runtime has Node-RED ${installed}; set nodeRedVersion to match, or use runtime: docker with that version's image`;
-    },
     stopBroker: () => stopEmbeddedBroker(state.path('broker')),
     async close() {
       await rt.gate?.end();

@@ -61,7 +61,7 @@ export async function applyFleet(rt: FleetRuntime, input: ApplyInput, options: A
     if (options.dryRun || decision.next === 'wait') break;
     if (decision.next === 'rollout') {
       if (result) break; // one rollout per apply: a plan that keeps coming back is for the next apply to show
-      preflight(decision.plan, input.instances, options.env, rt);
+      await preflight(decision.plan, input.instances, options.env, rt);
       const warning = sharedContextWarning(input.instances, rt);
       if (warning) options.onEvent({ type: 'warning', message: warning });
       result = await executeRollout(decision.plan, input.instances, live, { ...deps, ...(options.journal ? { journal: options.journal } : {}), ...(options.shouldContinue ? { shouldContinue: options.shouldContinue } : {}) });
@@ -87,7 +87,7 @@ export class PreflightError extends Error {
 }
 
 /** Checks, before the first action, what would otherwise fail in the middle of a rollout. */
-export function preflight(plan: Plan, instances: readonly DesiredInstance[], env: NodeJS.ProcessEnv, rt: FleetRuntime): void {
+export async function preflight(plan: Plan, instances: readonly DesiredInstance[], env: NodeJS.ProcessEnv, rt: FleetRuntime): Promise<void> {
   const changing = new Set(plan.waves.flatMap((w) => w.steps.filter((s) => s.action !== 'delete').map((s) => s.instance)));
   const problems: string[] = [];
   for (const i of instances) {
@@ -97,7 +97,7 @@ export function preflight(plan: Plan, instances: readonly DesiredInstance[], env
     } catch (err) {
       problems.push((err as Error).message);
     }
-    const cannot = rt.cannotRun(i.config.nodeRedVersion, i.config.runtime, i.name);
+    const cannot = await rt.driverFor(i.config.runtime).cannotRun(i.name, { nodeRedVersion: i.config.nodeRedVersion, ...(i.config.image ? { image: i.config.image } : {}) });
     if (cannot) problems.push(cannot);
   }
   if (problems.length) throw new PreflightError(problems);

@@ -97,6 +97,12 @@ export interface RuntimeDriver {
   inspect(ref: ColorIdentity): Promise<RunningColor | undefined>;
   usage?(ref: ColorIdentity): Promise<ResourceUsage | undefined>;
   /**
+   * Why this driver could not start the instance as configured (a Node-RED version it lacks,
+   * an image the engine does not have), in words; undefined when it can. Asked before a
+   * rollout changes anything, so that it does not fail half way.
+   */
+  cannotRun(instance: string, wants: { nodeRedVersion: string; image?: string }): Promise<string | undefined>;
+  /**
    * Calls onExit, within a second, whenever a colour of this fleet that was running stops
    * without this driver having been asked to stop or remove it. Returns a function that
    * stops watching. Watching costs next to nothing when nothing happens.
@@ -381,8 +387,6 @@ export interface FleetRuntime {
   freePort(): Promise<number>;
   /** Where instances with context: shared keep context (REDIS_URL). */
   redisUrl?: string;
-  /** What would make starting this Node-RED fail half way (a version the runtime lacks), in words. */
-  cannotRun(nodeRedVersion: string, runtime: RuntimeKind, instance: string): string | undefined;
   /** Stops the embedded broker (destroy). */
   stopBroker(): void;
   close(): Promise<void>;

@@ -227,7 +227,7 @@ export class Reconciler {
     const repo = desired.repo;
     const newRevision = desired.revision !== applied;
     try {
-      preflight(decision.plan, repo.instances, this.opts.env, this.opts.runtime);
+      await preflight(decision.plan, repo.instances, this.opts.env, this.opts.runtime);
     } catch (err) {
       if (!(err instanceof PreflightError)) throw err;
       this.book = recordFailure(this.book, desired.revision, { kind: 'retryable', error: err.message }, this.now().getTime());

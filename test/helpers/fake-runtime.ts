@@ -85,6 +85,7 @@ export class FakeRuntime implements FleetRuntime {
 
   readonly driver: RuntimeDriver = {
     kind: 'process',
+    cannotRun: async (instance, wants) => this.unrunnable.get(instance) ?? this.unrunnable.get(wants.nodeRedVersion),
     list: async (fleet) => [...this.colors.values()].filter((c) => c.fleet === fleet).map((c) => this.view(c)),
     create: async (spec) => {
       const k = key(spec.instance, spec.color);
@@ -220,10 +221,6 @@ export class FakeRuntime implements FleetRuntime {
 
   async freePort(): Promise<number> {
     return this.nextPort++;
-  }
-
-  cannotRun(nodeRedVersion: string, _runtime: RuntimeKind, instance: string): string | undefined {
-    return this.unrunnable.get(instance) ?? this.unrunnable.get(nodeRedVersion);
   }
 
   stopBroker(): void {}

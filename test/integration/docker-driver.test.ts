@@ -272,7 +272,7 @@ describe('docker runtime driver (real private dockerd)', () => {
     const missing = specFor('blue', await freePort(), 'nodered/node-red:9.9.9-missing');
     const err = await driver.create(missing).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RuntimeError);
-    expect(err).toMatchObject({ reason: 'ImageMissing' });
+    expect(err).toMatchObject({ reason: 'ImageMissing', kind: 'stalled' }); // retrying cannot bring the image
     expect((err as Error).message).toMatch(/nodered\/node-red:9\.9\.9-missing/);
     expect((err as Error).message).toMatch(/docker pull .*docker load/);
     expect(await driver.list(FLEET)).toEqual([]);
@@ -281,6 +281,12 @@ describe('docker runtime driver (real private dockerd)', () => {
     // Without spec.image the official image is the default.
     const { image: _image, ...noImage } = missing;
     await expect(driver.create(noImage)).rejects.toThrow(/nodered\/node-red:4\.1\.8 is not on the Docker host/);
+  });
+
+  it('preflight: says before anything changes that an image is missing, and nothing when it is there', async () => {
+    expect(await driver.cannotRun('ingest', { nodeRedVersion: '4.1.8', image: 'nodered/node-red:9.9.9-missing' })).toMatch(/^instance ingest: image nodered\/node-red:9\.9\.9-missing is not on the Docker host/);
+    expect(await driver.cannotRun('ingest', { nodeRedVersion: '9.9' })).toMatch(/nodered\/node-red:9\.9 is not on the Docker host/);
+    expect(await driver.cannotRun('ingest', { nodeRedVersion: '4.1.8', image: IMAGE })).toBeUndefined();
   });
 
   it('Docker errors become RuntimeErrors with status and message; a foreign container is never replaced', async () => {

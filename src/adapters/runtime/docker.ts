@@ -50,7 +50,7 @@ export interface DockerDriverOptions {
   /** Tower's state directory; userDirs live under <stateDir>/docker/. */
   stateDir: string;
   /** Image for a spec without `image`; default: the official nodered/node-red:<nodeRedVersion>. */
-  imageFor?: (spec: ColorSpec) => string;
+  imageFor?: (spec: Pick<ColorSpec, 'nodeRedVersion'>) => string;
   /** How the container runs, when not as the image says (tests: host node + Node-RED bind-mounted). */
   run?: { cmd?: string[]; binds?: string[]; entrypoint?: string[] };
   /** Encrypts flow credentials; default: the state dir's, in <stateDir>/secrets.json (shared with the process driver). */
@@ -65,7 +65,7 @@ export function containerName(ref: ColorIdentity): string {
 
 export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
   const { docker, stateDir, run = {} } = options;
-  const imageFor = options.imageFor ?? ((spec: ColorSpec) => `nodered/node-red:${spec.nodeRedVersion}`);
+  const imageFor = options.imageFor ?? ((spec: Pick<ColorSpec, 'nodeRedVersion'>) => `nodered/node-red:${spec.nodeRedVersion}`);
   const colorDir = (ref: ColorIdentity): string => join(stateDir, 'docker', ref.instance, ref.color);
   const supervisor = dockerSupervisor({
     docker,
@@ -88,8 +88,21 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
     return fromLabels(info.Id, info.Config.Labels ?? {}, info.State.Status, started, exitOfState(info.State));
   }
 
+  /** Tower does not pull images: one the engine lacks fails now, not half way through a rollout. */
+  async function imageProblem(image: string): Promise<string | undefined> {
+    const found = await call(`inspect image ${image}`, () => docker.getImage(image).inspect(), [404]);
+    if (found) return undefined;
+    return `image ${image} is not on the Docker host, and Tower does not pull images: load it first (docker pull ${image}, or docker load -i <file>.tar where no registry is reachable)`;
+  }
+
   return {
     kind: 'docker',
+
+    async cannotRun(instance, wants) {
+      const image = wants.image ?? imageFor(wants);
+      const problem = await imageProblem(image);
+      return problem ? `instance ${instance}: ${problem}` : undefined;
+    },
 
     async list(fleet) {
       const found = await call(`list containers of fleet ${fleet}`, () =>
@@ -107,14 +120,8 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
       const memory = spec.resources.memory !== undefined ? memoryBytes(spec.resources.memory) : undefined;
       const cpus = spec.resources.cpu !== undefined ? nanoCpus(spec.resources.cpu) : undefined;
 
-      const found = await call(`inspect image ${image}`, () => docker.getImage(image).inspect(), [404]);
-      if (!found) {
-        throw new RuntimeError(
-          `image ${image} is not on the Docker host, and Tower does not pull images: ` +
-            `load it first (docker pull ${image}, or docker load -i <file>.tar where no registry is reachable)`,
-          'ImageMissing',
-        );
-      }
+      const missing = await imageProblem(image);
+      if (missing) throw new RuntimeError(missing, 'ImageMissing');
 
       // create replaces what an earlier attempt left under this colour's name, but only if it is ours.
       const existing = await call(`inspect ${name}`, () => docker.getContainer(name).inspect(), [404]);

@@ -157,15 +157,14 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       return (await fleetRecords(fleet)).map(view);
     },
 
+    async cannotRun(instance, wants) {
+      return versionProblem(instance, wants.nodeRedVersion);
+    },
+
     async create(spec) {
+      const problem = versionProblem(key(spec), spec.nodeRedVersion);
+      if (problem) throw new RuntimeError(problem, 'NodeRedVersionNotInstalled');
       const installed = installedNodeRed().version;
-      if (!nodeRedVersionMatches(installed, spec.nodeRedVersion)) {
-        throw new RuntimeError(
-          `${key(spec)} wants Node-RED ${spec.nodeRedVersion}, but the process runtime runs the Node-RED installed with Tower, which is ${installed}. ` +
-            `Use runtime: docker with an image of Node-RED ${spec.nodeRedVersion}, install Node-RED ${spec.nodeRedVersion} for Tower, or set nodeRedVersion to "${installed}".`,
-          'NodeRedVersionNotInstalled',
-        );
-      }
       const existing = await readAnyRecord(spec);
       if (existing && existing.fleet !== spec.fleet) {
         throw new RuntimeError(`${stateDir} already holds ${spec.instance}/${spec.color} of fleet ${existing.fleet}; give each fleet its own state directory`, 'FleetMismatch');
@@ -286,6 +285,16 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
 /** What ps shows for a colour's Node-RED: `node-red tower:<fleet>/<instance>/<color>`. */
 export function processTitle(ref: ColorIdentity): string {
   return `node-red tower:${ref.fleet}/${ref.instance}/${ref.color}`;
+}
+
+/** Processes run the Node-RED installed with Tower: another version cannot be had. */
+function versionProblem(who: string, wanted: string): string | undefined {
+  const installed = installedNodeRed().version;
+  if (nodeRedVersionMatches(installed, wanted)) return undefined;
+  return (
+    `${who} wants Node-RED ${wanted}, but the process runtime runs the Node-RED installed with Tower, which is ${installed}. ` +
+    `Use runtime: docker with an image of Node-RED ${wanted}, install Node-RED ${wanted} for Tower, or set nodeRedVersion to "${installed}".`
+  );
 }
 
 /** "4.1" accepts 4.1.x, "4" any 4.x, "4.1.8" only itself; "4.1" does not accept 4.10. */

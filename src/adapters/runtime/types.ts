@@ -12,7 +12,7 @@ import { TowerError } from '../../engine/ports.js';
 export type { AdminCredentials, Color, ColorExit, ColorIdentity, ColorSpec, ColorStatus, ExitRecord, ResourceUsage, RunningColor, RuntimeDriver } from '../../engine/ports.js';
 
 /** Reasons that retrying cannot fix: the input must change. */
-const STALLED = new Set(['NodeRedVersionNotInstalled', 'ImageNotFound', 'InvalidName', 'FleetMismatch', 'StateCorrupt']);
+const STALLED = new Set(['NodeRedVersionNotInstalled', 'ImageMissing', 'InvalidName', 'FleetMismatch', 'StateCorrupt', 'NameConflict']);
 
 /** Thrown for problems the user can fix (version not installed, image missing...): clear message, no stack needed. */
 export class RuntimeError extends TowerError {
