@@ -37,6 +37,8 @@ export interface DecideInput {
   canPlan: boolean;
   live: readonly LiveInstance[];
   restarts: RestartBook;
+  /** Repairs that failed (see Repair.failureKey), backing off. */
+  repairFailures?: RestartBook;
   /** ms since the epoch. */
   now: number;
   policy?: RestartPolicy;
@@ -97,13 +99,14 @@ export function decide(input: DecideInput): Decision {
   const repairs: Repair[] = [];
   let wakeAt: number | undefined;
   const wake = (t: number | undefined) => {
-    if (t !== undefined && Number.isFinite(t)) wakeAt = Math.min(wakeAt ?? Infinity, t);
+    // Only what lies ahead: what is due now is acted on (or, having failed, waits for the poll).
+    if (t !== undefined && Number.isFinite(t) && t > now) wakeAt = Math.min(wakeAt ?? Infinity, t);
   };
   for (const name of names) {
     const d = desiredByName.get(name);
     const l = liveByName.get(name);
     const port = d?.port ?? l?.port;
-    const lv = l && !isAbsent(l) ? liveness({ live: l, ...(port !== undefined ? { port } : {}), restarts: input.restarts, now, ...(input.policy ? { policy: input.policy } : {}) }) : undefined;
+    const lv = l && !isAbsent(l) ? liveness({ live: l, ...(port !== undefined ? { port } : {}), restarts: input.restarts, ...(input.repairFailures ? { failures: input.repairFailures } : {}), now, ...(input.policy ? { policy: input.policy } : {}) }) : undefined;
     repairs.push(...(lv?.repairs ?? []));
     wake(lv?.nextRestartAt);
     for (const c of Object.values(l?.colors ?? {})) if (c.color !== l?.switch?.routed) wake(c.parkedUntil);
@@ -136,7 +139,6 @@ function verdictOf(input: DecideInput, name: string, d: DesiredInstance | undefi
     health: healthOf(l, lv, input.now),
   };
   const rolling = input.mode === 'rollout' && input.canPlan;
-  const downCondition = (): Condition => (lv?.crashLoop ? 'CrashLoop' : 'Dead');
 
   if (!input.desired) return { ...base, condition: 'Unknown', message: 'no valid revision to compare with' };
   if (!d) {
@@ -146,25 +148,26 @@ function verdictOf(input: DecideInput, name: string, d: DesiredInstance | undefi
   if (isMissing(l, lv)) return { ...base, condition: 'Missing', message: 'nothing serves this instance: it is created again', planned: input.canPlan };
 
   const down = lv?.down ?? false;
-  // The switch is gone but a colour runs to serve again: restore it first; what the colour runs is for the next pass.
-  if (!l?.switch && down) return { ...base, condition: downCondition(), message: lv?.message ?? 'down' };
+  /** Down: repaired first; rolled out meanwhile only when out of date (the fix may be in the new revision). */
+  const downVerdict = (outOfDate: boolean): InstanceVerdict => ({ ...base, condition: lv?.crashLoop ? 'CrashLoop' : 'Dead', message: `${lv?.message ?? 'down'}${outOfDate ? '; out of date' : ''}`, planned: outOfDate && rolling });
+  // With the switch gone, the colour that runs is served again first; what it runs is for the next pass.
+  if (down && (!l?.switch || !diff || diff.action === 'unchanged')) return downVerdict(false);
   if (!diff || diff.action === 'unchanged') {
-    if (down) return { ...base, condition: downCondition(), message: lv?.message ?? 'down' };
     if (base.health.status !== 'Healthy') return { ...base, condition: 'Degraded', message: base.health.message };
     return { ...base, condition: 'Synced', message: 'runs the desired flows' };
   }
-  const record = routed ? l?.colors[routed] : undefined;
+  // What Tower deployed: the routed colour's record, or — that colour gone — what it applied last.
+  const record = routed ? (l?.colors[routed] ?? l?.applied) : undefined;
   const deployedDesired = record !== undefined && record.rev === d.rev && record.config !== undefined && diffConfig(d.config, record.config).length === 0;
-  const flowsKnown = diff.note === undefined;
   if (deployedDesired) {
     // Tower deployed exactly this; what differs was changed by someone else (or cannot be read).
-    if (down) return { ...base, condition: downCondition(), message: lv?.message ?? 'down' };
-    if (!flowsKnown) return { ...base, condition: 'Degraded', message: base.health.message };
-    const heal = (input.desired.fleet.selfHeal ?? false) && input.canPlan;
+    if (down) return downVerdict(false);
+    if (diff.note !== undefined) return { ...base, condition: 'Degraded', message: base.health.message };
+    const heal = input.desired.fleet.selfHeal && input.canPlan;
     return { ...base, condition: 'Drifted', drift: true, planned: heal, message: heal ? 'the live flows differ from what Tower deployed: Git is put back (selfHeal)' : 'the live flows differ from what Tower deployed (someone deployed from the editor?); selfHeal is off' };
   }
+  if (down) return downVerdict(true);
   const why = input.mode === 'hold' ? 'held: the newest revision is not rolled out' : input.canPlan ? 'rolled out' : 'waits for the retry of its revision';
-  if (down) return { ...base, condition: downCondition(), message: `${lv?.message ?? 'down'}; out of date`, planned: rolling };
   return { ...base, condition: 'OutOfDate', message: `out of date: ${why}`, planned: rolling };
 }
 
@@ -172,7 +175,7 @@ function verdictOf(input: DecideInput, name: string, d: DesiredInstance | undefi
 function isMissing(l: LiveInstance | undefined, lv: Liveness | undefined): boolean {
   if (isAbsent(l)) return true;
   const routed = l!.switch?.routed;
-  if (l!.switch) return !routed || !l!.colors[routed];
+  if (l!.switch) return (!routed || !l!.colors[routed]) && !lv?.down; // gone, unless a standby takes over
   return !lv?.down; // no switch and no colour to restore it on
 }
 
@@ -206,7 +209,7 @@ export function chooseRoute(step: PlanStep, desired: DesiredInstance | undefined
   const routed = live?.switch?.routed;
   const active = routed && live?.colors[routed] ? routed : undefined;
   if (step.action === 'delete') return { path: 'delete', active: active ?? 'blue', target: active ?? 'blue' };
-  if (!live?.switch || !active) return { path: 'create', target: routed ?? 'blue' };
+  if (!live?.switch || !active) return { path: 'create', target: routed ?? 'blue', ...(live?.switch ? { switchExists: true } : {}) };
   if (step.strategy === 'in-place' && isRunning(live.colors[active])) return { path: 'in-place', active, target: active };
   const other = otherColorOf(active);
   if (step.strategy === 'recreate') return { path: 'recreate', active, target: other };

@@ -61,6 +61,8 @@ export interface LiveInstance {
   adminUp: boolean;
   /** Present when the routed colour consumes MQTT through the deploy gate: is the gate open? */
   gate?: { open: boolean };
+  /** Whether the instance's flows use the deploy gate, as read from a running colour; absent when none could be read. */
+  gated?: boolean;
   /** What Tower last applied and verified on this instance. */
   applied?: { color: Color; rev: string; config: RuntimeConfig; at: string; revision?: string };
 }

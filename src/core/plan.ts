@@ -36,6 +36,8 @@ export interface Route {
   active?: Color;
   /** The colour serving after it. */
   target?: Color;
+  /** A switch serves the stable port already (a create that fails leaves it be). */
+  switchExists?: boolean;
 }
 
 export interface PlanWave {

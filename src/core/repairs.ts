@@ -8,9 +8,9 @@
  * Pure: the observation and the restart book go in, repairs come out.
  */
 import { configHash } from './flows.js';
-import { isRunning, otherColorOf, type LiveColor, type LiveInstance } from './live.js';
+import { COLORS, isRunning, otherColorOf, type LiveColor, type LiveInstance } from './live.js';
 import { restartKey, restartVerdict, type RestartBook, type RestartPolicy } from './restarts.js';
-import type { Action, Color } from './rollout.js';
+import type { Action } from './rollout.js';
 
 /** How long a leftover consumer may finish the MQTT work it had taken before it is removed. */
 export const LEFTOVER_GRACE_MS = 2_000;
@@ -33,6 +33,8 @@ export interface Repair {
   urgent: boolean;
   /** The restart counted against this key's backoff, when the repair restarts something. */
   restartKey?: string;
+  /** Otherwise: a failure of the repair is counted against this key, so that it backs off too. */
+  failureKey?: string;
 }
 
 /** Where an instance stands on liveness. */
@@ -49,9 +51,11 @@ export interface Liveness {
 
 export interface LivenessInput {
   live: LiveInstance;
-  /** The instance's stable port as fleet.yaml has it (when the instance is in the fleet). */
+  /** The instance's stable port as fleet.yaml has it, else as Tower recorded it. */
   port?: number;
   restarts: RestartBook;
+  /** Repairs that failed, by failureKey: they wait for their backoff before they are tried again. */
+  failures?: RestartBook;
   now: number;
   policy?: RestartPolicy;
 }
@@ -62,18 +66,32 @@ export function liveness(input: LivenessInput): Liveness {
   // Restarts since the instance last ran stably, whether or not something is down now.
   const counted = [live.switch?.routed, 'switch'].map((what) => (what ? (input.restarts[restartKey(name, what)]?.restarts ?? 0) : 0));
   const out: Liveness = { repairs: [], down: false, crashLoop: false, restarts: Math.max(...counted) };
+  const later = (at: number) => (out.nextRestartAt = Math.min(out.nextRestartAt ?? Infinity, at));
+  /** A restart: counted, backed off, CrashLoop after a few. */
   const restart = (what: string, kind: RepairKind, reason: string, actions: Action[], urgent: boolean) => {
     const key = restartKey(name, what);
     const v = restartVerdict(input.restarts[key], now, input.policy);
     out.restarts = Math.max(out.restarts, v.restarts);
     if (v.crashLoop) out.crashLoop = true;
     if (v.due) out.repairs.push({ instance: name, kind, reason, actions, urgent, restartKey: key });
-    else out.nextRestartAt = Math.min(out.nextRestartAt ?? Infinity, v.at);
+    else later(v.at);
+  };
+  /** Any other repair: tried again only after its backoff, should it fail. */
+  const attempt = (kind: RepairKind, reason: string, actions: Action[], urgent: boolean, what: string = kind) => {
+    const key = restartKey(name, what);
+    const v = restartVerdict(input.failures?.[key], now, input.policy);
+    if (v.due) out.repairs.push({ instance: name, kind, reason, actions, urgent, failureKey: key });
+    else later(v.at);
   };
 
   const sw = live.switch;
   const routed = sw?.routed;
   const routedColor = routed ? live.colors[routed] : undefined;
+  const other = routed ? otherColorOf(routed) : undefined;
+  const standby = other ? live.colors[other] : undefined;
+  // Failing over is for instances without MQTT consumers: a dead colour's persistent session
+  // holds the messages sent since it died, and only its restart hands them on.
+  const mayFailOver = live.gated === false && isRunning(standby);
 
   if (sw && !sw.running) {
     out.down = true;
@@ -82,7 +100,7 @@ export function liveness(input: LivenessInput): Liveness {
   } else if (!sw && input.port !== undefined) {
     // The colours run but nothing serves the stable port: serve it again, on the colour Tower applied last.
     // (Without a port — not in the fleet, and no record of it — there is nothing to serve: it is pruned.)
-    const keep = live.applied?.color && live.colors[live.applied.color] ? live.applied.color : (['blue', 'green'] as Color[]).find((c) => isRunning(live.colors[c]));
+    const keep = live.applied?.color && live.colors[live.applied.color] ? live.applied.color : COLORS.find((c) => isRunning(live.colors[c]));
     if (keep) {
       out.down = true;
       out.message = 'the switch is gone';
@@ -92,39 +110,35 @@ export function liveness(input: LivenessInput): Liveness {
     }
   }
 
+  const failover = (why: string, park: boolean) =>
+    attempt('failover', `${routed} ${why}; ${other} runs the same rev warm`, [{ type: 'route', color: other! }, { type: 'openGate', color: other! }, ...(park ? [{ type: 'park' as const, color: routed!, ...(standby!.parkedUntil !== undefined ? { until: standby!.parkedUntil } : {}) }] : [])], true);
   if (routed && routedColor && !isRunning(routedColor)) {
     out.down = true;
     const why = routedColor.exit?.reason ?? routedColor.status;
     out.message = `the routed colour ${routed} is not running (${why})`;
-    const other = otherColorOf(routed);
-    const standby = live.colors[other];
-    if (isRunning(standby) && sameRelease(standby, routedColor)) {
-      out.repairs.push({
-        instance: name,
-        kind: 'failover',
-        reason: `${routed} died (${why}); ${other} runs the same rev warm`,
-        actions: [{ type: 'route', color: other }, { type: 'openGate', color: other }, { type: 'closeGate', color: routed }, { type: 'park', color: routed, ...(standby.parkedUntil !== undefined ? { until: standby.parkedUntil } : {}) }],
-        urgent: true,
-      });
-    } else {
-      restart(routed, 'restart', `${routed} died (${why})`, [{ type: 'restart', color: routed }], true);
-    }
+    if (mayFailOver && sameRelease(standby!, routedColor)) failover(`died (${why})`, true);
+    else restart(routed, 'restart', `${routed} died (${why})`, [{ type: 'restart', color: routed }], true);
+  } else if (routed && !routedColor && mayFailOver && live.applied && sameRelease(standby!, live.applied)) {
+    // The routed colour is gone altogether (its container removed): the standby runs what was applied.
+    out.down = true;
+    out.message = `the routed colour ${routed} is gone`;
+    failover('is gone', false);
   } else if (routed && isRunning(routedColor) && live.gate && !live.gate.open) {
-    out.repairs.push({ instance: name, kind: 'reopen-gate', reason: `the gate of ${routed} is closed`, actions: [{ type: 'openGate', color: routed }], urgent: true });
+    attempt('reopen-gate', `the gate of ${routed} is closed`, [{ type: 'openGate', color: routed }], true);
   }
 
   // The colours nobody routes to: standbys Tower keeps warm, or leftovers.
-  for (const color of ['blue', 'green'] as Color[]) {
+  for (const color of COLORS) {
     const c = live.colors[color];
     if (!c || color === routed || (routed === undefined && live.switch === undefined)) continue;
     const parkedUntil = c.parkedUntil;
     if (parkedUntil !== undefined && parkedUntil <= now) {
-      out.repairs.push({ instance: name, kind: 'reap-standby', reason: `the keepWarm of ${color} ran out`, actions: [{ type: 'remove', color }], urgent: false });
+      attempt('reap-standby', `the keepWarm of ${color} ran out`, [{ type: 'remove', color }], false, `reap-${color}`);
     } else if (parkedUntil !== undefined) {
       if (!isRunning(c)) restart(color, 'restart', `the warm standby ${color} died (${c.exit?.reason ?? c.status})`, [{ type: 'restart', color }], false);
     } else {
       const actions: Action[] = isRunning(c) ? [{ type: 'closeGate', color }, { type: 'drain', color }, { type: 'remove', color, graceMs: LEFTOVER_GRACE_MS }] : [{ type: 'remove', color }];
-      out.repairs.push({ instance: name, kind: 'remove-leftover', reason: `${color} is neither routed nor kept warm`, actions, urgent: false });
+      attempt('remove-leftover', `${color} is neither routed nor kept warm`, actions, false, `leftover-${color}`);
     }
   }
   return out;

@@ -17,6 +17,8 @@ export type FailureKind = 'invalid' | 'stalled' | 'retryable';
 export interface RevisionFailure {
   kind: FailureKind;
   error: string;
+  /** The rollout stopped where it failed (onFailure: halt): what it changed stays until a newer revision. */
+  halted?: boolean;
   attempts: number;
   /** When it failed last (ms since the epoch). */
   at: number;
@@ -37,7 +39,7 @@ export function retryDelay(attempts: number): number {
   return Math.min(30_000 * 2 ** (attempts - 1), 10 * 60_000);
 }
 
-export function recordFailure(book: RevisionBook, revision: string, failure: { kind: FailureKind; error: string }, now: number): RevisionBook {
+export function recordFailure(book: RevisionBook, revision: string, failure: { kind: FailureKind; error: string; halted?: boolean }, now: number): RevisionBook {
   const attempts = (book.failures[revision]?.attempts ?? 0) + 1;
   const permanent = failure.kind !== 'retryable' || attempts > MAX_RETRIES;
   const entry: RevisionFailure = { ...failure, attempts, at: now, retryAt: permanent ? Infinity : now + retryDelay(attempts) };
@@ -62,7 +64,12 @@ export interface NewestRevision {
 }
 
 export interface Target {
-  /** rollout: converge on the newest revision. hold: keep what runs, from the last applied revision. */
+  /**
+   * rollout: converge on `revision` — the newest, or the applied one when the newest is
+   * invalid, failed or unreadable (what a failed rollout left behind goes back). hold: keep
+   * what runs alive and whole, roll nothing out — while the newest waits for its retry, or
+   * after a rollout that halted.
+   */
   mode: 'rollout' | 'hold';
   /** The revision whose desired state the pass uses; absent when there is none (nothing applied yet). */
   revision?: string;
@@ -92,7 +99,9 @@ export function chooseTarget(newest: NewestRevision | undefined, applied: string
   const appliedRetry = applied ? retryTime(book, applied, applied) : undefined;
   const canPlan = appliedRetry === undefined || now >= appliedRetry;
   const retryAt = [newestRetry, canPlan ? undefined : appliedRetry].filter((t): t is number => t !== undefined && t !== Infinity).sort((a, b) => a - b)[0];
-  return { mode: 'hold', ...(applied ? { revision: applied } : {}), because, canPlan, ...(retryAt !== undefined ? { retryAt } : {}) };
+  const halted = newest !== undefined && book.failures[newest.revision]?.halted === true;
+  const mode = !applied || because === 'backoff' || halted ? 'hold' : 'rollout';
+  return { mode, ...(applied ? { revision: applied } : {}), because, canPlan, ...(retryAt !== undefined ? { retryAt } : {}) };
 }
 
 /**

@@ -81,6 +81,8 @@ export interface SwapState {
   activeGateClosed: boolean;
   activeStopped: boolean;
   switchCreated: boolean;
+  /** A switch served the stable port before the rollout: a rollback leaves it (it was not this rollout's). */
+  switchExisted?: boolean;
   /** Phases this path does not need, for the status page. */
   skipped: Phase[];
   error?: string;
@@ -117,7 +119,7 @@ const SKIPPED: Record<RolloutPath, Phase[]> = {
 };
 
 /** The state before the first step. For create, target is the first colour (blue). */
-export function initialState(instance: string, path: RolloutPath, active: Color | undefined, target?: Color): SwapState {
+export function initialState(instance: string, path: RolloutPath, active: Color | undefined, target?: Color, switchExisted = false): SwapState {
   const t = target ?? (path === 'in-place' || path === 'delete' ? active! : active ? otherColor(active) : 'blue');
   return {
     instance,
@@ -133,6 +135,7 @@ export function initialState(instance: string, path: RolloutPath, active: Color 
     activeGateClosed: false,
     activeStopped: false,
     switchCreated: false,
+    ...(switchExisted ? { switchExisted } : {}),
     skipped: SKIPPED[path],
   };
 }
@@ -187,7 +190,7 @@ function nextPhase(s: SwapState, phase: Phase): Phase | undefined {
 function applyCompleted(s: SwapState, completed: readonly Action[]): SwapState {
   const next = { ...s };
   for (const a of completed) {
-    if (a.type === 'ensureSwitch') next.switchCreated = true;
+    if (a.type === 'ensureSwitch' && !s.switchExisted) next.switchCreated = true;
     if (a.type === 'start' && a.color === s.target) next.targetStarted = true;
     if (a.type === 'openGate' && a.color === s.target) next.targetGateOpen = true;
     if (a.type === 'route' && a.color === s.target) next.switched = true;

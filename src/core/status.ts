@@ -97,8 +97,6 @@ export interface StatusInput {
   decision?: Decision;
   live: readonly LiveInstance[];
   ports: ReadonlyMap<string, number>;
-  /** The error of the last pass, if it broke before deciding. */
-  passError?: string;
   leader: boolean;
   rollout?: RolloutProgress | null;
   lastPassAt?: string;
@@ -134,7 +132,7 @@ export function deriveStatus(input: StatusInput): FleetStatus {
     };
   });
   const { sync, reason, message } = syncOf(input, instances);
-  const lastError = input.passError ?? (target.because === 'failed' || target.because === 'backoff' ? input.failure : undefined);
+  const lastError = target.because === 'failed' || target.because === 'backoff' ? input.failure : undefined;
   return {
     ...(input.fleet ? { fleet: input.fleet } : {}),
     source: input.source,
@@ -158,7 +156,6 @@ export function deriveStatus(input: StatusInput): FleetStatus {
 function syncOf(input: StatusInput, instances: InstanceStatus[]): { sync: SyncStatus; reason: string; message: string } {
   const { newest, target, decision } = input;
   const short = (r: string | undefined) => (r ? r.slice(0, 12) : 'none');
-  if (input.passError && !decision) return { sync: 'Unknown', reason: 'PassFailed', message: input.passError };
   if (!newest) return { sync: 'Unknown', reason: input.source.error ? 'SourceUnreachable' : 'NoRevision', message: input.source.error ? `the source cannot be read: ${input.source.error}` : 'no revision has been read yet' };
   const progressing = input.rollout || decision?.next === 'repair' || decision?.next === 'rollout';
   const sync: SyncStatus = progressing ? 'Progressing' : 'OutOfSync';

@@ -47,6 +47,8 @@ export class InstanceActions {
     readonly deps: ActDeps,
     /** The colour a rollout starts: it runs on the desired runtime, whatever the other one runs on. */
     readonly target?: Color,
+    /** A repair keeps what runs (its port); a rollout changes it. */
+    readonly repairing = false,
   ) {
     for (const c of Object.values(live?.colors ?? {})) this.colors[c.color] = { port: c.port, url: c.url, runtime: c.runtime };
   }
@@ -71,17 +73,23 @@ export class InstanceActions {
     return c.url;
   }
 
+  /** The desired flows or the flows that run use the deploy gate (they differ while a rollout adds or drops it). */
   usesGate(): boolean {
     if (!this.deps.runtime.gate) return false;
-    return this.desired ? this.desired.flows.includes('lib:deploy-gate') : flowsUseGate(this.live?.flows);
+    return Boolean(this.desired?.flows.includes('lib:deploy-gate')) || flowsUseGate(this.live?.flows) || this.live?.gated === true;
   }
 
   topic(color: Color): string {
     return gateTopicFor(this.deps.fleet, this.instance, color);
   }
 
+  /**
+   * The stable port: a rollout moves it to the desired one; a repair keeps the one that serves
+   * (it must not move the address before the revision that moves it is rolled out).
+   */
   stablePort(): number {
-    const port = this.desired?.port ?? this.live?.switch?.port ?? this.live?.port;
+    const serving = this.live?.switch?.port ?? this.live?.port;
+    const port = this.repairing ? (serving ?? this.desired?.port) : (this.desired?.port ?? serving);
     if (!port) throw new TowerError(`no stable port known for ${this.instance}`, 'NoPort', 'stalled');
     return port;
   }

@@ -80,7 +80,11 @@ export async function applyFleet(rt: FleetRuntime, input: ApplyInput, options: A
 
 /** Thrown before anything changes when the rollout could not succeed (e.g. a secret is missing). */
 export class PreflightError extends Error {
-  constructor(readonly problems: string[]) {
+  constructor(
+    readonly problems: string[],
+    /** stalled when the revision must change (a Node-RED version or image the runtime lacks); retryable when the world may (a secret not set yet). */
+    readonly kind: 'stalled' | 'retryable',
+  ) {
     super(problems.join('\n'));
     this.name = 'PreflightError';
   }
@@ -90,6 +94,7 @@ export class PreflightError extends Error {
 export async function preflight(plan: Plan, instances: readonly DesiredInstance[], env: NodeJS.ProcessEnv, rt: FleetRuntime): Promise<void> {
   const changing = new Set(plan.waves.flatMap((w) => w.steps.filter((s) => s.action !== 'delete').map((s) => s.instance)));
   const problems: string[] = [];
+  let kind: 'stalled' | 'retryable' = 'retryable';
   for (const i of instances) {
     if (!changing.has(i.name)) continue;
     try {
@@ -98,9 +103,12 @@ export async function preflight(plan: Plan, instances: readonly DesiredInstance[
       problems.push((err as Error).message);
     }
     const cannot = await rt.driverFor(i.config.runtime).cannotRun(i.name, { nodeRedVersion: i.config.nodeRedVersion, ...(i.config.image ? { image: i.config.image } : {}) });
-    if (cannot) problems.push(cannot);
+    if (cannot) {
+      problems.push(cannot);
+      kind = 'stalled';
+    }
   }
-  if (problems.length) throw new PreflightError(problems);
+  if (problems.length) throw new PreflightError(problems, kind);
 }
 
 export function sharedContextWarning(instances: readonly DesiredInstance[], rt: FleetRuntime): string | undefined {

@@ -47,6 +47,9 @@ export class Daemon extends EventEmitter {
   private rollingOut = false;
   private peeking = false;
   private readonly watched = new Map<RuntimeDriver | TrafficSwitch, () => void>();
+  /** A pass must fetch the source: a trigger said so, or the poll interval has passed since the last fetch. */
+  private fetchDue = true;
+  private lastFetchAt = 0;
 
   constructor(opts: DaemonOptions) {
     super();
@@ -76,10 +79,14 @@ export class Daemon extends EventEmitter {
     return { ...this.reconciler.status, leader: this.leader };
   }
 
-  /** Queues a reconcile pass; many triggers before the pass starts collapse into one. */
-  trigger(reason: string): void {
+  /**
+   * Queues a reconcile pass; many triggers before the pass starts collapse into one. `source`
+   * false (a colour exited): the pass need not ask the remote again if it did so lately.
+   */
+  trigger(reason: string, source = true): void {
     if (!this.queued) this.log.debug({ reason }, 'reconcile queued');
     this.queued = true;
+    if (source) this.fetchDue = true;
     this.wake?.();
     // During a rollout, learn about newer revisions now: the rollout stops at its next safe point.
     if (this.rollingOut) void this.peekNewest();
@@ -89,11 +96,7 @@ export class Daemon extends EventEmitter {
     if (this.peeking) return;
     this.peeking = true;
     try {
-      const { newest } = await this.reconciler.revisions.newest();
-      if (newest?.valid && newest.revision !== this.reconciler.newestValid) {
-        this.log.info({ revision: newest.revision.slice(0, 12) }, 'a newer revision arrived during the rollout');
-        this.reconciler.newestValid = newest.revision;
-      }
+      this.reconciler.noteNewest(await this.reconciler.revisions.newest());
     } finally {
       this.peeking = false;
     }
@@ -148,7 +151,11 @@ export class Daemon extends EventEmitter {
     let result: string;
     try {
       this.watchDrivers();
-      result = await this.reconciler.pass();
+      const now = Date.now();
+      const fetch = this.fetchDue || now - this.lastFetchAt >= this.opts.intervalMs * 0.9;
+      this.fetchDue = false;
+      if (fetch) this.lastFetchAt = now;
+      result = await this.reconciler.pass({ sourceMaxAgeMs: fetch ? 0 : Infinity });
       this.backoffMs = 0;
       // Level-triggered: after acting, look again at once to confirm (or to go on).
       if (AGAIN_AT_ONCE.has(result)) this.queued = true;
@@ -156,7 +163,7 @@ export class Daemon extends EventEmitter {
       result = 'error';
       this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 1_000), 5 * 60_000);
       const message = (err as Error).message;
-      this.reconciler.status = { ...this.reconciler.status, lastError: message };
+      this.reconciler.failed(message);
       this.log.error({ err: message, retryInMs: this.backoffMs }, 'reconcile failed');
     }
     this.log.debug({ result, ms: Math.round(performance.now() - started) }, 'pass done');
@@ -173,7 +180,7 @@ export class Daemon extends EventEmitter {
         sw,
         sw.watch((instance) => {
           this.log.warn({ instance }, `the switch of ${instance} stopped`);
-          this.trigger(`the switch of ${instance} exited`);
+          this.trigger(`the switch of ${instance} exited`, false);
         }),
       );
     }
@@ -185,7 +192,7 @@ export class Daemon extends EventEmitter {
         driver,
         driver.watch(fleet, (exit) => {
           this.log.warn({ instance: exit.instance, color: exit.color, code: exit.code, signal: exit.signal }, `${exit.instance}/${exit.color} stopped: ${exit.reason}`);
-          this.trigger(`${exit.instance}/${exit.color} exited`);
+          this.trigger(`${exit.instance}/${exit.color} exited`, false);
         }),
       );
     }

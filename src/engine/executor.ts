@@ -115,7 +115,7 @@ export async function executeRepairs(repairs: readonly Repair[], desired: readon
   const liveByName = new Map(live.map((l) => [l.name, l]));
   const results = await Promise.all(
     [...byInstance.entries()].map(async ([instance, list]) => {
-      const actions = new InstanceActions(instance, desiredByName.get(instance), liveByName.get(instance), deps);
+      const actions = new InstanceActions(instance, desiredByName.get(instance), liveByName.get(instance), deps, undefined, true);
       const out: RepairResult[] = [];
       for (const repair of list) {
         const started = Date.now();

@@ -35,6 +35,10 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
         }
       }
       const gate = flows && routed && rt.gate && flowsUseGate(flows) ? { open: (await rt.gate.state(gateTopicFor(fleet, name, routed)).catch(() => null)) === 'open' } : undefined;
+      // Whether the flows use the gate decides if a dead routed colour may be failed over: read it
+      // from the warm standby when the routed colour cannot answer.
+      const other = routed ? colors[routed === 'blue' ? 'green' : 'blue'] : undefined;
+      const gatedFrom = flows ?? (other?.status === 'running' ? await rt.admin(other.url).getFlows().then((f) => f.flows, () => null) : null);
       return {
         name,
         ...(record?.port ? { port: record.port } : {}),
@@ -44,6 +48,7 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
         ...(rev ? { rev } : {}),
         adminUp: flows !== null,
         ...(gate ? { gate } : {}),
+        ...(gatedFrom ? { gated: flowsUseGate(gatedFrom) } : {}),
         ...(record?.applied ? { applied: { color: record.applied.color, rev: record.applied.rev, config: record.applied.config, at: record.applied.at, ...(record.applied.revision ? { revision: record.applied.revision } : {}) } } : {}),
       };
     }),

@@ -11,7 +11,7 @@ import { decide, type Decision } from '../core/decide.js';
 import { usesMqtt } from '../core/instance-env.js';
 import type { LiveInstance } from '../core/live.js';
 import type { RepoReader } from '../core/load.js';
-import { recordRestart, settleRestarts, type RestartBook } from '../core/restarts.js';
+import { backoffDelay, recordRestart, settleRestarts, type RestartBook } from '../core/restarts.js';
 import { bookFromStore, chooseTarget, EMPTY_BOOK, recordFailure, recordSuccess, type RevisionBook, type Target } from '../core/revisions.js';
 import { deriveStatus, type FleetStatus } from '../core/status.js';
 import type { ActDeps } from './actions.js';
@@ -49,9 +49,12 @@ export class Reconciler {
   status: FleetStatus;
   private book: RevisionBook = EMPTY_BOOK;
   private restarts: RestartBook = {};
+  /** Repairs that failed, backing off (see Repair.failureKey). */
+  private repairFailures: RestartBook = {};
   private readonly reported = { drift: new Set<string>(), crashLoop: new Set<string>(), rejected: new Set<string>() };
   /** The newest revision that validated: a rollout of another one stops between waves. */
-  newestValid?: string;
+  private newestValid?: string;
+  private newestSeq = 0;
   /** When the pass wants to run again at the latest (a backoff ends, a standby expires). */
   wakeAt?: number;
   private readonly now: () => Date;
@@ -79,15 +82,29 @@ export class Reconciler {
     this.opts.log.warn({ rollout: open.rollout.id, revision: open.rollout.revision }, error);
   }
 
-  async pass(): Promise<PassResult> {
+  /** A reading of the source (from a pass, or a peek during a rollout) says which revision is newest. */
+  noteNewest(reading: SourceReading): void {
+    if (reading.seq < this.newestSeq || !reading.newest?.valid) return;
+    this.newestSeq = reading.seq;
+    if (this.newestValid !== reading.newest.revision && this.status.rollout) this.opts.log.info({ revision: reading.newest.revision.slice(0, 12) }, 'a newer revision arrived during the rollout');
+    this.newestValid = reading.newest.revision;
+  }
+
+  /** A pass that broke before it could decide: the status says so, and claims nothing. */
+  failed(message: string): void {
+    this.status = { ...this.status, sync: 'Unknown', reason: 'PassFailed', message: `the last pass failed: ${message}`, lastError: message };
+  }
+
+  /** One pass; the source's last reading is reused when it is younger than sourceMaxAgeMs (default: always fetch). */
+  async pass(options: { sourceMaxAgeMs?: number } = {}): Promise<PassResult> {
     const { runtime: rt, store } = this.opts;
     const now = this.now();
     // observe: the source
-    const reading = await this.revisions.newest();
+    const reading = await this.revisions.newest(options.sourceMaxAgeMs ?? 0);
     this.noteSource(reading);
     const newest = reading.newest;
     if (newest && !newest.valid) await this.reject(newest);
-    if (newest?.valid) this.newestValid = newest.revision;
+    this.noteNewest(reading);
     const fleet = newest?.repo.fleet?.name ?? this.status.fleet ?? rt.registry.read().fleet;
     if (!fleet) return this.publish({ target: chooseTarget(undefined, undefined, this.book, now.getTime()), reading, live: [] }, newest ? 'invalid' : 'no-source');
     if (rt.registry.read().fleet !== fleet) rt.registry.update((r) => void (r.fleet = fleet));
@@ -100,7 +117,7 @@ export class Reconciler {
     const live = await observeFleet(rt, fleet);
     this.restarts = settleRestarts(this.restarts, (key) => restartState(live, key), now.getTime());
     // decide
-    const decision = decide({ ...(desired ? { desired: { fleet: desired.repo.fleet!, instances: desired.repo.instances } } : {}), mode: target.mode, canPlan: target.canPlan, live, restarts: this.restarts, now: now.getTime() });
+    const decision = decide({ ...(desired ? { desired: { fleet: desired.repo.fleet!, instances: desired.repo.instances } } : {}), mode: target.mode, canPlan: target.canPlan, live, restarts: this.restarts, repairFailures: this.repairFailures, now: now.getTime() });
     this.wakeAt = [decision.wakeAt, target.retryAt].filter((t): t is number => t !== undefined).sort((a, b) => a - b)[0];
     const converged = decision.next !== 'repair' && decision.next !== 'rollout' && decision.instances.every((i) => i.condition === 'Synced');
     let appliedNow = applied;
@@ -143,6 +160,7 @@ export class Reconciler {
   private noteSource(reading: SourceReading): void {
     const s = this.status.source;
     if (reading.error) this.opts.log.warn({ err: reading.error }, 'source unreachable; the fleet keeps running what it runs');
+    if (!reading.fetchedAt && !reading.error) return; // the last reading, reused
     this.status.source = { kind: s.kind, location: s.location, ...(reading.fetchedAt ? { lastFetchAt: reading.fetchedAt.toISOString() } : s.lastFetchAt ? { lastFetchAt: s.lastFetchAt } : {}), ...(reading.newest ? { newestRevision: reading.newest.revision } : {}), ...(reading.error ? { error: reading.error } : {}) };
   }
 
@@ -215,9 +233,19 @@ export class Reconciler {
     }));
     const at = this.now().getTime();
     for (const r of results) {
-      if (!r.repair.restartKey) continue;
-      this.restarts = recordRestart(this.restarts, r.repair.restartKey, at);
-      this.opts.metrics?.restart(r.repair.instance, r.repair.restartKey.slice(r.repair.instance.length + 1), r.repair.kind);
+      const { restartKey: restarted, failureKey } = r.repair;
+      if (restarted) {
+        this.restarts = recordRestart(this.restarts, restarted, at);
+        this.opts.metrics?.restart(r.repair.instance, restarted.slice(r.repair.instance.length + 1), r.repair.kind);
+        // Should this one fail (it exits again), the next try is due after its backoff: wake for it.
+        this.wakeUntil(at + backoffDelay(this.restarts[restarted]!.restarts));
+      } else if (failureKey && !r.ok) {
+        this.repairFailures = recordRestart(this.repairFailures, failureKey, at);
+        this.wakeUntil(at + backoffDelay(this.repairFailures[failureKey]!.restarts));
+      } else if (failureKey) {
+        const { [failureKey]: _done, ...rest } = this.repairFailures;
+        this.repairFailures = rest;
+      }
     }
     if (results.length) await this.opts.store.audit({ at: this.now().toISOString(), fleet, actor: 'repair', action: urgent ? 'repaired' : 'housekeeping', detail: results.map((r) => ({ instance: r.repair.instance, kind: r.repair.kind, ok: r.ok, ...(r.error ? { error: r.error } : {}) })) });
     return results.every((r) => r.ok);
@@ -230,7 +258,7 @@ export class Reconciler {
       await preflight(decision.plan, repo.instances, this.opts.env, this.opts.runtime);
     } catch (err) {
       if (!(err instanceof PreflightError)) throw err;
-      this.book = recordFailure(this.book, desired.revision, { kind: 'retryable', error: err.message }, this.now().getTime());
+      this.book = recordFailure(this.book, desired.revision, { kind: err.kind, error: err.message }, this.now().getTime());
       this.opts.log.error({ problems: err.problems }, 'nothing was changed: the rollout would fail half way');
       if (newRevision) await this.opts.store.setAttempted(fleet, { revision: desired.revision, at: this.now().toISOString(), outcome: 'failed', error: err.message });
       this.publish(ctx);
@@ -258,11 +286,17 @@ export class Reconciler {
       this.book = recordSuccess(this.book, desired.revision);
       this.opts.metrics?.appliedRevisionAt(now);
     } else if (end.kind) {
-      this.book = recordFailure(this.book, desired.revision, { kind: end.kind, error: end.error ?? end.outcome }, now.getTime());
+      // A rollout that halted leaves what it changed: the engine holds, rather than take it back.
+      const halted = decision.plan.onFailure === 'halt' && end.outcome !== 'failed';
+      this.book = recordFailure(this.book, desired.revision, { kind: end.kind, error: end.error ?? end.outcome, ...(halted ? { halted } : {}) }, now.getTime());
     }
     this.status.rollout = null;
     this.opts.changed(this.status);
     return end.outcome === 'succeeded' ? 'rolled-out' : end.outcome === 'superseded' || end.outcome === 'interrupted' ? end.outcome : 'failed';
+  }
+
+  private wakeUntil(at: number): void {
+    this.wakeAt = Math.min(this.wakeAt ?? Infinity, at);
   }
 
   private progressed(recorder: RolloutRecorder): void {
@@ -273,7 +307,9 @@ export class Reconciler {
   /** A newer revision validated and has not failed for good: the rollout of `revision` stops between waves. */
   private superseded(revision: string): boolean {
     const n = this.newestValid;
-    return n !== undefined && n !== revision && this.book.failures[n]?.retryAt !== Infinity;
+    if (n === undefined || n === revision) return false;
+    const f = this.book.failures[n];
+    return !f || (f.retryAt !== Infinity && this.now().getTime() >= f.retryAt); // it would be rolled out now
   }
 }
 
@@ -283,7 +319,8 @@ function restartState(live: readonly LiveInstance[], key: string): 'running' | '
   const l = live.find((x) => x.name === key.slice(0, slash));
   const what = key.slice(slash + 1);
   if (!l) return 'gone';
-  if (what === 'switch') return !l.switch ? 'gone' : l.switch.running ? 'running' : 'dead';
+  // A switch that is gone while colours run is dead, not gone: restoring it keeps backing off.
+  if (what === 'switch') return !l.switch ? (Object.keys(l.colors).length ? 'dead' : 'gone') : l.switch.running ? 'running' : 'dead';
   const c = l.colors[what as 'blue' | 'green'];
   return !c ? 'gone' : c.status === 'running' ? 'running' : 'dead';
 }

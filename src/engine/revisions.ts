@@ -15,6 +15,8 @@ export interface LoadedRevision {
 
 export interface SourceReading {
   newest?: LoadedRevision;
+  /** Readings are numbered in the order they were asked for: a slow one must not overrule a newer one. */
+  seq: number;
   /** Why the source could not be read; the loop keeps what runs. */
   error?: string;
   fetchedAt?: Date;
@@ -25,6 +27,8 @@ const KEEP = 4;
 export class RevisionLoader {
   private readonly cache = new Map<string, LoadedRevision>();
   private last?: LoadedRevision;
+  private lastFetchAt = 0;
+  private seq = 0;
 
   constructor(
     readonly source: FleetSource,
@@ -32,14 +36,22 @@ export class RevisionLoader {
     private readonly now: () => Date,
   ) {}
 
-  /** Fetches and loads the newest revision; on error, the last one read (with the error). */
-  async newest(): Promise<SourceReading> {
+  /**
+   * Fetches and loads the newest revision — or, when the last fetch is younger than maxAgeMs,
+   * returns what it read (a pass that only looks at what runs need not ask the remote again).
+   * On error: the last one read, with the error.
+   */
+  async newest(maxAgeMs = 0): Promise<SourceReading> {
+    const seq = ++this.seq;
+    if (this.last && this.now().getTime() - this.lastFetchAt < maxAgeMs) return { newest: this.last, seq };
     try {
       const fetched = await this.source.fetch();
       this.last = await this.load(fetched.revision);
-      return { newest: this.last, fetchedAt: this.now() };
+      const fetchedAt = this.now();
+      this.lastFetchAt = fetchedAt.getTime();
+      return { newest: this.last, fetchedAt, seq };
     } catch (err) {
-      return { ...(this.last ? { newest: this.last } : {}), error: (err as Error).message };
+      return { ...(this.last ? { newest: this.last } : {}), error: (err as Error).message, seq };
     }
   }
 

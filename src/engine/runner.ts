@@ -45,7 +45,7 @@ export class InstanceRunner {
       journal?: (instance: string, state: SwapState, path: RolloutPath) => Promise<void>;
     },
   ) {
-    this.state = initialState(instance, route.path, route.active, route.target);
+    this.state = initialState(instance, route.path, route.active, route.target, route.switchExists);
     this.actions = new InstanceActions(instance, desired, live, deps, this.state.target);
   }
 

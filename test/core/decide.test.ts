@@ -50,13 +50,28 @@ describe('decide', () => {
   });
 
   it('routes to a warm standby that runs the same rev, then parks the dead colour', () => {
-    const d = run([liveOf(web, { colors: { blue: { status: 'exited' }, green: { parkedUntil: NOW + 60_000 } } }), synced(api)]);
-    expect(repairs(d)).toEqual(['web:failover:route/green,openGate/green,closeGate/blue,park/blue']);
-    expect(d.repairs[0]!.actions[3]).toEqual({ type: 'park', color: 'blue', until: NOW + 60_000 });
+    const d = run([liveOf(web, { colors: { blue: { status: 'exited' }, green: { parkedUntil: NOW + 60_000 } }, gated: false }), synced(api)]);
+    expect(repairs(d)).toEqual(['web:failover:route/green,openGate/green,park/blue']);
+    expect(d.repairs[0]!.actions[2]).toEqual({ type: 'park', color: 'blue', until: NOW + 60_000 });
+  });
+
+  it('restarts rather than fail over when the flows consume MQTT (the dead colour holds their session) or that is unknown', () => {
+    for (const gated of [true, undefined]) {
+      const d = run([liveOf(web, { colors: { blue: { status: 'exited' }, green: { parkedUntil: NOW + 60_000 } }, ...(gated !== undefined ? { gated } : {}) }), synced(api)]);
+      expect(repairs(d)).toEqual(['web:restart:restart/blue']);
+    }
+  });
+
+  it('fails over when the routed colour is gone altogether and the standby runs what was applied', () => {
+    const live = liveOf(web, { colors: { green: { parkedUntil: NOW + 60_000 } }, gated: false });
+    const d = run([{ ...live, applied: { color: 'blue', rev: web.rev, config: web.config, at: '' } }, synced(api)]);
+    expect(repairs(d)).toEqual(['web:failover:route/green,openGate/green']);
+    expect(condition(d, 'web')).toBe('Dead');
+    expect(steps(d)).toEqual([]);
   });
 
   it('restarts rather than fail over to a standby of another rev', () => {
-    const d = run([liveOf(web, { colors: { blue: { status: 'exited' }, green: { runs: webOld, parkedUntil: NOW + 60_000 } } }), synced(api)]);
+    const d = run([liveOf(web, { colors: { blue: { status: 'exited' }, green: { runs: webOld, parkedUntil: NOW + 60_000 } }, gated: false }), synced(api)]);
     expect(repairs(d)).toEqual(['web:restart:restart/blue']);
   });
 
@@ -89,6 +104,20 @@ describe('decide', () => {
   it('re-opens the closed gate of the routed colour', () => {
     const d = run([liveOf(web, { colors: { blue: {} }, gate: { open: false } }), synced(api)]);
     expect(repairs(d)).toEqual(['web:reopen-gate:openGate/blue']);
+  });
+
+  it('backs off a repair that failed, and lets the rollout through meanwhile', () => {
+    const failures = recordRestart({}, restartKey('web', 'reopen-gate'), NOW - 100);
+    const d = run([liveOf(web, { colors: { blue: { runs: webOld } }, gate: { open: false } }), synced(api)], { repairFailures: failures });
+    expect(d.repairs).toEqual([]);
+    expect(d.next).toBe('rollout');
+    expect(d.wakeAt).toBe(NOW + 900);
+  });
+
+  it('does not wake for what is due already (no loop when housekeeping fails)', () => {
+    const d = run([liveOf(web, { colors: { blue: {}, green: { parkedUntil: NOW - 1 } } }), synced(api)]);
+    expect(d.next).toBe('housekeeping');
+    expect(d.wakeAt).toBeUndefined();
   });
 
   it('reports drift and leaves it alone without selfHeal', () => {

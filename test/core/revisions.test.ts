@@ -49,8 +49,15 @@ describe('revision tracker', () => {
     ['rolled back by its checks', newest('b'), recordFailure(EMPTY_BOOK, 'b', { kind: 'stalled', error: 'smoke' }, T0), 'failed'],
     ['rejected', newest('b'), recordFailure(EMPTY_BOOK, 'b', { kind: 'invalid', error: 'x' }, T0), 'failed'],
     ['waiting for its retry', newest('b'), recordFailure(EMPTY_BOOK, 'b', { kind: 'retryable', error: 'port' }, T0), 'backoff'],
-  ] as [string, { revision: string; valid: boolean } | undefined, RevisionBook, string][])('holds the applied revision when the newest is %s', (_what, n, book, because) => {
-    expect(chooseTarget(n, 'a', book, T0 + 1)).toMatchObject({ mode: 'hold', revision: 'a', because, canPlan: true });
+  ] as [string, { revision: string; valid: boolean } | undefined, RevisionBook, string][])('targets the applied revision when the newest is %s', (_what, n, book, because) => {
+    // Waiting for a retry, it holds what runs; otherwise what a failed rollout left goes back to the applied revision.
+    expect(chooseTarget(n, 'a', book, T0 + 1)).toMatchObject({ mode: because === 'backoff' ? 'hold' : 'rollout', revision: 'a', because, canPlan: true });
+  });
+
+  it('holds what a halted rollout left, and nothing is rolled out without an applied revision', () => {
+    const halted = recordFailure(EMPTY_BOOK, 'b', { kind: 'stalled', error: 'smoke', halted: true }, T0);
+    expect(chooseTarget(newest('b'), 'a', halted, T0 + 1)).toMatchObject({ mode: 'hold', revision: 'a', because: 'failed' });
+    expect(chooseTarget(newest('b', false), undefined, EMPTY_BOOK, T0)).toMatchObject({ mode: 'hold', because: 'invalid' });
   });
 
   it('retries a retryable failure after 30 s, 1 min, 2 min, then gives up', () => {
@@ -63,7 +70,7 @@ describe('revision tracker', () => {
       expect(chooseTarget(newest('b'), 'a', book, now).mode).toBe('rollout');
     }
     book = recordFailure(book, 'b', { kind: 'retryable', error: 'port in use' }, now);
-    expect(chooseTarget(newest('b'), 'a', book, now + 3_600_000)).toMatchObject({ mode: 'hold', because: 'failed' });
+    expect(chooseTarget(newest('b'), 'a', book, now + 3_600_000)).toMatchObject({ mode: 'rollout', revision: 'a', because: 'failed' });
   });
 
   it('always retries the applied revision itself, with backoff, and plans nothing meanwhile', () => {
@@ -72,7 +79,7 @@ describe('revision tracker', () => {
     expect(chooseTarget(newest('a'), 'a', book, T0 + 30_000)).toEqual({ mode: 'rollout', revision: 'a', canPlan: true });
     // holding on it because a newer one failed: re-creations wait for the same backoff
     const both = recordFailure(book, 'b', { kind: 'stalled', error: 'smoke' }, T0);
-    expect(chooseTarget(newest('b'), 'a', both, T0 + 1)).toMatchObject({ mode: 'hold', because: 'failed', canPlan: false, retryAt: T0 + 30_000 });
+    expect(chooseTarget(newest('b'), 'a', both, T0 + 1)).toMatchObject({ mode: 'rollout', revision: 'a', because: 'failed', canPlan: false, retryAt: T0 + 30_000 });
   });
 
   it('forgets a failure on success, and remembers at most a bounded number', () => {
@@ -86,7 +93,7 @@ describe('revision tracker', () => {
   });
 
   it('keeps a revision rejected or rolled back before a restart failed after it', () => {
-    expect(chooseTarget(newest('b'), 'a', bookFromStore({ revision: 'b', outcome: 'rolled-back', error: 'smoke' }, 'a', T0), T0)).toMatchObject({ mode: 'hold', because: 'failed' });
+    expect(chooseTarget(newest('b'), 'a', bookFromStore({ revision: 'b', outcome: 'rolled-back', error: 'smoke' }, 'a', T0), T0)).toMatchObject({ mode: 'rollout', revision: 'a', because: 'failed' });
     expect(chooseTarget(newest('b'), 'a', bookFromStore({ revision: 'b', outcome: 'interrupted' }, 'a', T0), T0).mode).toBe('rollout');
   });
 });

@@ -151,3 +151,17 @@ describe('other paths', () => {
     expect(bad.state.outcome).toBe('rolled-back');
   });
 });
+
+describe('create where a switch already serves', () => {
+  it('a rollback leaves the switch it did not create', () => {
+    let state = initialState('web', 'create', undefined, 'blue', true);
+    let r = step(state, { type: 'begin' });
+    state = r.next;
+    r = step(state, { type: 'completed' }); // DRAIN done: ensureSwitch, retire
+    state = r.next;
+    r = step(state, { type: 'failed', error: 'start blue: boom', completed: [] });
+    expect(r.actions).toEqual([{ type: 'remove', color: 'blue' }]);
+    const fresh = step(step(step(initialState('web', 'create', undefined, 'blue'), { type: 'begin' }).next, { type: 'completed' }).next, { type: 'failed', error: 'x', completed: [] });
+    expect(fresh.actions).toContainEqual({ type: 'removeSwitch' });
+  });
+});

@@ -70,6 +70,8 @@ export interface LiveSpec {
   liveFlows?: FlowNode[];
   adminUp?: boolean;
   gate?: { open: boolean };
+  /** Whether the flows use the deploy gate; default: read from the routed colour's flows when it answers. */
+  gated?: boolean;
 }
 
 /** What runs for a desired instance, from a short description. */
@@ -103,6 +105,7 @@ export function liveOf(d: DesiredInstance, spec: LiveSpec): LiveInstance {
     ...(flows ? { rev: flowsRev(deployableFlows(flows)) } : {}),
     adminUp: readable,
     ...(spec.gate ? { gate: spec.gate } : {}),
+    ...(spec.gated !== undefined ? { gated: spec.gated } : flows ? { gated: flows.some((n) => n.id.startsWith('tower-gate-')) } : {}),
   };
 }
 
