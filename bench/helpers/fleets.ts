@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { FlowNode } from '../../src/core/model.js';
 import { applyFleet } from '../../src/engine/apply.js';
-import { destroyAll } from '../../src/engine/housekeeping.js';
+import { destroyAll } from '../../src/engine/destroy.js';
 import { openRuntime, type LocalRuntime as FleetRuntime } from '../../src/runtime.js';
 import type { RolloutEvent } from '../../src/engine/events.js';
 import type { RolloutResult } from '../../src/engine/executor.js';

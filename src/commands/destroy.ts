@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { destroyAll } from '../engine/housekeeping.js';
+import { destroyAll } from '../engine/destroy.js';
 import { openRuntime } from '../runtime.js';
 import { loadDirectory } from '../repository.js';
 import type { Io } from './io.js';

@@ -45,7 +45,8 @@ export interface DecideInput {
 }
 
 /** Why an instance is (not) in sync; PascalCase, reused as status reason and metric label. */
-export type Condition = 'Synced' | 'Missing' | 'Dead' | 'CrashLoop' | 'Degraded' | 'OutOfDate' | 'Drifted' | 'NotInFleet' | 'Unknown';
+export const CONDITIONS = ['Synced', 'Missing', 'Dead', 'CrashLoop', 'Degraded', 'OutOfDate', 'Drifted', 'NotInFleet', 'Unknown'] as const;
+export type Condition = (typeof CONDITIONS)[number];
 
 export interface InstanceVerdict {
   name: string;

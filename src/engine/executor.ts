@@ -106,7 +106,7 @@ export interface RepairResult {
 
 /**
  * Makes repairs: each instance's in order, instances in parallel. A repair that fails is
- * reported and left for the next pass (its restart counted, so it backs off).
+ * reported and left for a later pass; the loop counts it against its key, so it backs off.
  */
 export async function executeRepairs(repairs: readonly Repair[], desired: readonly DesiredInstance[], live: readonly LiveInstance[], deps: ActDeps): Promise<RepairResult[]> {
   const byInstance = new Map<string, Repair[]>();

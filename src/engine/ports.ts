@@ -9,6 +9,7 @@ import type { FlowNode, RuntimeConfig, RuntimeKind, SmokeCheck } from '../core/m
 import type { PlanReport } from '../core/render.js';
 import type { Color, Phase } from '../core/rollout.js';
 import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
+import type { ExitInfo } from '../core/live.js';
 
 export type { Color, CommitInfo, RolloutOutcome };
 
@@ -51,12 +52,7 @@ export interface ColorSpec extends ColorIdentity {
 export type ColorStatus = 'created' | 'running' | 'exited' | 'unknown';
 
 /** How a colour that stopped by itself ended. */
-export interface ExitRecord {
-  at: string;
-  code: number | null;
-  signal: string | null;
-  reason: string;
-}
+export type ExitRecord = ExitInfo;
 
 export interface RunningColor extends ColorIdentity {
   runtime: 'process' | 'docker';

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Plan } from '../core/plan.js';
 import type { PlanReport } from '../core/render.js';
-import type { RolloutPath, SwapState } from '../core/rollout.js';
+import type { SwapState } from '../core/rollout.js';
 import type { RolloutOutcome, RolloutProgress } from '../core/status.js';
 import type { RolloutEvent } from './events.js';
 import type { RolloutResult } from './executor.js';
@@ -87,7 +87,7 @@ export class RolloutRecorder {
   }
 
   /** The trace: each instance's state, before its next actions run. */
-  journal = async (instance: string, state: SwapState, _path: RolloutPath): Promise<void> => {
+  journal = async (instance: string, state: SwapState): Promise<void> => {
     await this.deps.store.saveInstanceState(this.intent.id, instance, state);
   };
 

@@ -42,7 +42,7 @@ export class InstanceRunner {
     live: LiveInstance | undefined,
     private readonly deps: ActDeps & {
       /** The trace: called with the instance's state before its next actions run, and awaited. */
-      journal?: (instance: string, state: SwapState, path: RolloutPath) => Promise<void>;
+      journal?: (instance: string, state: SwapState) => Promise<void>;
     },
   ) {
     this.state = initialState(instance, route.path, route.active, route.target, route.switchExists);
@@ -100,7 +100,7 @@ export class InstanceRunner {
   private async writeJournal(state: SwapState): Promise<void> {
     if (!this.deps.journal) return;
     try {
-      await this.deps.journal(this.instance, state, this.route.path);
+      await this.deps.journal(this.instance, state);
     } catch (err) {
       this.deps.onEvent({ type: 'warning', instance: this.instance, message: `cannot write the rollout trace: ${(err as Error).message}` });
     }

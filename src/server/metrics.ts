@@ -3,10 +3,9 @@
  * per daemon, so tests and several daemons in one process never share counters.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CONDITIONS } from '../core/decide.js';
 import type { FleetStatus } from '../core/status.js';
 import type { MetricsSink } from '../engine/ports.js';
-
-const CONDITIONS = ['Synced', 'Missing', 'Dead', 'CrashLoop', 'Degraded', 'OutOfDate', 'Drifted', 'NotInFleet', 'Unknown'] as const;
 
 export class FleetMetrics implements MetricsSink {
   readonly registry = new Registry();
@@ -32,7 +31,7 @@ export class FleetMetrics implements MetricsSink {
     // says so); the same figures remain, by type, as tower_process_nodejs_active_{handles,requests,resources}.
     for (const what of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`tower_process_nodejs_active_${what}_total`);
     const r = [this.registry];
-    this.reconciles = new Counter({ name: 'tower_reconciles_total', help: 'Reconcile passes, by result (synced, rolled-out, failed, error, drift, invalid).', labelNames: ['result'], registers: r });
+    this.reconciles = new Counter({ name: 'tower_reconciles_total', help: 'Reconcile passes, by result: synced, drift, held, invalid, no-source (nothing to do); repaired, repair-failed, housekeeping, housekeeping-failed, rolled-out, failed, superseded, interrupted; error.', labelNames: ['result'], registers: r });
     this.reconcileDuration = new Histogram({
       name: 'tower_reconcile_duration_seconds',
       help: 'Duration of reconcile passes.',

@@ -15,7 +15,7 @@ import { dockerDriver } from '../../src/adapters/runtime/docker.js';
 import { openStore } from '../../src/adapters/store/index.js';
 import { directorySource } from '../../src/adapters/source/directory.js';
 import { Daemon } from '../../src/engine/daemon.js';
-import { destroyAll } from '../../src/engine/housekeeping.js';
+import { destroyAll } from '../../src/engine/destroy.js';
 import { openRuntime, type LocalRuntime } from '../../src/runtime.js';
 import { buildTestImage, hostNodeRedRun, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
 import { writeSmallFleet } from '../helpers/fleet-fixture.js';

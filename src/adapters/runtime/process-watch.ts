@@ -15,8 +15,8 @@
  * Tower was down) is reported at the first poll: nobody had noticed it yet.
  */
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeAtomic } from '../fs/atomic.js';
 import { exitInfo } from './exit.js';
 import { runs } from './proc.js';
 import type { ColorRecord } from './process.js';
@@ -109,10 +109,8 @@ export function exitSupervisor(options: ExitSupervisorOptions): ExitSupervisor {
   }
 
   function write(file: string, record: ColorRecord): void {
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`);
-      renameSync(tmp, file);
+      writeAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
     } catch (err) {
       log(`process: could not record the exit of ${key(record)}: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -16,15 +16,16 @@
  * A colour that stops unasked is noticed and reported by watch() (process-watch.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { deployableFlows } from '../../core/flows.js';
+import { COLORS } from '../../core/live.js';
 import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
 import { procStat, processUsage, runs, signalGroup, waitForExit } from './proc.js';
 import { exitSupervisor } from './process-watch.js';
+import { writeAtomicAsync } from '../fs/atomic.js';
 import { renderSettings } from './settings.js';
 import { RuntimeError, type Color, type ColorIdentity, type ExitRecord, type RunningColor, type RuntimeDriver } from './types.js';
 
@@ -55,7 +56,6 @@ export interface ColorRecord {
   exit?: ExitRecord;
 }
 
-const COLORS: readonly Color[] = ['blue', 'green'];
 /** Variables of the daemon's environment a Node-RED process may see; everything else (tokens, database URLs) stays out. */
 const BASE_ENV = ['PATH', 'HOME', 'LANG', 'TZ', 'NODE_ENV'];
 
@@ -79,7 +79,7 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
   }
 
   const recordFile = (ref: ColorIdentity) => path.join(colorDir(ref), 'colour.json');
-  const writeRecord = (record: ColorRecord) => writeAtomic(recordFile(record), `${JSON.stringify(record, null, 2)}\n`);
+  const writeRecord = (record: ColorRecord) => writeAtomicAsync(recordFile(record), `${JSON.stringify(record, null, 2)}\n`);
 
   /** Every record of the fleet in the registry, by instance name. */
   async function fleetRecords(fleet: string): Promise<ColorRecord[]> {
@@ -181,14 +181,14 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       const shared = spec.context === 'shared' ? spec.sharedContext : undefined;
       if (spec.context === 'shared' && !shared) log(`process: ${key(spec)} wants context: shared, but no Redis is configured (REDIS_URL); its context stays in memory and is lost on a swap`);
       const settings = renderSettings({ port: spec.port, admin: spec.admin, credentialSecret: credentialSecretValue, settings: spec.settings, ...(shared ? { sharedContext: shared } : {}) });
-      await writeAtomic(path.join(userDir, 'settings.js'), settings, 0o600);
+      await writeAtomicAsync(path.join(userDir, 'settings.js'), settings, 0o600);
       // The state dir may sit inside an ESM package; without this, settings.js would not load as CommonJS.
-      await writeAtomic(path.join(userDir, 'package.json'), `${JSON.stringify({ name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true }, null, 4)}`);
+      await writeAtomicAsync(path.join(userDir, 'package.json'), `${JSON.stringify({ name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true }, null, 4)}`);
       // Node-RED keeps credentials out of flows.json and hashes what is left: write it the same way,
       // so that the rev it reports at start is flowsRev(deployableFlows(flows)).
-      await writeAtomic(path.join(userDir, 'flows.json'), JSON.stringify(deployableFlows(spec.flows)));
+      await writeAtomicAsync(path.join(userDir, 'flows.json'), JSON.stringify(deployableFlows(spec.flows)));
       const credentials = extractCredentials(spec.flows);
-      if (credentials) await writeAtomic(path.join(userDir, 'flows_cred.json'), JSON.stringify(encryptCredentials(credentialSecretValue, credentials)), 0o600);
+      if (credentials) await writeAtomicAsync(path.join(userDir, 'flows_cred.json'), JSON.stringify(encryptCredentials(credentialSecretValue, credentials)), 0o600);
       const record: ColorRecord = {
         fleet: spec.fleet,
         instance: spec.instance,
@@ -203,7 +203,7 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
         status: 'created',
       };
       // Apart from the registry and owner-only, like settings.js: a restarted Tower can start the colour again.
-      await writeAtomic(path.join(dir, 'env.json'), JSON.stringify(spec.env), 0o600);
+      await writeAtomicAsync(path.join(dir, 'env.json'), JSON.stringify(spec.env), 0o600);
       await writeRecord(record);
       log(`process: created ${key(spec)} port ${spec.port} rev ${spec.rev.slice(0, 12)}`);
       return view(record);
@@ -349,11 +349,4 @@ async function readJson<T>(file: string): Promise<T | undefined> {
   } catch {
     throw new RuntimeError(`${file} is not valid JSON; remove the colour's directory to forget it`, 'StateCorrupt');
   }
-}
-
-/** tmp + rename: a reader (or a crash) never sees half a file. */
-async function writeAtomic(file: string, content: string, mode = 0o644): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await fs.writeFile(tmp, content, { mode });
-  await fs.rename(tmp, file);
 }

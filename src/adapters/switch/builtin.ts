@@ -147,6 +147,15 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
     return { instance, listenPort: record?.listenPort ?? 0, active: record?.active, inflight: {}, websockets: {}, running: false };
   }
 
+  /** The instances that have a router record (none before the first switch). */
+  function routerNames(): string[] {
+    try {
+      return readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).filter((n) => NAME.test(n));
+    } catch {
+      return [];
+    }
+  }
+
   async function status(instance: string): Promise<BuiltinSwitchStatus | undefined> {
     const record = readRecord(file(instance));
     if (!record) return undefined;
@@ -206,12 +215,7 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
     status,
 
     async list() {
-      let names: string[];
-      try {
-        names = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).filter((n) => NAME.test(n));
-      } catch {
-        return [];
-      }
+      const names = routerNames();
       const all = await Promise.all(names.sort().map((name) => status(name)));
       return all.filter((s): s is BuiltinSwitchStatus => s !== undefined);
     },
@@ -221,12 +225,7 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
       // signal-0 per router every half second), not waited on.
       const alive = new Map<string, number>();
       const tick = () => {
-        let names: string[] = [];
-        try {
-          names = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).filter((n) => NAME.test(n));
-        } catch {
-          // no switch yet
-        }
+        const names = routerNames();
         for (const name of names) {
           const record = readRecord(file(name));
           if (!record) continue;
