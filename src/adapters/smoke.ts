@@ -37,6 +37,8 @@ export interface RunSmokeChecksOptions {
   mqtt?: { url: string };
   /** For checks without their own `timeout`. Default 5 s. */
   defaultTimeoutMs?: number;
+  /** Takes the instance's secrets out of what the checks quote of its answers (before quoting and cutting). */
+  redact?: (text: string) => string;
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -46,24 +48,25 @@ const MAX_BODY_BYTES = 10 * 1024 * 1024;
 /** One after another, in fleet.yaml order: checks may depend on what an earlier one did. */
 export async function runSmokeChecks(opts: RunSmokeChecksOptions): Promise<SmokeResult[]> {
   const results: SmokeResult[] = [];
+  const redact = opts.redact ?? ((text: string) => text);
   for (const check of opts.checks) {
     const started = performance.now();
     let outcome: SmokeOutcome;
     try {
       const timeoutMs = check.timeout !== undefined ? parseDuration(check.timeout) : (opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS);
-      if (check.http) outcome = await runHttpCheck(opts.baseUrl, check.http, timeoutMs);
-      else if (check.mqtt) outcome = opts.mqtt ? await runMqttCheck(opts.mqtt.url, check.mqtt, timeoutMs) : { ok: false, message: 'MQTT check, but the fleet has no MQTT broker configured' };
+      if (check.http) outcome = await runHttpCheck(opts.baseUrl, check.http, timeoutMs, redact);
+      else if (check.mqtt) outcome = opts.mqtt ? await runMqttCheck(opts.mqtt.url, check.mqtt, timeoutMs, redact) : { ok: false, message: 'MQTT check, but the fleet has no MQTT broker configured' };
       else outcome = { ok: false, message: 'the check has neither http nor mqtt' };
     } catch (err) {
       // Only a bug gets here (e.g. an invalid timeout that validation should have caught).
       outcome = { ok: false, message: errorText(err) };
     }
-    results.push({ name: checkName(check), ok: outcome.ok, message: outcome.message, durationMs: Math.round(performance.now() - started) });
+    results.push({ name: checkName(check), ok: outcome.ok, message: redact(outcome.message), durationMs: Math.round(performance.now() - started) });
   }
   return results;
 }
 
-async function runHttpCheck(baseUrl: string, check: HttpSmokeCheck, timeoutMs: number): Promise<SmokeOutcome> {
+async function runHttpCheck(baseUrl: string, check: HttpSmokeCheck, timeoutMs: number, redact: (text: string) => string): Promise<SmokeOutcome> {
   const req = buildHttpRequest(check);
   const url = baseUrl.replace(/\/+$/, '') + req.path;
   try {
@@ -86,7 +89,7 @@ async function runHttpCheck(baseUrl: string, check: HttpSmokeCheck, timeoutMs: n
       if (v !== undefined && v !== null) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : String(v);
     }
     const body = typeof res.data === 'string' ? res.data : res.data === undefined || res.data === null ? '' : String(res.data);
-    return evaluateHttpExpectation(check.expect, { status: res.status, headers, body });
+    return evaluateHttpExpectation(check.expect, { status: res.status, headers, body }, redact);
   } catch (err) {
     return { ok: false, message: `${req.method} ${url}: ${httpErrorText(err, timeoutMs)}` };
   }
@@ -107,7 +110,7 @@ function httpErrorText(err: unknown, timeoutMs: number): string {
  * Subscribe to expect.topic first, then publish, then wait for a matching message — all within
  * one deadline. Retained messages are ignored: they are old news, not an answer to this check.
  */
-async function runMqttCheck(url: string, check: MqttSmokeCheck, timeoutMs: number): Promise<SmokeOutcome> {
+async function runMqttCheck(url: string, check: MqttSmokeCheck, timeoutMs: number, redact: (text: string) => string): Promise<SmokeOutcome> {
   const deadline = performance.now() + timeoutMs;
   const left = () => Math.max(0, deadline - performance.now());
   let client: MqttClient | undefined;
@@ -133,11 +136,11 @@ async function runMqttCheck(url: string, check: MqttSmokeCheck, timeoutMs: numbe
     await stage(`subscribing to ${check.expect.topic}`, c.subscribeAsync(check.expect.topic, { qos: 1 }));
     await stage(`publishing to ${check.publish.topic}`, c.publishAsync(check.publish.topic, encodeMqttPayload(check.publish.payload), { qos: check.publish.qos ?? 1 }));
     const got = await withTimeout(answer, left(), '');
-    return { ok: true, message: `got a message on ${check.expect.topic}: ${bodyExcerpt(got, 120)}` };
+    return { ok: true, message: `got a message on ${check.expect.topic}: ${bodyExcerpt(got, 120, redact)}` };
   } catch (err) {
     if (err instanceof DeadlineError && err.message === '') {
       const wanted = check.expect.payloadContains === undefined ? '' : ` containing ${JSON.stringify(check.expect.payloadContains)}`;
-      const others = seen === 0 ? 'nothing else arrived' : `${seen} other message${seen === 1 ? '' : 's'} arrived, the last: ${bodyExcerpt(lastSeen ?? '', 120)}`;
+      const others = seen === 0 ? 'nothing else arrived' : `${seen} other message${seen === 1 ? '' : 's'} arrived, the last: ${bodyExcerpt(lastSeen ?? '', 120, redact)}`;
       return { ok: false, message: `no message on ${check.expect.topic}${wanted} within ${formatDuration(timeoutMs)} after publishing to ${check.publish.topic} (${others})` };
     }
     return { ok: false, message: errorText(err) };

@@ -5,6 +5,7 @@
  * one Node-RED applies without restarting any node, so the rollout may deploy it in place.
  */
 import { canonicalJson, contentHash, defineLazyString, deployableFlows } from './flows.js';
+import { maskUrlPassword, SECRET_NAME } from './redact.js';
 import {
   isSecretRef,
   type DesiredInstance,
@@ -297,11 +298,10 @@ function mapDiff<T>(
   }
 }
 
-const SECRET_NAME = /(pass|secret|token|key|credential|auth|private|cookie|session)/i;
-
 function showEnv(value: EnvValue, key: string): string {
   if (isSecretRef(value)) return 'fromEnv' in value ? `fromEnv ${value.fromEnv}` : `fromFile ${value.fromFile}`;
-  return SECRET_NAME.test(key) ? '(redacted)' : JSON.stringify(value);
+  if (SECRET_NAME.test(key)) return '(redacted)';
+  return JSON.stringify(typeof value === 'string' ? maskUrlPassword(value) : value);
 }
 
 function show(value: unknown): string {

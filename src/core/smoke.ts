@@ -73,47 +73,49 @@ export function mqttMessageMatches(payload: string, payloadContains: string | un
  * Judge a response against an HTTP check's expectation. The status is checked first (a wrong
  * status makes the body checks meaningless); the body checks then all report, joined by "; ".
  */
-export function evaluateHttpExpectation(expect: HttpSmokeCheck['expect'], res: HttpResponseSnapshot): SmokeOutcome {
+export function evaluateHttpExpectation(expect: HttpSmokeCheck['expect'], res: HttpResponseSnapshot, redact: Redact = same): SmokeOutcome {
   const want = expect ?? {};
+  const excerpt = (body: string) => bodyExcerpt(body, EXCERPT_CHARS, redact);
   const statusOk = want.status === undefined ? res.status >= 200 && res.status <= 299 : res.status === want.status;
   if (!statusOk) {
     const wanted = want.status === undefined ? 'a 2xx status' : `status ${want.status}`;
-    return { ok: false, message: `expected ${wanted}, got ${res.status}: ${bodyExcerpt(res.body)}` };
+    return { ok: false, message: `expected ${wanted}, got ${res.status}: ${excerpt(res.body)}` };
   }
   const failures: string[] = [];
   const passed: string[] = [`HTTP ${res.status}`];
 
   if (want.body !== undefined) {
     if (res.body === want.body) passed.push('body matches');
-    else failures.push(`expected body ${quote(want.body)}, got ${quote(res.body)}`);
+    else failures.push(`expected body ${quote(want.body)}, got ${quote(res.body, redact)}`);
   }
   if (want.bodyContains !== undefined) {
     if (res.body.includes(want.bodyContains)) passed.push(`body contains ${quote(want.bodyContains)}`);
-    else failures.push(`expected the body to contain ${quote(want.bodyContains)}, got: ${bodyExcerpt(res.body)}`);
+    else failures.push(`expected the body to contain ${quote(want.bodyContains)}, got: ${excerpt(res.body)}`);
   }
   if (want.json !== undefined) {
-    const r = evaluateJsonExpectation(want.json, res.body);
+    const r = evaluateJsonExpectation(want.json, res.body, redact);
     (r.ok ? passed : failures).push(r.message);
   }
   return failures.length > 0 ? { ok: false, message: failures.join('; ') } : { ok: true, message: passed.join('; ') };
 }
 
-function evaluateJsonExpectation(json: NonNullable<NonNullable<HttpSmokeCheck['expect']>['json']>, body: string): SmokeOutcome {
+function evaluateJsonExpectation(json: NonNullable<NonNullable<HttpSmokeCheck['expect']>['json']>, body: string, redact: Redact): SmokeOutcome {
   let doc: unknown;
   try {
     doc = JSON.parse(body);
   } catch {
-    return { ok: false, message: `expected a JSON body (for json path ${json.path}), got: ${bodyExcerpt(body)}` };
+    return { ok: false, message: `expected a JSON body (for json path ${json.path}), got: ${bodyExcerpt(body, EXCERPT_CHARS, redact)}` };
   }
-  const found = lookupJsonPath(doc, json.path);
+  const looked = lookupJsonPath(doc, json.path);
+  const found = looked.found ? looked : { found: false as const, why: redact(looked.why) };
   const label = `json path ${json.path}`;
   // Neither equals nor exists: the path must at least be there.
   const mustExist = json.exists ?? (json.equals === undefined ? true : undefined);
   if (mustExist === true && !found.found) return { ok: false, message: `${label}: expected it to exist, but ${found.why}` };
-  if (mustExist === false && found.found) return { ok: false, message: `${label}: expected it not to exist, got ${formatValue(found.value)}` };
+  if (mustExist === false && found.found) return { ok: false, message: `${label}: expected it not to exist, got ${formatValue(found.value, redact)}` };
   if (json.equals !== undefined) {
     if (!found.found) return { ok: false, message: `${label}: expected ${formatValue(json.equals)}, but ${found.why}` };
-    if (!deepEqual(found.value, json.equals)) return { ok: false, message: `${label}: expected ${formatValue(json.equals)}, got ${formatValue(found.value)}` };
+    if (!deepEqual(found.value, json.equals)) return { ok: false, message: `${label}: expected ${formatValue(json.equals)}, got ${formatValue(found.value, redact)}` };
     return { ok: true, message: `${label} = ${formatValue(json.equals)}` };
   }
   return { ok: true, message: found.found ? `${label} exists` : `${label} is absent` };
@@ -166,20 +168,25 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   return false;
 }
 
-/** The first 200 characters of a body, on one line, for a log message. */
-export function bodyExcerpt(body: string, max = EXCERPT_CHARS): string {
-  const flat = body.replace(/\s+/g, ' ').trim();
+/** Takes secrets out of a text from an instance; applied before anything is quoted or cut. */
+export type Redact = (text: string) => string;
+const same: Redact = (text) => text;
+
+/** The first 200 characters of a body, on one line, for a log message; secrets redacted first. */
+export function bodyExcerpt(body: string, max = EXCERPT_CHARS, redact: Redact = same): string {
+  const flat = redact(body).replace(/\s+/g, ' ').trim();
   if (flat === '') return '(empty body)';
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
 }
 
-function formatValue(v: unknown): string {
+function formatValue(v: unknown, redact: Redact = same): string {
   if (v === undefined) return 'undefined';
-  const s = JSON.stringify(v);
+  const s = redact(JSON.stringify(v));
   return s.length > 100 ? `${s.slice(0, 100)}…` : s;
 }
 
-function quote(s: string): string {
+function quote(text: string, redact: Redact = same): string {
+  const s = redact(text);
   return formatValue(s.length > EXCERPT_CHARS ? `${s.slice(0, EXCERPT_CHARS)}…` : s);
 }
 

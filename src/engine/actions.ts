@@ -12,7 +12,8 @@ import { flowsUseGate } from '../core/live.js';
 import type { DesiredInstance, Fleet, FlowNode, RuntimeKind } from '../core/model.js';
 import type { Action, Color } from '../core/rollout.js';
 import { TowerError, type ColorSpec, type FleetRuntime, type RuntimeDriver } from './ports.js';
-import { resolveEnv } from './secrets.js';
+import { resolveEnv, secretValues } from './secrets.js';
+import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
 
 export interface ActDeps {
@@ -52,6 +53,22 @@ export class InstanceActions {
   ) {
     for (const c of Object.values(live?.colors ?? {})) this.colors[c.color] = { port: c.port, url: c.url, runtime: c.runtime };
   }
+
+  private redactSecrets?: (text: string) => string;
+
+  /** Takes this instance's secrets (its env references, resolved) out of a text, in the encodings they travel in. */
+  redact = (text: string): string => {
+    if (!this.redactSecrets) {
+      let secrets: string[] = [];
+      try {
+        secrets = this.desired ? secretValues(this.desired.config.env, resolveEnv(this.instance, this.desired.config.env, this.deps.secretsEnv)) : [];
+      } catch {
+        // a secret that cannot be resolved was never given to the instance
+      }
+      this.redactSecrets = redactor(secrets);
+    }
+    return this.redactSecrets(text);
+  };
 
   async perform(action: Action): Promise<void> {
     await (HANDLERS[action.type] as (a: InstanceActions, action: Action) => Promise<void>)(this, action);
@@ -295,7 +312,7 @@ const HANDLERS: Handlers = {
     const checks = (a.desired?.smoke ?? []).filter((c) => (kind === 'http' ? c.http : c.mqtt));
     if (checks.length === 0) return;
     if (kind === 'mqtt' && !rt.broker) throw new TowerError('MQTT smoke checks need a broker (MQTT_URL or the embedded one)', 'NoBroker', 'stalled');
-    const results = await rt.smoke({ baseUrl: a.urlOf(color), checks, ...(rt.broker ? { mqtt: { url: rt.broker.url } } : {}), defaultTimeoutMs: 5_000 });
+    const results = await rt.smoke({ baseUrl: a.urlOf(color), checks, ...(rt.broker ? { mqtt: { url: rt.broker.url } } : {}), defaultTimeoutMs: 5_000, redact: a.redact });
     const failed = results.filter((r) => !r.ok);
     if (failed.length) throw new TowerError(failed.map((f) => `"${f.name}": ${f.message}`).join('; '), 'SmokeFailed', 'stalled');
   },

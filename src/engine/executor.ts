@@ -124,7 +124,7 @@ export async function executeRepairs(repairs: readonly Repair[], desired: readon
           try {
             await actions.perform(action);
           } catch (err) {
-            error = describeError(action, err);
+            error = actions.redact(describeError(action, err));
             break;
           }
         }

@@ -185,7 +185,8 @@ export interface SmokeResult {
   message: string;
 }
 
-export type SmokeRunner = (opts: { baseUrl: string; checks: SmokeCheck[]; mqtt?: { url: string }; defaultTimeoutMs: number }) => Promise<SmokeResult[]>;
+/** Runs smoke checks against a colour; `redact` takes the instance's secrets out of what they quote of its answers. */
+export type SmokeRunner = (opts: { baseUrl: string; checks: SmokeCheck[]; mqtt?: { url: string }; defaultTimeoutMs: number; redact?: (text: string) => string }) => Promise<SmokeResult[]>;
 
 // Registry
 

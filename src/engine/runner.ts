@@ -9,7 +9,6 @@ import type { Route } from '../core/plan.js';
 import { initialState, isFinal, step, type Action, type Observation, type Phase, type RolloutPath, type SwapState } from '../core/rollout.js';
 import { InstanceActions, type ActDeps } from './actions.js';
 import { TowerError } from './ports.js';
-import { resolveEnv, secretValues } from './secrets.js';
 
 export interface InstanceResult {
   instance: string;
@@ -32,7 +31,6 @@ export class InstanceRunner {
   private phaseStarted = Date.now();
   private readonly started = Date.now();
   private readonly actions: InstanceActions;
-  private secrets?: string[];
 
   constructor(
     readonly instance: string,
@@ -87,7 +85,7 @@ export class InstanceRunner {
       } catch (err) {
         // The first failure says what kind the rollout's failure is; a failing rollback does not change it.
         this.failureKind ??= err instanceof TowerError ? err.kind : TESTS_THE_FLOWS.has(action.type) ? 'stalled' : 'retryable';
-        return { type: 'failed', error: this.scrub(describeError(action, err)), completed };
+        return { type: 'failed', error: this.actions.redact(describeError(action, err)), completed };
       }
     }
     return { type: 'completed' };
@@ -118,20 +116,6 @@ export class InstanceRunner {
     if (last && last.phase === phase) last.ms += ms;
     else this.phases.push({ phase, ms });
     this.phaseStarted = Date.now();
-  }
-
-  /** Resolved secret values of this instance, kept out of every error text (smoke checks quote responses). */
-  private scrub(text: string): string {
-    if (!this.secrets) {
-      try {
-        this.secrets = this.desired ? secretValues(this.desired.config.env, resolveEnv(this.instance, this.desired.config.env, this.deps.secretsEnv)) : [];
-      } catch {
-        this.secrets = [];
-      }
-    }
-    let out = text;
-    for (const secret of this.secrets) out = out.split(secret).join('[redacted]');
-    return out;
   }
 }
 
