@@ -6,6 +6,7 @@
  * `Synced` means: the newest revision validates and is the applied one, and every instance
  * runs it, healthy.
  */
+import { capList, capText, count, joinCapped } from './bounds.js';
 import type { Diagnostic } from './diagnostics.js';
 import type { Condition, Decision } from './decide.js';
 import type { LiveInstance } from './live.js';
@@ -79,8 +80,10 @@ export interface FleetStatus {
   instances: InstanceStatus[];
   rollout: RolloutProgress | null;
   lastError?: string;
-  /** The diagnostics of the newest revision: empty as soon as it validates. */
+  /** The diagnostics of the newest revision (errors first, at most STATUS_LIMITS.diagnostics): empty as soon as it validates. */
   validation: Diagnostic[];
+  /** The diagnostics left out of `validation`, counted ("and N more"); absent when none were. */
+  validationOmitted?: { errors: number; warnings: number };
   drift: string[];
   lastPassAt?: string;
 }
@@ -104,6 +107,27 @@ export interface StatusInput {
   iso(ms: number): string;
 }
 
+/**
+ * What the status carries at most: every list and text in it is bounded, and what is left out
+ * is counted ("and N more"). The status is serialised for every API read and event, so its
+ * size is paid on every change, by every client.
+ */
+export const STATUS_LIMITS = {
+  /** The fleet's message, lastError, the attempted revision's error, the source's error. */
+  messageChars: 2_000,
+  /** An instance's message and health message. */
+  instanceMessageChars: 500,
+  /** A commit message (the page folds its body away). */
+  commitMessageChars: 4_000,
+  /** Diagnostics shown of the newest revision, errors first. */
+  diagnostics: 100,
+  diagnosticMessageChars: 1_000,
+  /** Instances named on one diagnostic. */
+  diagnosticInstances: 20,
+  /** Instances quoted in the fleet's message. */
+  quotedInstances: 5,
+} as const;
+
 /** The order in which an instance's condition speaks for the fleet. */
 const WORST_FIRST: Condition[] = ['CrashLoop', 'Missing', 'Dead', 'Degraded', 'OutOfDate', 'Drifted', 'NotInFleet', 'Unknown'];
 
@@ -120,9 +144,9 @@ export function deriveStatus(input: StatusInput): FleetStatus {
       ...(port !== undefined ? { port } : {}),
       ...(l?.rev ? { rev: l.rev } : {}),
       health: v.health.status,
-      healthMessage: v.health.message,
+      healthMessage: capText(v.health.message, STATUS_LIMITS.instanceMessageChars),
       condition: v.condition,
-      message: v.message,
+      message: capText(v.message, STATUS_LIMITS.instanceMessageChars),
       drift: v.drift,
       ...(v.standby ? { standby: v.standby } : {}),
       restarts: v.restarts,
@@ -132,30 +156,56 @@ export function deriveStatus(input: StatusInput): FleetStatus {
     };
   });
   const { sync, reason, message } = syncOf(input, instances);
+  const cap = (text: string) => capText(text, STATUS_LIMITS.messageChars);
   const lastError = target.because === 'failed' || target.because === 'backoff' ? input.failure : undefined;
+  const { validation, omitted } = boundDiagnostics(newest?.diagnostics ?? []);
+  const source = input.source.error ? { ...input.source, error: cap(input.source.error) } : input.source;
+  const attempted = input.attempted?.error ? { ...input.attempted, error: cap(input.attempted.error) } : input.attempted;
+  const commit = newest?.commit ? { ...newest.commit, message: capText(newest.commit.message, STATUS_LIMITS.commitMessageChars) } : undefined;
   return {
     ...(input.fleet ? { fleet: input.fleet } : {}),
-    source: input.source,
+    source,
     ...(newest ? { desiredRevision: newest.revision } : {}),
-    ...(input.attempted ? { attemptedRevision: input.attempted.revision, attempted: input.attempted } : {}),
+    ...(attempted ? { attemptedRevision: attempted.revision, attempted } : {}),
     ...(input.applied ? { appliedRevision: input.applied } : {}),
-    ...(newest?.commit ? { commit: newest.commit } : {}),
+    ...(commit ? { commit } : {}),
     sync,
     reason,
-    message,
+    message: cap(message),
     leader: input.leader,
     instances,
     rollout: input.rollout ?? null,
-    ...(lastError ? { lastError } : {}),
-    validation: newest?.diagnostics ?? [],
+    ...(lastError ? { lastError: cap(lastError) } : {}),
+    validation,
+    ...(omitted ? { validationOmitted: omitted } : {}),
     drift: instances.filter((i) => i.drift).map((i) => i.name),
     ...(input.lastPassAt ? { lastPassAt: input.lastPassAt } : {}),
   };
 }
 
+/** Errors first, at most STATUS_LIMITS.diagnostics of them, each with its texts bounded; the rest counted. */
+export function boundDiagnostics(all: readonly Diagnostic[]): { validation: Diagnostic[]; omitted?: { errors: number; warnings: number } } {
+  const ordered = [...all.filter((d) => d.severity === 'error'), ...all.filter((d) => d.severity !== 'error')];
+  const { shown, more } = capList(ordered, STATUS_LIMITS.diagnostics);
+  const validation = shown.map((d) => {
+    const instances = d.instances && d.instances.length > STATUS_LIMITS.diagnosticInstances ? [...d.instances.slice(0, STATUS_LIMITS.diagnosticInstances), `and ${count(d.instances.length - STATUS_LIMITS.diagnosticInstances)} more`] : d.instances;
+    return {
+      ...d,
+      message: capText(d.message, STATUS_LIMITS.diagnosticMessageChars),
+      ...(d.hint !== undefined ? { hint: capText(d.hint, STATUS_LIMITS.diagnosticMessageChars) } : {}),
+      ...(instances ? { instances } : {}),
+    };
+  });
+  if (!more) return { validation };
+  const left = ordered.slice(shown.length);
+  const errors = left.filter((d) => d.severity === 'error').length;
+  return { validation, omitted: { errors, warnings: left.length - errors } };
+}
+
 function syncOf(input: StatusInput, instances: InstanceStatus[]): { sync: SyncStatus; reason: string; message: string } {
   const { newest, target, decision } = input;
   const short = (r: string | undefined) => (r ? r.slice(0, 12) : 'none');
+  const quote = (items: string[]) => joinCapped(items, { max: STATUS_LIMITS.quotedInstances, itemChars: STATUS_LIMITS.instanceMessageChars, separator: '; ' });
   if (!newest) return { sync: 'Unknown', reason: input.source.error ? 'SourceUnreachable' : 'NoRevision', message: input.source.error ? `the source cannot be read: ${input.source.error}` : 'no revision has been read yet' };
   const progressing = input.rollout || decision?.next === 'repair' || decision?.next === 'rollout';
   const sync: SyncStatus = progressing ? 'Progressing' : 'OutOfSync';
@@ -167,10 +217,10 @@ function syncOf(input: StatusInput, instances: InstanceStatus[]): { sync: SyncSt
   if (target.because === 'backoff') return { sync, reason: 'RetryPending', message: `the newest revision ${short(newest.revision)} failed and is retried${target.retryAt !== undefined ? ` at ${input.iso(target.retryAt)}` : ''}: ${input.failure ?? ''}` };
   for (const condition of WORST_FIRST) {
     const hit = instances.filter((i) => i.condition === condition);
-    if (hit.length) return { sync, reason: condition, message: `${condition}: ${hit.map((i) => `${i.name} (${i.message})`).slice(0, 5).join('; ')}${hit.length > 5 ? `; and ${hit.length - 5} more` : ''}` };
+    if (hit.length) return { sync, reason: condition, message: `${condition}: ${quote(hit.map((i) => `${i.name} (${i.message})`))}` };
   }
   const unhealthy = instances.filter((i) => i.health !== 'Healthy');
-  if (unhealthy.length) return { sync, reason: 'Degraded', message: unhealthy.map((i) => `${i.name}: ${i.healthMessage}`).slice(0, 5).join('; ') };
+  if (unhealthy.length) return { sync, reason: 'Degraded', message: quote(unhealthy.map((i) => `${i.name}: ${i.healthMessage}`)) };
   if (newest.revision !== input.applied) return { sync, reason: 'OutOfDate', message: `the fleet runs ${short(input.applied)}, not the newest revision ${short(newest.revision)}` };
   if (progressing) return { sync, reason: 'Progressing', message: 'repairing' };
   return { sync: 'Synced', reason: 'Converged', message: `every instance runs ${short(newest.revision)}` };

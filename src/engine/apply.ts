@@ -2,6 +2,7 @@
  * `tower apply`: the same observe → decide → act as the daemon, run until there is nothing
  * left to do (or a rollout failed): urgent repairs, then the plan, then housekeeping.
  */
+import { joinCapped } from '../core/bounds.js';
 import { decide, type Decision } from '../core/decide.js';
 import type { Diagnostic } from '../core/diagnostics.js';
 import { usesMqtt } from '../core/instance-env.js';
@@ -78,14 +79,24 @@ export async function applyFleet(rt: FleetRuntime, input: ApplyInput, options: A
   return { decision: shown!, ...(result ? { result } : {}), repairs };
 }
 
-/** Thrown before anything changes when the rollout could not succeed (e.g. a secret is missing). */
+/** Problems quoted in a PreflightError's message (the status, the history, GitHub); the rest are counted. */
+export const PREFLIGHT_PROBLEMS_SHOWN = 20;
+/** Characters of one problem quoted in the message. */
+export const PREFLIGHT_PROBLEM_CHARS = 500;
+
+/**
+ * Thrown before anything changes when the rollout could not succeed (e.g. a secret is missing).
+ * `problems` lists every one (`tower apply` prints them all); the message, which becomes the
+ * status's lastError and the attempted revision's error, quotes the first few and counts the
+ * rest: 5,000 instances missing a secret make a short text, not a 2 MB one.
+ */
 export class PreflightError extends Error {
   constructor(
     readonly problems: string[],
     /** stalled when the revision must change (a Node-RED version or image the runtime lacks); retryable when the world may (a secret not set yet). */
     readonly kind: 'stalled' | 'retryable',
   ) {
-    super(problems.join('\n'));
+    super(joinCapped(problems, { max: PREFLIGHT_PROBLEMS_SHOWN, itemChars: PREFLIGHT_PROBLEM_CHARS, separator: '\n', what: problems.length - PREFLIGHT_PROBLEMS_SHOWN === 1 ? 'problem' : 'problems' }));
     this.name = 'PreflightError';
   }
 }

@@ -4,10 +4,11 @@
  * metrics, the logs and the live progress on the page. The loop creates one per rollout.
  */
 import type { Logger } from 'pino';
+import { capText } from '../core/bounds.js';
 import type { Plan } from '../core/plan.js';
 import type { PlanReport } from '../core/render.js';
 import type { SwapState } from '../core/rollout.js';
-import type { RolloutOutcome, RolloutProgress } from '../core/status.js';
+import { STATUS_LIMITS, type RolloutOutcome, type RolloutProgress } from '../core/status.js';
 import type { RolloutEvent } from './events.js';
 import type { RolloutResult } from './executor.js';
 import type { CommitInfo, MetricsSink, Reporter, RolloutRecord, StateStore } from './ports.js';
@@ -72,7 +73,7 @@ export class RolloutRecorder {
       fleet: intent.fleet,
       revision: intent.revision,
       ...(intent.commit?.author ? { author: intent.commit.author } : {}),
-      ...(intent.commit?.message ? { message: intent.commit.message } : {}),
+      ...(intent.commit?.message ? { message: capText(intent.commit.message, STATUS_LIMITS.commitMessageChars) } : {}),
       startedAt: this.startedAt,
       plan: { order: intent.plan.order, onFailure: intent.plan.onFailure, waves: intent.plan.waves.map((w) => ({ index: w.index, steps: w.steps })) },
     };
@@ -104,7 +105,7 @@ export class RolloutRecorder {
         log.info({ instance: e.instance, phase: e.phase, path: e.path }, `phase ${e.phase}`);
         break;
       case 'instance-end':
-        if (r.instances[e.instance]) Object.assign(r.instances[e.instance]!, { outcome: e.outcome, ...(e.error ? { error: e.error } : {}) });
+        if (r.instances[e.instance]) Object.assign(r.instances[e.instance]!, { outcome: e.outcome, ...(e.error ? { error: bounded(e.error) } : {}) });
         log[e.error ? 'error' : 'info']({ instance: e.instance, outcome: e.outcome, ms: e.ms, ...(e.error ? { err: e.error } : {}) }, `instance ${e.outcome}`);
         break;
       case 'wave-end':
@@ -135,7 +136,7 @@ export class RolloutRecorder {
     const finishedAt = this.deps.now().toISOString();
     const end = outcomeOf(result, thrown, stopped);
     for (const r of result?.instances ?? []) {
-      await store.saveInstanceHistory(intent.id, r.instance, { path: r.path, outcome: r.state.outcome, ...(r.state.error ? { error: r.state.error } : {}), phases: r.phases.map((p) => ({ phase: p.phase, startedAt: this.startedAt, ms: p.ms })) });
+      await store.saveInstanceHistory(intent.id, r.instance, { path: r.path, outcome: r.state.outcome, ...(r.state.error ? { error: bounded(r.state.error) } : {}), phases: r.phases.map((p) => ({ phase: p.phase, startedAt: this.startedAt, ms: p.ms })) });
       for (const p of r.phases) metrics?.phase(p.phase, r.path, p.ms / 1000);
     }
     await store.finishRollout(intent.id, end.outcome, finishedAt, end.error);
@@ -148,7 +149,7 @@ export class RolloutRecorder {
           revision: intent.revision,
           outcome: end.outcome,
           ...(end.error ? { error: end.error } : {}),
-          instances: (result?.instances ?? []).map((r) => ({ name: r.instance, wave: r.wave, path: r.path, outcome: r.state.outcome, phases: r.phases, ms: r.ms, ...(r.state.error ? { error: r.state.error } : {}) })),
+          instances: (result?.instances ?? []).map((r) => ({ name: r.instance, wave: r.wave, path: r.path, outcome: r.state.outcome, phases: r.phases, ms: r.ms, ...(r.state.error ? { error: bounded(r.state.error) } : {}) })),
           ms: result?.ms ?? Date.parse(finishedAt) - Date.parse(this.startedAt),
         });
       }
@@ -160,12 +161,20 @@ export class RolloutRecorder {
   }
 }
 
+/**
+ * An error text as it is stored (history, audit, attempted revision) and reported (status,
+ * GitHub): bounded, with how much was cut. Secrets were taken out where the text was made.
+ */
+function bounded(error: string): string {
+  return capText(error, STATUS_LIMITS.messageChars);
+}
+
 function outcomeOf(result: RolloutResult | undefined, thrown: string | undefined, stopped: boolean): RolloutEnd {
-  if (!result) return { outcome: 'failed', error: thrown ?? 'the rollout could not run', kind: 'retryable' };
+  if (!result) return { outcome: 'failed', error: bounded(thrown ?? 'the rollout could not run'), kind: 'retryable' };
   if (result.superseded) return { outcome: stopped ? 'interrupted' : 'superseded' };
   if (result.ok) return { outcome: 'succeeded' };
   const f = result.failure!;
-  const error = `${f.instance}${f.phase ? ` in ${f.phase}` : ''}: ${f.error}`;
+  const error = bounded(`${f.instance}${f.phase ? ` in ${f.phase}` : ''}: ${f.error}`);
   // A rollback that itself failed leaves the fleet needing repair: the next pass sees to it.
   const outcome: RolloutOutcome = result.instances.some((i) => i.state.outcome === 'failed') ? 'failed' : 'rolled-back';
   return { outcome, error, kind: f.kind };

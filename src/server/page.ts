@@ -134,8 +134,11 @@ function instancesTable(s: StatusPageModel, opts: RenderOptions): SafeHtml {
 function validationSection(s: StatusPageModel): SafeHtml {
   const diags: Diagnostic[] = s.validation;
   if (!diags.length) return html``;
-  const errors = diags.filter((d) => d.severity === 'error').length;
-  const warnings = diags.length - errors;
+  // The status carries the first diagnostics only; the rest are counted.
+  const omitted = s.validationOmitted ?? { errors: 0, warnings: 0 };
+  const errors = diags.filter((d) => d.severity === 'error').length + omitted.errors;
+  const warnings = diags.length + omitted.errors + omitted.warnings - errors;
+  const more = omitted.errors + omitted.warnings;
   const rev = s.source.newestRevision ?? s.attemptedRevision;
   const counts = [errors ? plural(errors, 'error') : '', warnings ? plural(warnings, 'warning') : ''].filter(Boolean).join(', ');
   return html`<section id="validation" class="card" aria-labelledby="validation-title">
@@ -148,6 +151,7 @@ ${errors ? html`<p class="muted">Tower rejected this revision; nothing of it was
 ${d.hint ? html`<p class="hint"><span class="muted">Hint:</span> ${d.hint}</p>` : ''}
 </li>`,
   )}</ul>
+${more ? html`<p class="muted">… and ${more.toLocaleString('en-US')} more: run <code>tower validate</code> to see them all.</p>` : ''}
 </section>`;
 }
 

@@ -126,6 +126,15 @@ describe('renderStatusPage', () => {
     expect(head.match(/wire to missing node/g)).toHaveLength(1);
   });
 
+  it('counts the diagnostics the status left out: "and N more", and the totals in the heading', () => {
+    const s = invalidStatus();
+    s.validationOmitted = { errors: 3_998, warnings: 1_000 };
+    const v = section(render(s), 'validation');
+    expect(v).toContain('Validation: 4,000 errors, 1,001 warnings in');
+    expect(v).toContain('… and 4,998 more: run <code>tower validate</code> to see them all.');
+    expect(section(render(invalidStatus()), 'validation')).not.toContain('more: run');
+  });
+
   it('lists the history newest first, with outcome, duration and error', () => {
     const page = render(syncedStatus());
     const h = section(page, 'history');

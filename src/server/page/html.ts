@@ -98,7 +98,7 @@ export function firstLine(text: string): string {
 }
 
 export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
+  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
 }
 
 export type Tone = 'ok' | 'warn' | 'bad' | 'info' | 'neutral';
