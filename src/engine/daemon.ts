@@ -88,8 +88,10 @@ export class Daemon extends EventEmitter {
     this.queued = true;
     if (source) this.fetchDue = true;
     this.wake?.();
-    // During a rollout, learn about newer revisions now: the rollout stops at its next safe point.
-    if (this.rollingOut) void this.peekNewest();
+    // During a rollout, learn about newer revisions now (the rollout stops at its next safe
+    // point), and repair what dies outside it now.
+    if (this.rollingOut && source) void this.peekNewest();
+    if (this.rollingOut && !source) void this.reconciler.repairAside();
   }
 
   private async peekNewest(): Promise<void> {

@@ -55,6 +55,9 @@ export class Reconciler {
   /** The newest revision that validated: a rollout of another one stops between waves. */
   private newestValid?: string;
   private newestSeq = 0;
+  /** The rollout under way: repairs of other instances need not wait for it (repairAside). */
+  private rolling?: { fleet: string; desired: LoadedRevision; instances: Set<string> };
+  private asideBusy = false;
   /** When the pass wants to run again at the latest (a backoff ends, a standby expires). */
   wakeAt?: number;
   private readonly now: () => Date;
@@ -273,11 +276,14 @@ export class Reconciler {
     await recorder.begin();
     let result: RolloutResult | undefined;
     let thrown: string | undefined;
+    this.rolling = { fleet, desired, instances: new Set(decision.plan.waves.flatMap((w) => w.steps.map((st) => st.instance))) };
     try {
       result = await executeRollout(decision.plan, repo.instances, live, { ...this.actDeps(fleet, desired, recorder.onEvent), journal: recorder.journal, shouldContinue: () => this.opts.mayContinue() && !this.superseded(desired.revision) });
     } catch (err) {
       thrown = (err as Error).message;
       recorder.log.error({ err: thrown }, 'rollout could not run');
+    } finally {
+      this.rolling = undefined;
     }
     const end = await recorder.finish(result, thrown, !this.opts.mayContinue());
     const now = this.now();
@@ -293,6 +299,27 @@ export class Reconciler {
     this.status.rollout = null;
     this.opts.changed(this.status);
     return end.outcome === 'succeeded' ? 'rolled-out' : end.outcome === 'superseded' || end.outcome === 'interrupted' ? end.outcome : 'failed';
+  }
+
+  /**
+   * During a rollout, the instances it does not touch are kept alive all the same: a colour or
+   * switch of theirs that dies is repaired at once, not when the rollout is over.
+   */
+  async repairAside(): Promise<void> {
+    const r = this.rolling;
+    if (!r || this.asideBusy) return;
+    this.asideBusy = true;
+    try {
+      const live = await observeFleet(this.opts.runtime, r.fleet);
+      const desired = { fleet: r.desired.repo.fleet!, instances: r.desired.repo.instances };
+      const decision = decide({ desired, mode: 'hold', canPlan: false, live, restarts: this.restarts, repairFailures: this.repairFailures, now: this.now().getTime() });
+      const repairs = decision.repairs.filter((x) => x.urgent && !r.instances.has(x.instance));
+      if (repairs.length) await this.repair({ ...decision, repairs }, r.desired, live, r.fleet, true);
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'cannot repair beside the rollout; the next pass will');
+    } finally {
+      this.asideBusy = false;
+    }
   }
 
   private wakeUntil(at: number): void {

@@ -115,6 +115,28 @@ describe('the daemon repairs what runs, without any commit', () => {
     expect(d.logs.some((l) => String(l.msg).startsWith('CrashLoop'))).toBe(true);
   });
 
+  it('a colour that dies beside a rollout is repaired at once, not when the rollout is over', async () => {
+    const dir = tmp('tower-repair-aside-');
+    const state = tmp('tower-repair-aside-state-');
+    states.push(state);
+    const ports = await writeSmallFleet(dir, [{ name: 'a', text: 'a1' }, { name: 'b', text: 'b1' }], '{ order: sequential }');
+    const d = await startDaemon(['--repo', dir, '--state-dir', state, '--interval', '1h'], process.env);
+    daemons.push(d);
+    await d.waitFor(synced, 30_000, 'the fleet to converge');
+    const color = (await d.status()).instances.find((i) => i.name === 'b')!.color!;
+    // a's new flows answer slowly: its smoke check alone takes 3 s.
+    const mark = d.logs.length;
+    await writeSmallFleet(dir, [{ name: 'a', text: 'a2', delayMs: 3_000 }, { name: 'b', text: 'b1' }], '{ order: sequential }', ports);
+    await d.waitForLog((l) => l.instance === 'a' && l.phase === 'VERIFY', 20_000, mark);
+    process.kill(colourPid(state, 'b', color), 'SIGKILL');
+    await untilServing(ports.b!, 10_000);
+    expect((await d.status()).rollout, 'the rollout of a is still under way').not.toBeNull();
+    const repaired = await d.waitForLog((l) => l.msg === 'repaired b: restart', 10_000, mark);
+    const done = await d.waitForLog((l) => String(l.msg).startsWith('rollout succeeded'), 20_000, mark);
+    expect(d.logs.indexOf(done)).toBeGreaterThan(d.logs.indexOf(repaired));
+    await d.waitFor(synced, 20_000, 'Synced after both');
+  });
+
   it('a killed switch is started again on its route', async () => {
     const { state, ports, d } = await fleet();
     const pid = (JSON.parse(readFileSync(join(state, 'switch', 'web.json'), 'utf8')) as { pid: number }).pid;
