@@ -5,7 +5,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, relative, sep } from 'node:path';
-import { serve } from '@hono/node-server';
 import pino, { type Logger } from 'pino';
 import { credentialsFromEnv } from '../adapters/source/git-credentials.js';
 import { gitSource } from '../adapters/source/git.js';
@@ -22,6 +21,7 @@ import type { FleetSource, Leadership } from '../engine/ports.js';
 import { openRuntime } from '../runtime.js';
 import { LIBRARY_DIR, VERSION } from '../paths.js';
 import { createApp } from '../server/app.js';
+import { listen } from '../server/listen.js';
 import { FleetMetrics } from '../server/metrics.js';
 import type { Io } from './io.js';
 
@@ -241,20 +241,4 @@ function leaseLeadership(lease: Lease, log: Logger): Leadership {
       await lease.release().catch(() => {});
     },
   };
-}
-
-function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number): Promise<{ port: number; close(cb: () => void): void }> {
-  return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, (info) =>
-      resolve({
-        port: info.port,
-        close: (cb) => {
-          server.close(() => cb());
-          // Open event streams (status pages) would keep close() waiting for ever.
-          (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-        },
-      }),
-    );
-    server.once('error', reject);
-  });
 }

@@ -2,37 +2,80 @@
  * The daemon's HTTP face, as a value: createApp(deps) builds it, tests call app.request().
  * Read-only by design — the only route that accepts a body is the verified webhook, and it
  * can do nothing but queue a reconcile pass. Everything else that is not a GET gets 405.
+ *
+ * Anyone who can reach the port can call it, so what a caller can make it hold is bounded
+ * (SERVER_LIMITS): event streams are counted, a client that stops reading is written nothing
+ * more and, after a while, dropped; a webhook without a signature header is refused before
+ * its body is read, unverified bodies are counted, budgeted and timed. Every response says
+ * `X-Content-Type-Options: nosniff`.
  */
-import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
+import type { ServerResponse } from 'node:http';
+import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
+import { MAX_WEBHOOK_BYTES } from '../adapters/github/webhook.js';
 import type { FleetStatus } from '../core/status.js';
 import type { RolloutRecord } from '../engine/ports.js';
 import { renderStatusMain, renderStatusPage, STATUS_PAGE_CSP, type StatusPageModel } from './page.js';
-import { pumpStatus } from './sse.js';
+import { MAX_BACKLOG_BYTES, pumpStatus, STALL_MS, StatusFeed, type StatusStreamOptions } from './sse.js';
+import { readBounded, UploadGate, type UploadLimits } from './upload.js';
 
 export interface WebhookResult {
   status: number;
   body: Record<string, unknown>;
 }
 
+export interface ServerLimits {
+  /** Event streams open at once; more are answered 503 with Retry-After. */
+  eventStreams: number;
+  /** With more than this unsent, an event-stream client is behind: it is written nothing more until it catches up. */
+  streamBacklogBytes: number;
+  /** An event-stream client behind for this long is dropped (its connection closed). */
+  streamStallMs: number;
+  /** Webhook bodies before their signature is verified. */
+  webhook: UploadLimits;
+  /** What a 503 asks the client to wait, in seconds. */
+  retryAfterSeconds: number;
+}
+
+export const SERVER_LIMITS: ServerLimits = {
+  eventStreams: 256,
+  streamBacklogBytes: MAX_BACKLOG_BYTES,
+  streamStallMs: STALL_MS,
+  // GitHub sends one delivery at a time per hook and waits 10 s for the answer.
+  webhook: { concurrent: 8, budgetBytes: 64 * 1024 * 1024, maxBytes: MAX_WEBHOOK_BYTES, deadlineMs: 10_000 },
+  retryAfterSeconds: 5,
+};
+
 export interface AppDeps {
   status(): FleetStatus;
   history(limit: number): Promise<RolloutRecord[]>;
-  /** Verifies and handles a GitHub webhook delivery; absent when no secret is configured. */
-  webhook?: (request: { body: string; signature?: string; event?: string; delivery?: string }) => Promise<WebhookResult>;
+  /** Verifies and handles a GitHub webhook delivery (the raw body: the signature covers its bytes); absent when no secret is configured. */
+  webhook?: (request: { body: Buffer; signature?: string; event?: string; delivery?: string }) => Promise<WebhookResult>;
   version: string;
   /** Calls listener whenever the status changes (the daemon's 'status' events); returns unsubscribe. */
   subscribe(listener: () => void): () => void;
   /** Prometheus exposition of the daemon's metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Tighter or looser bounds than SERVER_LIMITS (tests); the event stream's pacing too. */
+  limits?: Partial<Omit<ServerLimits, 'webhook'>> & { webhook?: Partial<UploadLimits> };
+  events?: Pick<StatusStreamOptions, 'heartbeatMs' | 'minIntervalMs'>;
 }
 
 /** How many rollouts the status API, the page and the events carry. */
 const HISTORY_ON_PAGE = 10;
 
+/** What @hono/node-server passes as c.env; absent under app.request(). */
+interface NodeBindings {
+  outgoing?: ServerResponse;
+}
+
+/** X-Hub-Signature-256 as GitHub sends it: anything else cannot verify, so its body is never read. */
+const SIGNATURE = /^sha256=[0-9a-f]{64}$/i;
+
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
+  const limits: ServerLimits = { ...SERVER_LIMITS, ...deps.limits, webhook: { ...SERVER_LIMITS.webhook, ...deps.limits?.webhook } };
+  const retryAfter = { 'retry-after': String(limits.retryAfterSeconds) };
 
   /** What the status API, the page and the events show: one shape for all three. */
   async function snapshot(): Promise<StatusPageModel> {
@@ -41,13 +84,19 @@ export function createApp(deps: AppDeps): Hono {
     return { version: deps.version, ...status, history };
   }
 
-  app.get('/healthz', (c) => c.json({ ok: true }));
+  // Every response, JSON and errors included: a browser must never guess a type.
+  app.use('*', async (c, next) => {
+    c.header('x-content-type-options', 'nosniff');
+    await next();
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true }, 200, { 'cache-control': 'no-store' }));
 
   // The status page; `?fragment=1` is its <main> alone, which the page's script swaps in live.
   app.get('/', async (c) => {
     const model = await snapshot();
     const opts = { now: new Date() };
-    const headers = { 'cache-control': 'no-store', 'content-security-policy': STATUS_PAGE_CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
+    const headers = { 'cache-control': 'no-store', 'content-security-policy': STATUS_PAGE_CSP, 'referrer-policy': 'no-referrer' };
     if (c.req.query('fragment') !== undefined) return c.html(renderStatusMain(model, opts), 200, headers);
     return c.html(renderStatusPage(model, opts), 200, headers);
   });
@@ -55,17 +104,30 @@ export function createApp(deps: AppDeps): Hono {
   app.get('/api/v1/status', async (c) => c.json(await snapshot(), 200, { 'cache-control': 'no-store' }));
 
   // Server-sent events: `event: status` with the same JSON as /api/v1/status on every change.
+  const feed = new StatusFeed({ subscribe: deps.subscribe, snapshot });
+  let streams = 0;
   app.get('/api/v1/events', (c) => {
     // HEAD gets the headers only: a stream nobody reads would never end.
     if (c.req.method === 'HEAD') return c.body(null, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    if (streams >= limits.eventStreams) return c.json({ error: `${limits.eventStreams} event streams are open already; try again later` }, 503, retryAfter);
+    streams++;
+    const outgoing = (c.env as NodeBindings | undefined)?.outgoing;
     return streamSSE(c, async (stream) => {
       // The Node server aborts the request's signal when the client goes away.
       const signal = c.req.raw.signal;
       const onAbort = () => stream.abort();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        await pumpStatus(stream, { subscribe: deps.subscribe, snapshot });
+        await pumpStatus(stream, {
+          subscribe: feed.subscribe,
+          frame: feed.frame,
+          maxBacklogBytes: limits.streamBacklogBytes,
+          stallMs: limits.streamStallMs,
+          ...deps.events,
+          ...(outgoing ? { buffered: () => outgoing.writableLength, drop: () => outgoing.destroy() } : {}),
+        });
       } finally {
+        streams--;
         signal.removeEventListener('abort', onAbort);
       }
     });
@@ -76,19 +138,41 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ history: await deps.history(limit) });
   });
 
-  // An unauthenticated sender must not make us buffer more than GitHub ever sends (25 MB).
-  const webhookLimit = bodyLimit({ maxSize: 25 * 1024 * 1024, onError: (c) => c.json({ error: 'payload too large' }, 413) });
-  app.post('/hooks/github', webhookLimit, async (c) => {
-    if (!deps.webhook) return c.json({ error: 'webhooks are not configured (set TOWER_WEBHOOK_SECRET)' }, 404);
-    const body = await c.req.text();
-    const r = await deps.webhook({
-      body,
-      ...(c.req.header('x-hub-signature-256') ? { signature: c.req.header('x-hub-signature-256')! } : {}),
-      ...(c.req.header('x-github-event') ? { event: c.req.header('x-github-event')! } : {}),
-      ...(c.req.header('x-github-delivery') ? { delivery: c.req.header('x-github-delivery')! } : {}),
-    });
-    return c.json(r.body, r.status as 200);
+  // GitHub's webhook. Until the signature is checked the sender is anyone: nothing is read of
+  // a request that cannot verify, and what can is bounded (limits.webhook).
+  const uploads = new UploadGate(limits.webhook);
+  app.post('/hooks/github', async (c) => {
+    // Refused before a byte of the body is read; the connection is not kept for more.
+    const refuse = (status: 401 | 404 | 408 | 411 | 413 | 503, error: string, headers: Record<string, string> = {}) => c.json({ error }, status, { connection: 'close', ...headers });
+    if (!deps.webhook) return refuse(404, 'webhooks are not configured (set TOWER_WEBHOOK_SECRET)');
+    const signature = c.req.header('x-hub-signature-256');
+    if (!signature) return refuse(401, 'missing X-Hub-Signature-256');
+    if (!SIGNATURE.test(signature)) return refuse(401, 'X-Hub-Signature-256 is not a sha256= signature');
+    const declared = declaredLength(c);
+    if (declared === 'invalid') return refuse(411, 'a webhook needs a valid Content-Length or chunked encoding');
+    if (declared !== undefined && declared > limits.webhook.maxBytes) return refuse(413, `payload too large (more than ${limits.webhook.maxBytes} bytes)`);
+    const admitted = uploads.admit(declared);
+    if (!admitted.ok) return refuse(503, 'too many unverified webhook deliveries at once; try again later', retryAfter);
+    try {
+      const read = await readBounded(c.req.raw.body, admitted.slot, limits.webhook.maxBytes, Date.now() + limits.webhook.deadlineMs);
+      if (!read.ok) {
+        if (read.why === 'too-large') return refuse(413, `payload too large (more than ${limits.webhook.maxBytes} bytes)`);
+        if (read.why === 'over-budget') return refuse(503, 'too many unverified webhook bytes at once; try again later', retryAfter);
+        if (read.why === 'timeout') return refuse(408, `the body did not arrive within ${limits.webhook.deadlineMs / 1000} s`);
+        return refuse(408, 'the body could not be read');
+      }
+      const r = await deps.webhook({
+        body: read.body,
+        signature,
+        ...(c.req.header('x-github-event') ? { event: c.req.header('x-github-event')! } : {}),
+        ...(c.req.header('x-github-delivery') ? { delivery: c.req.header('x-github-delivery')! } : {}),
+      });
+      return c.json(r.body, r.status as 200);
+    } finally {
+      admitted.slot.release();
+    }
   });
+  app.all('/hooks/github', (c) => c.json({ error: `${c.req.method} is not allowed: GitHub webhooks are POSTed` }, 405, { allow: 'POST' }));
 
   // Read-only: nothing but GET (and the webhook above) is accepted anywhere.
   app.get('/metrics', async (c) => {
@@ -103,4 +187,13 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   return app;
+}
+
+/** The declared body length: undefined when chunked (counted as it comes), 'invalid' when it cannot be read. */
+function declaredLength(c: Context): number | undefined | 'invalid' {
+  const te = c.req.header('transfer-encoding');
+  const cl = c.req.header('content-length');
+  if (te !== undefined) return /^\s*chunked\s*$/i.test(te) ? undefined : 'invalid';
+  if (cl === undefined) return 0;
+  return /^\d{1,15}$/.test(cl.trim()) ? Number(cl.trim()) : 'invalid';
 }
