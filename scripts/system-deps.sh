@@ -11,8 +11,9 @@ set -euo pipefail
 # context and state store. chromium: the status page tested in a real browser.
 PACKAGES=(git mosquitto docker.io docker-compose busybox-static nginx redis-server postgresql chromium prometheus)
 if [ "${1:-}" = runtime ]; then
-  # git for Git sources; mosquitto for the embedded broker of fleets that use MQTT.
-  PACKAGES=(git mosquitto)
+  # git for Git sources; mosquitto for the embedded broker of fleets that use MQTT;
+  # redis-server for the embedded Redis of instances with context: shared.
+  PACKAGES=(git mosquitto redis-server)
 fi
 
 missing=()

@@ -1,6 +1,6 @@
 /**
  * The adapters of one state directory, wired once: the runtime drivers, the traffic switch,
- * the fleet's broker and deploy gate, Node-RED's Admin API clients. Commands open it; the
+ * the fleet's broker and deploy gate, the Redis of shared context, Node-RED's Admin API clients. Commands open it; the
  * engine acts through it (src/engine/ports.ts FleetRuntime) and never builds an adapter.
  */
 import Dockerode from 'dockerode';
@@ -9,6 +9,7 @@ import type { AdminClient, FleetRuntime, RuntimeDriver } from './engine/ports.js
 import { StateDir } from './adapters/fs/state-dir.js';
 import { brokerFromUrl, ensureEmbeddedBroker, stopEmbeddedBroker } from './adapters/mqtt/embedded-broker.js';
 import { deployGate } from './adapters/mqtt/gate.js';
+import { ensureEmbeddedRedis, findRedisServer, stopEmbeddedRedis } from './adapters/redis/embedded-redis.js';
 import { freePort } from './adapters/net.js';
 import { NodeRedAdmin } from './adapters/nodered/admin.js';
 import { dockerDriver } from './adapters/runtime/docker.js';
@@ -65,7 +66,17 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
     smoke: (opts) => runSmokeChecks(opts),
     freePort,
     ...(options.env.REDIS_URL ? { redisUrl: options.env.REDIS_URL } : {}),
-    stopBroker: () => stopEmbeddedBroker(state.path('broker')),
+    async ensureSharedContext() {
+      if (options.env.REDIS_URL) return (rt.redisUrl = options.env.REDIS_URL);
+      const binary = findRedisServer();
+      if (!binary) return undefined; // the engine warns: context stays in each colour's memory
+      // Ours to keep running: started again (same port, same password) if it died.
+      return (rt.redisUrl = (await ensureEmbeddedRedis(state.path('redis'), binary, options.log)).url);
+    },
+    async stopEmbedded() {
+      stopEmbeddedBroker(state.path('broker'));
+      await stopEmbeddedRedis(state.path('redis'));
+    },
     async close() {
       await rt.gate?.end();
     },

@@ -48,6 +48,7 @@ export async function applyFleet(rt: FleetRuntime, input: ApplyInput, options: A
   if (!options.dryRun) {
     rt.registry.update((r) => void (r.fleet = fleet));
     if (usesMqtt(input.instances)) await rt.ensureBroker();
+    if (usesSharedContext(input.instances)) await rt.ensureSharedContext();
   }
   const deps: ActDeps = { fleet, desiredFleet: input.fleet, runtime: rt, secretsEnv: options.env, ...(input.revision ? { revision: input.revision } : {}), now, onEvent: options.onEvent };
   let restarts: RestartBook = {};
@@ -83,6 +84,8 @@ export async function applyFleet(rt: FleetRuntime, input: ApplyInput, options: A
 export const PREFLIGHT_PROBLEMS_SHOWN = 20;
 /** Characters of one problem quoted in the message. */
 export const PREFLIGHT_PROBLEM_CHARS = 500;
+/** The whole message: it fits in the status's message beside what the status says around it. */
+export const PREFLIGHT_MESSAGE_CHARS = 1_500;
 
 /**
  * Thrown before anything changes when the rollout could not succeed (e.g. a secret is missing).
@@ -96,7 +99,7 @@ export class PreflightError extends Error {
     /** stalled when the revision must change (a Node-RED version or image the runtime lacks); retryable when the world may (a secret not set yet). */
     readonly kind: 'stalled' | 'retryable',
   ) {
-    super(joinCapped(problems, { max: PREFLIGHT_PROBLEMS_SHOWN, itemChars: PREFLIGHT_PROBLEM_CHARS, separator: '\n', what: problems.length - PREFLIGHT_PROBLEMS_SHOWN === 1 ? 'problem' : 'problems' }));
+    super(joinCapped(problems, { max: PREFLIGHT_PROBLEMS_SHOWN, itemChars: PREFLIGHT_PROBLEM_CHARS, separator: '\n', what: (n) => (n === 1 ? 'problem' : 'problems'), maxChars: PREFLIGHT_MESSAGE_CHARS }));
     this.name = 'PreflightError';
   }
 }
@@ -122,8 +125,18 @@ export async function preflight(plan: Plan, instances: readonly DesiredInstance[
   if (problems.length) throw new PreflightError(problems, kind);
 }
 
+/** Whether any instance keeps its context in Redis (context: shared): then the engine asks the runtime for it first. */
+export function usesSharedContext(instances: readonly DesiredInstance[]): boolean {
+  return instances.some((i) => i.config.context === 'shared');
+}
+
+/** What to say when instances ask for shared context and there is no Redis (after ensureSharedContext: no REDIS_URL, no redis-server). */
 export function sharedContextWarning(instances: readonly DesiredInstance[], rt: FleetRuntime): string | undefined {
   const shared = instances.filter((i) => i.config.context === 'shared').map((i) => i.name);
   if (!shared.length || rt.redisUrl) return undefined;
-  return `${shared.join(', ')} ask${shared.length === 1 ? 's' : ''} for shared context, but REDIS_URL is not set: context stays in each colour's memory and is lost on a swap`;
+  return (
+    `${shared.join(', ')} ask${shared.length === 1 ? 's' : ''} for shared context, but REDIS_URL is not set and redis-server is not installed: ` +
+    `context stays in each colour's memory and is lost on a swap. Install redis-server (apt-get install redis-server, or scripts/system-deps.sh runtime) ` +
+    `and Tower runs one itself, or set REDIS_URL=redis://host:port`
+  );
 }

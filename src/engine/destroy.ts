@@ -1,7 +1,8 @@
 /**
  * Taking the fleet down for good (`tower destroy`): every colour, switch, gate state and
  * broker session goes, and Tower's record of what it applied with them — so that the next
- * start sees nothing running and creates the fleet again.
+ * start sees nothing running and creates the fleet again. The embedded broker and Redis stop
+ * (their data stays in the state directory).
  */
 import { InstanceActions } from './actions.js';
 import { observeFleet } from './observe.js';
@@ -17,6 +18,6 @@ export async function destroyAll(rt: FleetRuntime, fleet: string): Promise<strin
     removed.push(l.name);
   }
   rt.registry.write({ fleet, instances: {} });
-  rt.stopBroker();
+  await rt.stopEmbedded();
   return removed;
 }

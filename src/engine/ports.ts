@@ -12,7 +12,6 @@ import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js'
 import type { ExitInfo } from '../core/live.js';
 
 export type { Color, CommitInfo, RolloutOutcome };
-
 export { TowerError } from './errors.js';
 
 // Runtime drivers
@@ -262,9 +261,8 @@ export interface RevisionState {
 }
 
 /**
- * The durable state: the rollout trace (each instance's state, written before its actions
- * run, so that a restart can say where a rollout was interrupted), the history, the audit
- * trail, and the attempted and applied revisions.
+ * The durable state: the rollout trace (each instance's state, written before its actions run, so that a restart
+ * can say where a rollout was interrupted), the history, the audit trail, and the attempted and applied revisions.
  */
 export interface StateStore {
   readonly kind: 'postgres' | 'embedded';
@@ -382,10 +380,12 @@ export interface FleetRuntime {
   admin(url: string): AdminClient;
   smoke: SmokeRunner;
   freePort(): Promise<number>;
-  /** Where instances with context: shared keep context (REDIS_URL). */
+  /** Where instances with context: shared keep context (Redis), once ensureSharedContext has run (or REDIS_URL is set). */
   redisUrl?: string;
-  /** Stops the embedded broker (destroy). */
-  stopBroker(): void;
+  /** REDIS_URL, or the embedded Redis, started now (again, if it died); undefined without either (redis-server not installed). */
+  ensureSharedContext(): Promise<string | undefined>;
+  /** Stops the embedded broker and Redis, if Tower runs them (destroy); their data stays in the state directory. */
+  stopEmbedded(): Promise<void>;
   close(): Promise<void>;
 }
 

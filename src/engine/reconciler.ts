@@ -15,7 +15,7 @@ import { backoffDelay, recordRestart, settleRestarts, type RestartBook } from '.
 import { bookFromStore, chooseTarget, EMPTY_BOOK, recordFailure, recordSuccess, type RevisionBook, type Target } from '../core/revisions.js';
 import { deriveStatus, type FleetStatus } from '../core/status.js';
 import type { ActDeps } from './actions.js';
-import { preflight, PreflightError, sharedContextWarning } from './apply.js';
+import { preflight, PreflightError, sharedContextWarning, usesSharedContext } from './apply.js';
 import type { RolloutEvent } from './events.js';
 import { executeRepairs, executeRollout, type RolloutResult } from './executor.js';
 import { observeFleet } from './observe.js';
@@ -117,6 +117,7 @@ export class Reconciler {
     const desired = await this.desiredFor(target, newest);
     // observe: what runs
     if (desired && usesMqtt(desired.repo.instances)) await rt.ensureBroker();
+    if (desired && usesSharedContext(desired.repo.instances)) await rt.ensureSharedContext();
     const live = await observeFleet(rt, fleet);
     this.restarts = settleRestarts(this.restarts, (key) => restartState(live, key), now.getTime());
     // decide

@@ -223,7 +223,12 @@ export class FakeRuntime implements FleetRuntime {
     return this.nextPort++;
   }
 
-  stopBroker(): void {}
+  /** Shared context as the real runtime gives it without REDIS_URL: an (unreachable) Redis URL. */
+  async ensureSharedContext(): Promise<string> {
+    return (this.redisUrl ??= 'redis://redis.fake:6379');
+  }
+
+  async stopEmbedded(): Promise<void> {}
 
   async close(): Promise<void> {
     await this.gate?.end();
