@@ -7,6 +7,10 @@
  * directory (<stateDir>/docker/<instance>/<color>/data) bind-mounted as /data, the official
  * image's userDir, holding the settings.js and flows.json Tower writes before start.
  *
+ * With context: shared, the Redis context store and the ioredis it requires are staged in the
+ * state directory and bind-mounted read-only (docker-context.ts); settings.js requires the store
+ * at its in-container path.
+ *
  * Containers have no restart policy: a colour that dies stays down until Tower's engine starts
  * it again, having heard of it through watch() (docker-watch.ts, on Docker's event stream).
  * Docker restarting it behind Tower's back would hide a crash loop from the engine and the
@@ -17,6 +21,7 @@ import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { deployableFlows } from '../../core/flows.js';
 import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { stageContextStore } from './docker-context.js';
 import { dockerSupervisor, exitOfState } from './docker-watch.js';
 import { renderSettings } from './settings.js';
 import {
@@ -119,6 +124,9 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
       // Parse before any side effect: a bad limit leaves nothing behind.
       const memory = spec.resources.memory !== undefined ? memoryBytes(spec.resources.memory) : undefined;
       const cpus = spec.resources.cpu !== undefined ? nanoCpus(spec.resources.cpu) : undefined;
+      const shared = spec.context === 'shared' ? spec.sharedContext : undefined;
+      if (spec.context === 'shared' && !shared) options.log?.(`docker: ${name} wants context: shared, but no Redis is configured (REDIS_URL); its context stays in memory and is lost on a swap`);
+      const store = shared ? stageContextStore(stateDir) : undefined;
 
       const missing = await imageProblem(image);
       if (missing) throw new RuntimeError(missing, 'ImageMissing');
@@ -136,7 +144,14 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
       await rm(dir, { recursive: true, force: true });
       await mkdir(dataDir, { recursive: true, mode: 0o700 });
       const secretValue = await credentialSecret();
-      const settings = renderSettings({ port: spec.port, host: '127.0.0.1', admin: spec.admin, credentialSecret: secretValue, settings: spec.settings });
+      const settings = renderSettings({
+        port: spec.port,
+        host: '127.0.0.1',
+        admin: spec.admin,
+        credentialSecret: secretValue,
+        settings: spec.settings,
+        ...(shared && store ? { sharedContext: { ...shared, modulePath: store.modulePath } } : {}),
+      });
       const files: Record<string, string> = {
         'settings.js': settings,
         // As Node-RED stores them: credentials apart, so the rev it reports is flowsRev(deployableFlows(flows)).
@@ -168,7 +183,7 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
         ...(user ? { User: user } : {}),
         HostConfig: {
           NetworkMode: 'host',
-          Binds: [`${dataDir}:/data`, ...(run.binds ?? [])],
+          Binds: [`${dataDir}:/data`, ...(store?.binds ?? []), ...(run.binds ?? [])],
           // Never restarted by Docker: Tower hears the die event and decides (backoff, CrashLoop).
           RestartPolicy: { Name: 'no' },
           ...(memory !== undefined ? { Memory: memory } : {}),

@@ -35,7 +35,10 @@ import { CLEAN, DELETE, runScript, WRITE } from './redis-scripts.cjs';
 /**
  * The part of @node-red/util (shipped without types) this store uses: Node-RED's own property
  * functions, so that nested keys (`a.b[0]`) mean what they mean in the built-in stores, and its
- * log. Inside Node-RED this is the very instance the runtime uses.
+ * log. Inside Node-RED this is the very instance the runtime uses: resolved from the Node-RED
+ * that runs (require.main, its red.js), whose copy may not be the one beside this file — in a
+ * container, this file and Tower's node_modules are mounted apart from the image's Node-RED,
+ * and a second copy's log was never initialised, so it would say nothing.
  */
 interface NodeRedUtilModule {
   util: {
@@ -47,7 +50,18 @@ interface NodeRedUtilModule {
   };
   log: { warn(message: string): void; info(message: string): void };
 }
-const { util: nodeRedUtil, log: nodeRedLog } = createRequire(__filename)('@node-red/util') as NodeRedUtilModule;
+function loadNodeRedUtil(): NodeRedUtilModule {
+  const main = require.main?.filename;
+  if (main) {
+    try {
+      return createRequire(main)('@node-red/util') as NodeRedUtilModule;
+    } catch {
+      // not started as Node-RED (a test, an embedding): the copy beside this file
+    }
+  }
+  return createRequire(__filename)('@node-red/util') as NodeRedUtilModule;
+}
+const { util: nodeRedUtil, log: nodeRedLog } = loadNodeRedUtil();
 
 interface RedisContextConfig {
   /** redis://[:password@]host:port[/db] */
