@@ -30,11 +30,28 @@ export function capList<T>(items: readonly T[], max: number): { shown: T[]; more
 
 /**
  * The first `max` items joined, then "and N more <what>" when there were more: each item cut
- * at `itemChars` characters.
+ * at `itemChars` characters, and — with `maxChars` — no more items than fit in that many
+ * characters, the "and N more" included.
  */
-export function joinCapped(items: readonly string[], opts: { max: number; itemChars: number; separator: string; what?: string }): string {
-  const { shown, more } = capList(items, opts.max);
-  const parts = shown.map((s) => capText(s, opts.itemChars));
-  if (more) parts.push(`and ${count(more)} more${opts.what ? ` ${opts.what}` : ''}`);
+export function joinCapped(items: readonly string[], opts: { max: number; itemChars: number; separator: string; what?: (more: number) => string; maxChars?: number }): string {
+  const tail = (more: number) => `and ${count(more)} more${opts.what ? ` ${opts.what(more)}` : ''}`;
+  const budget = opts.maxChars ?? Infinity;
+  if (items.length <= opts.max) {
+    const whole = items.map((item) => capText(item, opts.itemChars)).join(opts.separator);
+    if (whole.length <= budget) return whole;
+  }
+  const parts: string[] = [];
+  let length = 0;
+  for (const item of items.slice(0, Math.max(0, opts.max))) {
+    const part = capText(item, opts.itemChars);
+    const more = items.length - parts.length - 1;
+    const next = length + (parts.length ? opts.separator.length : 0) + part.length;
+    // Room for this one, and for the line that counts the rest when there is a rest.
+    if (next + (more ? opts.separator.length + tail(more).length : 0) > budget) break;
+    parts.push(part);
+    length = next;
+  }
+  const more = items.length - parts.length;
+  if (more) parts.push(tail(more));
   return parts.join(opts.separator);
 }

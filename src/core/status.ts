@@ -205,7 +205,8 @@ export function boundDiagnostics(all: readonly Diagnostic[]): { validation: Diag
 function syncOf(input: StatusInput, instances: InstanceStatus[]): { sync: SyncStatus; reason: string; message: string } {
   const { newest, target, decision } = input;
   const short = (r: string | undefined) => (r ? r.slice(0, 12) : 'none');
-  const quote = (items: string[]) => joinCapped(items, { max: STATUS_LIMITS.quotedInstances, itemChars: STATUS_LIMITS.instanceMessageChars, separator: '; ' });
+  // Room left for the condition's name in front: the "and N more" is never cut off.
+  const quote = (items: string[]) => joinCapped(items, { max: STATUS_LIMITS.quotedInstances, itemChars: STATUS_LIMITS.instanceMessageChars, separator: '; ', maxChars: STATUS_LIMITS.messageChars - 40 });
   if (!newest) return { sync: 'Unknown', reason: input.source.error ? 'SourceUnreachable' : 'NoRevision', message: input.source.error ? `the source cannot be read: ${input.source.error}` : 'no revision has been read yet' };
   const progressing = input.rollout || decision?.next === 'repair' || decision?.next === 'rollout';
   const sync: SyncStatus = progressing ? 'Progressing' : 'OutOfSync';

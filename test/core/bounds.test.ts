@@ -21,7 +21,7 @@ describe('capText', () => {
     ['eleven chars', 10, 'eleven cha… (and 2 more characters)'],
     ['x'.repeat(12_345), 5, 'xxxxx… (and 12,340 more characters)'],
     ['', 0, ''],
-  ])('%j cut at %i', (text, max, want) => {
+  ])('case %#: cut at %i characters', (text, max, want) => {
     expect(capText(text, max)).toBe(want);
   });
 
@@ -43,12 +43,21 @@ describe('capList and joinCapped', () => {
 
   it('joins the first items, each cut, and says how many more', () => {
     const items = Array.from({ length: 5_000 }, (_, i) => `instance-${i}: ${'e'.repeat(i === 0 ? 1_000 : 10)}`);
-    const text = joinCapped(items, { max: 3, itemChars: 30, separator: '\n', what: 'problems' });
+    const text = joinCapped(items, { max: 3, itemChars: 30, separator: '\n', what: () => 'problems' });
     const lines = text.split('\n');
     expect(lines).toHaveLength(4);
     expect(lines[0]).toBe(`instance-0: ${'e'.repeat(18)}… (and 982 more characters)`);
     expect(lines[3]).toBe('and 4,997 more problems');
     expect(joinCapped(['a', 'b'], { max: 3, itemChars: 30, separator: '; ' })).toBe('a; b');
+  });
+
+  it('quotes no more items than fit in maxChars, the count of the rest included', () => {
+    const items = Array.from({ length: 1_000 }, (_, i) => `problem number ${String(i).padStart(4, '0')} here`); // 24 characters each
+    const text = joinCapped(items, { max: 20, itemChars: 100, separator: '\n', what: (n) => (n === 1 ? 'problem' : 'problems'), maxChars: 150 });
+    expect(text.length).toBeLessThanOrEqual(150);
+    expect(text.split('\n')).toEqual(['problem number 0000 here', 'problem number 0001 here', 'problem number 0002 here', 'problem number 0003 here', 'problem number 0004 here', 'and 995 more problems']);
+    expect(joinCapped(['x'.repeat(50), 'y'], { max: 5, itemChars: 100, separator: '\n', what: (n) => (n === 1 ? 'problem' : 'problems'), maxChars: 40 })).toBe('and 2 more problems');
+    expect(joinCapped(['a', 'b'], { max: 5, itemChars: 100, separator: ', ', maxChars: 4 })).toBe('a, b');
   });
 });
 
