@@ -111,8 +111,10 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
       return metrics.render();
     },
     version: VERSION,
+    log,
     ...(config.webhookSecret
       ? {
+          webhookSecret: config.webhookSecret,
           webhook: async (req) => {
             const r = await verifyGithubWebhook({ secret: config.webhookSecret!, body: req.body, signature: req.signature, event: req.event, ...(req.delivery ? { deliveryId: req.delivery } : {}) });
             if (!r.ok) {

@@ -9,6 +9,7 @@
  * its body is read, unverified bodies are counted, budgeted and timed. Every response says
  * `X-Content-Type-Options: nosniff`.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
@@ -51,6 +52,13 @@ export interface AppDeps {
   history(limit: number): Promise<RolloutRecord[]>;
   /** Verifies and handles a GitHub webhook delivery (the raw body: the signature covers its bytes); absent when no secret is configured. */
   webhook?: (request: { body: Buffer; signature?: string; event?: string; delivery?: string }) => Promise<WebhookResult>;
+  /**
+   * The webhook's secret, when the app may check signatures itself as bodies arrive: a forged
+   * body is then refused with no copy made of it (`webhook` still verifies what passes).
+   */
+  webhookSecret?: string;
+  /** Where refused webhook deliveries are logged (pino's shape). */
+  log?: { warn(obj: object, msg: string): void };
   version: string;
   /** Calls listener whenever the status changes (the daemon's 'status' events); returns unsubscribe. */
   subscribe(listener: () => void): () => void;
@@ -142,7 +150,7 @@ export function createApp(deps: AppDeps): Hono {
   // a request that cannot verify, and what can is bounded (limits.webhook).
   const uploads = new UploadGate(limits.webhook);
   app.post('/hooks/github', async (c) => {
-    // Refused before a byte of the body is read; the connection is not kept for more.
+    // A refused sender's connection is not kept: nothing more is read from it.
     const refuse = (status: 401 | 404 | 408 | 411 | 413 | 503, error: string, headers: Record<string, string> = {}) => c.json({ error }, status, { connection: 'close', ...headers });
     if (!deps.webhook) return refuse(404, 'webhooks are not configured (set TOWER_WEBHOOK_SECRET)');
     const signature = c.req.header('x-hub-signature-256');
@@ -154,15 +162,23 @@ export function createApp(deps: AppDeps): Hono {
     const admitted = uploads.admit(declared);
     if (!admitted.ok) return refuse(503, 'too many unverified webhook deliveries at once; try again later', retryAfter);
     try {
-      const read = await readBounded(c.req.raw.body, admitted.slot, limits.webhook.maxBytes, Date.now() + limits.webhook.deadlineMs);
+      const mac = deps.webhookSecret ? createHmac('sha256', deps.webhookSecret) : undefined;
+      const read = await readBounded(c.req.raw.body, admitted.slot, limits.webhook.maxBytes, Date.now() + limits.webhook.deadlineMs, mac && ((chunk) => mac.update(chunk)));
       if (!read.ok) {
         if (read.why === 'too-large') return refuse(413, `payload too large (more than ${limits.webhook.maxBytes} bytes)`);
         if (read.why === 'over-budget') return refuse(503, 'too many unverified webhook bytes at once; try again later', retryAfter);
         if (read.why === 'timeout') return refuse(408, `the body did not arrive within ${limits.webhook.deadlineMs / 1000} s`);
         return refuse(408, 'the body could not be read');
       }
+      // Checked as it arrived: a forged body is dropped here, before anything copies or parses it.
+      if (mac && !timingSafeEqual(mac.digest(), Buffer.from(signature.slice('sha256='.length), 'hex'))) {
+        deps.log?.warn({ delivery: c.req.header('x-github-delivery')?.slice(0, 100), bytes: read.size }, 'webhook refused: signature does not match');
+        return refuse(401, 'signature does not match');
+      }
+      const body = Buffer.concat(read.chunks, read.size);
+      read.chunks.length = 0;
       const r = await deps.webhook({
-        body: read.body,
+        body,
         signature,
         ...(c.req.header('x-github-event') ? { event: c.req.header('x-github-event')! } : {}),
         ...(c.req.header('x-github-delivery') ? { delivery: c.req.header('x-github-delivery')! } : {}),

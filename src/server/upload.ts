@@ -73,15 +73,16 @@ export class UploadGate {
   }
 }
 
-export type BodyRead = { ok: true; body: Buffer } | { ok: false; why: 'too-large' | 'over-budget' | 'timeout' | 'failed' };
+/** The body as it arrived, in chunks: joined only once someone needs it whole (after its signature checked out). */
+export type BodyRead = { ok: true; chunks: Uint8Array[]; size: number } | { ok: false; why: 'too-large' | 'over-budget' | 'timeout' | 'failed' };
 
 /**
  * Reads a request body chunk by chunk into memory, never past `maxBytes` or the slot's budget,
  * and gives up at `deadline` (a Date.now() timestamp). Stops reading at the first bound it
- * hits; what was read is let go.
+ * hits; what was read is let go. `onChunk` sees each chunk as it arrives (a running HMAC).
  */
-export async function readBounded(body: ReadableStream<Uint8Array> | null, slot: UploadSlot, maxBytes: number, deadline: number): Promise<BodyRead> {
-  if (!body) return { ok: true, body: Buffer.alloc(0) };
+export async function readBounded(body: ReadableStream<Uint8Array> | null, slot: UploadSlot, maxBytes: number, deadline: number, onChunk?: (chunk: Uint8Array) => void): Promise<BodyRead> {
+  if (!body) return { ok: true, chunks: [], size: 0 };
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -103,12 +104,11 @@ export async function readBounded(body: ReadableStream<Uint8Array> | null, slot:
       size += next.value.byteLength;
       if (size > maxBytes) return stop('too-large');
       if (!slot.reserve(next.value.byteLength)) return stop('over-budget');
+      onChunk?.(next.value);
       chunks.push(next.value);
     }
   } finally {
     clearTimeout(timer);
   }
-  const out = Buffer.concat(chunks, size);
-  chunks.length = 0;
-  return { ok: true, body: out };
+  return { ok: true, chunks, size };
 }

@@ -159,6 +159,23 @@ describe('POST /hooks/github before the body', () => {
   });
 });
 
+describe('POST /hooks/github with the secret known to the app', () => {
+  it('checks the signature as the body arrives: a forged body never reaches the handler, and is logged once', async () => {
+    const warnings: object[] = [];
+    const { app, delivered } = withWebhook({ webhookSecret: SECRET, log: { warn: (obj) => void warnings.push(obj) } });
+    const body = JSON.stringify({ zen: 'forged' });
+    const forged = await app.request('/hooks/github', post({ 'x-hub-signature-256': sign('something else'), 'x-github-event': 'ping', 'x-github-delivery': 'd-forged' }, body));
+    expect(forged.status).toBe(401);
+    expect(await forged.json()).toEqual({ error: 'signature does not match' });
+    expect(delivered).toHaveLength(0);
+    expect(warnings).toEqual([{ delivery: 'd-forged', bytes: body.length }]);
+
+    const ok = await app.request('/hooks/github', post({ 'x-hub-signature-256': sign(body), 'x-github-event': 'ping' }, body));
+    expect(ok.status).toBe(202);
+    expect(delivered.map((b) => b.toString())).toEqual([body]);
+  });
+});
+
 describe('GET /api/v1/events', () => {
   it('opens at most limits.eventStreams streams: beyond, 503 with Retry-After; a freed place is taken again', async () => {
     const p = statusProvider(syncedStatus());
