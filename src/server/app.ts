@@ -14,7 +14,8 @@ import type { ServerResponse } from 'node:http';
 import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { MAX_WEBHOOK_BYTES } from '../adapters/github/webhook.js';
-import type { FleetStatus } from '../core/status.js';
+import { capText } from '../core/bounds.js';
+import { STATUS_LIMITS, type FleetStatus } from '../core/status.js';
 import type { RolloutRecord } from '../engine/ports.js';
 import { renderStatusMain, renderStatusPage, STATUS_PAGE_CSP, type StatusPageModel } from './page.js';
 import { MAX_BACKLOG_BYTES, pumpStatus, STALL_MS, StatusFeed, type StatusStreamOptions } from './sse.js';
@@ -88,7 +89,7 @@ export function createApp(deps: AppDeps): Hono {
   /** What the status API, the page and the events show: one shape for all three. */
   async function snapshot(): Promise<StatusPageModel> {
     const status = deps.status();
-    const history = await deps.history(HISTORY_ON_PAGE).catch(() => []);
+    const history = (await deps.history(HISTORY_ON_PAGE).catch(() => [])).map(boundRecord);
     return { version: deps.version, ...status, history };
   }
 
@@ -143,7 +144,7 @@ export function createApp(deps: AppDeps): Hono {
 
   app.get('/api/v1/history', async (c) => {
     const limit = Math.min(Math.max(Number(c.req.query('limit') ?? 20) || 20, 1), 200);
-    return c.json({ history: await deps.history(limit) });
+    return c.json({ history: (await deps.history(limit)).map(boundRecord) });
   });
 
   // GitHub's webhook. Until the signature is checked the sender is anyone: nothing is read of
@@ -203,6 +204,17 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   return app;
+}
+
+/**
+ * A history record as the API, the page and the events show it: its texts bounded like the
+ * status's (the recorder stores them bounded; records written before it did may not be).
+ */
+function boundRecord(r: RolloutRecord): RolloutRecord {
+  const error = r.error !== undefined ? capText(r.error, STATUS_LIMITS.messageChars) : undefined;
+  const message = r.message !== undefined ? capText(r.message, STATUS_LIMITS.commitMessageChars) : undefined;
+  const instances = r.instances && Object.fromEntries(Object.entries(r.instances).map(([name, h]) => [name, h.error !== undefined ? { ...h, error: capText(h.error, STATUS_LIMITS.messageChars) } : h]));
+  return { ...r, ...(error !== undefined ? { error } : {}), ...(message !== undefined ? { message } : {}), ...(instances ? { instances } : {}) };
 }
 
 /** The declared body length: undefined when chunked (counted as it comes), 'invalid' when it cannot be read. */

@@ -214,3 +214,20 @@ describe('GET /api/v1/events', () => {
     await until(() => p.listeners.size === 0, 2_000, 'every stream unsubscribed');
   });
 });
+
+describe('history', () => {
+  it('is shown with bounded texts, whatever was stored before the recorder bounded them', async () => {
+    const p = statusProvider(syncedStatus(), [{ id: 'old', fleet: 'redforge', revision: 'a'.repeat(40), message: `subject\n\n${'m'.repeat(100_000)}`, startedAt: '2026-01-01T00:00:00Z', finishedAt: '2026-01-01T00:00:01Z', outcome: 'failed', error: 'e'.repeat(2 * 1024 * 1024), instances: { web: { path: 'swap', outcome: 'failed', error: 'x'.repeat(100_000), phases: [] } } }]);
+    const app = createApp(p.deps);
+    for (const path of ['/api/v1/history', '/api/v1/status']) {
+      const res = await app.request(path);
+      const text = await res.text();
+      expect(text.length, path).toBeLessThan(20_000);
+      const [r] = (JSON.parse(text) as { history: { error: string; message: string }[] }).history;
+      expect(r!.error).toMatch(/^e+… \(and 2,09\d,\d\d\d more characters\)$/);
+      expect(r!.message).toMatch(/^subject\n\nm+… \(and 9\d,\d\d\d more characters\)$/);
+    }
+    expect((await (await app.request('/')).text()).length).toBeLessThan(60_000);
+  });
+});
+
