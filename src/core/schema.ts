@@ -37,9 +37,23 @@ export function validateAgainstSchema(
 ): Diagnostic[] {
   const validate = schemaRef ? ajv.getSchema(schemaRef)! : validators[kind];
   if (validate(value)) return [];
-  const errors = relevantErrors(validate.errors ?? []);
-  return errors.map((e) => toDiagnostic(e, doc, value, basePath));
+  const all = validate.errors ?? [];
+  // Never fewer than one: a document the schema refuses must not load as valid.
+  const errors = relevantErrors(all);
+  if (errors.length === 0 && all[0]) errors.push(all[0]);
+  // A file of 90,000 unknown keys is 90,000 errors; each is located by a search of its
+  // mapping. Say the first ones, and how many more there are.
+  const shown = errors.slice(0, MAX_SCHEMA_ERRORS).map((e) => toDiagnostic(e, doc, value, basePath));
+  if (errors.length > MAX_SCHEMA_ERRORS) {
+    // Where the first of those not shown is.
+    const next = toDiagnostic(errors[MAX_SCHEMA_ERRORS]!, doc, value, basePath);
+    shown.push({ ...next, message: `and ${errors.length - MAX_SCHEMA_ERRORS} more schema errors in this document`, hint: undefined });
+  }
+  return shown;
 }
+
+/** Schema errors reported per document; the rest are counted. */
+export const MAX_SCHEMA_ERRORS = 20;
 
 /**
  * ajv reports every failed branch of a oneOf and the `if` of every if/then; a person wants
@@ -64,7 +78,7 @@ function relevantErrors(errors: ErrorObject[]): ErrorObject[] {
       (errs) => !errs.some((b) => b.instancePath === e.instancePath && (b.keyword === 'type' || b.keyword === 'required')),
     );
     if (fitting.length === 1) {
-      dropPrefixes.push(e.schemaPath); // drop the summary, keep the fitting branch's errors
+      dropExact.add(e); // drop the summary (only it: a prefix would take the fitting branch along), keep that branch's errors
       for (const [branch, errs] of branches) {
         if (errs !== fitting[0]) dropPrefixes.push(`${prefix}${branch}`);
       }

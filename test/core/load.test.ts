@@ -141,6 +141,25 @@ describe('loadRepository: every error names file, line and column', () => {
     expect([indent.line, indent.col, indent.hint]).toEqual([3, 3, 'check the indentation of this line against the lines above']);
   });
 
+  it('a oneOf branch that fits the value keeps its errors: an invalid value never loads as valid', () => {
+    for (const [cpu, message] of [
+      ['lots', 'spec.instances[0].resources.cpu: "lots" is not valid (must match ^[0-9]+(\\.[0-9]+)?$|^[0-9]+m$)'],
+      ['-1', 'spec.instances[0].resources.cpu: must be > 0'],
+      ['[1]', 'spec.instances[0].resources.cpu: must be a number of cores (0.5); or a string: "0.5" or millicores "500m"'],
+    ]) {
+      const repo = load({ 'fleet.yaml': fleet(`${A}      resources: { cpu: ${cpu} }\n`) });
+      expect(repo.valid).toBe(false);
+      expect(repo.diagnostics.map((d) => [d.code, d.line, d.message])).toEqual([['SchemaViolation', 9, message]]);
+    }
+  });
+
+  it('says at most 20 schema errors of a document, and how many more there are', () => {
+    const extra = Array.from({ length: 30 }, (_, i) => `      x${i}: 1\n`).join('');
+    const repo = load({ 'fleet.yaml': fleet(A + extra) });
+    expect(repo.diagnostics).toHaveLength(21);
+    expect(repo.diagnostics.at(-1)!.message).toBe('and 10 more schema errors in this document');
+  });
+
   it('suggests the property meant', () => {
     const d = load({ 'fleet.yaml': fleet(A + '      prot: 3\n') }).diagnostics[0]!;
     expect(d.message).toBe('spec.instances[0]: unknown property "prot"');
