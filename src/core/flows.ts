@@ -4,8 +4,9 @@
  * hashing the result the way Node-RED does.
  */
 import { createHash } from 'node:crypto';
-import { parse as parseLenient, parseTree, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { parseTree } from 'jsonc-parser';
 import { LineIndex, type Diagnostic, type DiagnosticCode } from './diagnostics.js';
+import { parseJsonText } from './json-source.js';
 import type { FlowNode } from './model.js';
 
 export interface FlowFile {
@@ -29,12 +30,13 @@ export interface FlowFileResult {
  * stores), `{flows: [...]}` or `{rev, flows}` (the Admin API v2 shape).
  */
 export function parseFlowFile(file: string, text: string): FlowFileResult {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    return { diagnostics: [syntaxDiagnostic(file, text)] };
-  }
+  const parsed = parseJsonText(file, text, {
+    code: 'FlowSyntax',
+    hint: 'flow files are JSON as the Node-RED editor exports them; no comments or trailing commas',
+    deepHint: 'no Node-RED editor export nests this deep; the file was generated or damaged — export the flow again',
+  });
+  if (!parsed.ok) return { diagnostics: [parsed.diagnostic] };
+  const data = parsed.value;
   let nodes: unknown;
   if (Array.isArray(data)) nodes = data;
   else if (data && typeof data === 'object' && Array.isArray((data as { flows?: unknown }).flows)) nodes = (data as { flows: unknown[] }).flows;
@@ -78,46 +80,6 @@ export function parseFlowFile(file: string, text: string): FlowFileResult {
     good.push(node as FlowNode);
   });
   return { flowFile: { file, nodes: good, hasTab, text, skipped }, diagnostics };
-}
-
-function syntaxDiagnostic(file: string, text: string): Diagnostic {
-  const errors: ParseError[] = [];
-  parseLenient(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
-  const first = errors[0];
-  const index = new LineIndex(text);
-  const p = index.position(first?.offset ?? 0);
-  const what = first ? printParseErrorCode(first.error) : 'InvalidSymbol';
-  return {
-    severity: 'error',
-    code: 'FlowSyntax',
-    file,
-    line: p.line,
-    col: p.col,
-    message: `invalid JSON: ${humanJsonError(what)}`,
-    hint: 'flow files are JSON as the Node-RED editor exports them; no comments or trailing commas',
-  };
-}
-
-function humanJsonError(code: string): string {
-  const words: Record<string, string> = {
-    InvalidSymbol: 'unexpected character',
-    InvalidNumberFormat: 'invalid number',
-    PropertyNameExpected: 'expected a property name in double quotes',
-    ValueExpected: 'expected a value',
-    ColonExpected: 'expected ":"',
-    CommaExpected: 'expected ","',
-    CloseBraceExpected: 'expected "}"',
-    CloseBracketExpected: 'expected "]"',
-    EndOfFileExpected: 'unexpected content after the end of the JSON value',
-    InvalidCommentToken: 'comments are not allowed',
-    UnexpectedEndOfComment: 'unterminated comment',
-    UnexpectedEndOfString: 'unterminated string',
-    UnexpectedEndOfNumber: 'unterminated number',
-    InvalidUnicode: 'invalid unicode escape',
-    InvalidEscapeCharacter: 'invalid escape character',
-    InvalidCharacter: 'invalid character in string',
-  };
-  return words[code] ?? code;
 }
 
 /** Position of the n-th node of a file, computed on first use (errors are rare; parsing for positions is not free). */

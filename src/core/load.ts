@@ -19,9 +19,23 @@ import { validatePlan } from './plan.js';
 import { SCHEMA_IDS, validateAgainstSchema, type Kind } from './schema.js';
 import { parseYamlFile, type PathSegment, type YamlDocument } from './yaml-source.js';
 import { posix } from 'node:path';
-import { FLEET_FILES, LIBRARY_PREFIX, LIMITS, PLANS_DIR, readFailure, readFlowFile, resolveFlowRef, type Location, type RepoReader } from './repo-files.js';
+import {
+  DEFAULT_FLEET_LIMITS,
+  FLEET_FILES,
+  fleetLimits,
+  LIBRARY_PREFIX,
+  LIMITS,
+  PLANS_DIR,
+  readFailure,
+  readFlowFile,
+  readText,
+  resolveFlowRef,
+  type Location,
+  type ReadBudget,
+  type RepoReader,
+} from './repo-files.js';
 
-export { FLEET_FILES, LIBRARY_PREFIX, LIMITS, PLANS_DIR, type ReadResult, type RepoReader } from './repo-files.js';
+export { DEFAULT_FLEET_LIMITS, FLEET_FILES, LIBRARY_PREFIX, LIMITS, PLANS_DIR, type FleetLimits, type ReadResult, type RepoReader } from './repo-files.js';
 
 export interface LoadOptions {
   /** Tower's bundled flow library (top-level flows/), for flows: [lib:<name>]. */
@@ -45,18 +59,23 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     return { fleet, instances, plans, diagnostics: merged, valid: !hasErrors(merged) };
   };
 
+  // Every byte read counts against the fleet's limit; the default until fleet.yaml has set its own.
+  const budget: ReadBudget = { used: 0, limit: DEFAULT_FLEET_LIMITS.bytes, exceeded: false };
+
   // fleet.yaml
   let fleetFile = FLEET_FILES[0]!;
   let fleetText: string | undefined;
   for (const name of FLEET_FILES) {
-    const r = reader.read(name, LIMITS.yamlBytes);
+    const at = { file: name, line: 1, col: 1 };
+    const r = readText(reader, name, LIMITS.yamlBytes, { display: name, at, diagnostics, budget });
     if (r.ok) {
       fleetFile = name;
       fleetText = r.text;
       break;
     }
-    if (r.reason !== 'not-found') {
-      diagnostics.push(readFailure(name, r, { file: name, line: 1, col: 1 }));
+    if (!r.failure) return finish(); // reported: not UTF-8
+    if (r.failure.reason !== 'not-found') {
+      diagnostics.push(readFailure(name, r.failure, at));
       return finish();
     }
   }
@@ -70,13 +89,17 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
   const fleetDocs: YamlDocument[] = [];
   const planDocs: YamlDocument[] = [];
   sortByKind(parsedFleet.documents, ['Fleet', 'DeployPlan'], fleetDocs, planDocs, diagnostics);
+  // The fleet's own limits, before anything else is read.
+  const limits = fleetLimits(get(fleetDocs[0]?.value, ['spec', 'limits']));
+  budget.limit = limits.bytes;
 
   // plans/*.yaml
   for (const name of reader.list(PLANS_DIR).filter((n) => /\.ya?ml$/.test(n)).sort()) {
     const file = `${PLANS_DIR}/${name}`;
-    const r = reader.read(file, LIMITS.yamlBytes);
+    const at = { file, line: 1, col: 1 };
+    const r = readText(reader, file, LIMITS.yamlBytes, { display: file, at, diagnostics, budget });
     if (!r.ok) {
-      diagnostics.push(readFailure(file, r, { file, line: 1, col: 1 }));
+      if (r.failure) diagnostics.push(readFailure(file, r.failure, at));
       continue;
     }
     const parsed = parseYamlFile(file, r.text);
@@ -120,6 +143,20 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
   const fleetName = str(get(fleetValue, ['metadata', 'name'])) ?? 'fleet';
   const defaults = (asObject(get(fleetValue, ['spec', 'defaults'])) ?? {}) as InstanceSettings;
   const rawInstances = Array.isArray(get(fleetValue, ['spec', 'instances'])) ? (get(fleetValue, ['spec', 'instances']) as unknown[]) : [];
+  if (rawInstances.length > limits.instances) {
+    const p = fleetDoc.locate(['spec', 'instances'], { key: true });
+    diagnostics.push(
+      error(
+        'LimitExceeded',
+        fleetDoc.file,
+        p.line,
+        p.col,
+        `spec.instances lists ${rawInstances.length} instances, over this fleet's limit of ${limits.instances}; nothing was loaded`,
+        `raise spec.limits.instances in ${fleetDoc.file} (e.g. instances: ${rawInstances.length}) if the fleet is meant to be this large`,
+      ),
+    );
+    return finish();
+  }
 
   // Instances, with defaults applied. Malformed entries were reported by the schema; skip them.
   const instances: { instance: Instance; index: number }[] = [];
@@ -175,7 +212,10 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
   for (const r of refs.flat()) if (r.cacheKey !== undefined) uses.set(r.cacheKey, (uses.get(r.cacheKey) ?? 0) + 1);
   const flowFiles = new Map<string, FlowFile | null>();
   const desired: DesiredInstance[] = [];
-  instances.forEach(({ instance }, k) => {
+  let nodeCount = 0;
+  let overNodes = false;
+  instances.forEach(({ instance, index }, k) => {
+    if (overNodes || budget.exceeded) return; // said once; the rest is not loaded
     const files: FlowFile[] = [];
     let complete = true;
     for (const { at, resolved, cacheKey } of refs[k]!) {
@@ -184,12 +224,29 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
         continue;
       }
       if (!flowFiles.has(cacheKey)) {
-        flowFiles.set(cacheKey, readFlowFile(reader, options.library, resolved, at, diagnostics));
+        flowFiles.set(cacheKey, readFlowFile(reader, options.library, resolved, at, diagnostics, budget));
       }
       const f = flowFiles.get(cacheKey);
       if (f) files.push(f);
       else complete = false;
     }
+    const count = files.reduce((n, f) => n + f.nodes.length, 0);
+    if (nodeCount + count > limits.nodes) {
+      overNodes = true;
+      const at = located(fleetDoc, ['spec', 'instances', index, 'flows']);
+      diagnostics.push(
+        error(
+          'LimitExceeded',
+          at.file,
+          at.line,
+          at.col,
+          `the ${count} nodes of instance "${instance.name}" take the fleet to ${nodeCount + count} nodes, over its limit of ${limits.nodes}; this instance and those after it were not loaded`,
+          `raise spec.limits.nodes in ${fleetDoc.file} if the fleet is meant to be this large (every instance counts the nodes of each file it runs)`,
+        ),
+      );
+      return;
+    }
+    nodeCount += count;
     const merged = mergeInstanceFlows(instance.name, files);
     diagnostics.push(...merged.diagnostics);
     for (const { cacheKey } of refs[k]!) {

@@ -2,12 +2,17 @@
  * YAML documents that remember where every value came from, so that any error about a
  * value — syntax, schema or reference — can name its file, line and column.
  */
-import { Alias, Document, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, Parser, type Node } from 'yaml';
+import { Alias, Composer, Document, isMap, isNode, isPair, isScalar, isSeq, LineCounter, Parser, visit, type CST, type Node } from 'yaml';
 import type { Diagnostic } from './diagnostics.js';
+import { checkValueShape, MAX_NESTING } from './nesting.js';
+
+type Token = CST.Token;
 
 /** Aliases expanding to more nodes than this are treated as an alias bomb. */
 export const MAX_ALIAS_COUNT = 100;
 export const MAX_DOCUMENTS_PER_FILE = 64;
+/** YAML errors reported per file; the rest are counted ("and 12 more"). */
+export const MAX_ERRORS_PER_FILE = 20;
 
 export type PathSegment = string | number;
 
@@ -29,28 +34,62 @@ export function parseYamlFile(file: string, text: string): YamlParseResult {
   const lineCounter = new LineCounter();
   const diagnostics: Diagnostic[] = [];
   const documents: YamlDocument[] = [];
-  let docs: Document.Parsed[];
-  try {
-    docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true }) as Document.Parsed[];
-  } catch (err) {
-    diagnostics.push(at(file, 1, 1, 'YamlSyntax', `cannot parse YAML: ${(err as Error).message}`));
-    return { documents, diagnostics };
-  }
-  if (!Array.isArray(docs)) docs = [docs];
-
   const pos = (offset: number) => {
     const p = lineCounter.linePos(offset);
     return { line: p.line, col: p.col };
   };
 
-  if (docs.length > MAX_DOCUMENTS_PER_FILE) {
-    diagnostics.push(
-      at(file, 1, 1, 'YamlSyntax', `${docs.length} YAML documents in one file; at most ${MAX_DOCUMENTS_PER_FILE} are read`),
-    );
-    docs = docs.slice(0, MAX_DOCUMENTS_PER_FILE);
+  // The yaml library's lexer and parser keep their own stacks; its composer and toJS recurse.
+  // So: tokens first, their depth checked by a loop, and only then composed.
+  let tokens: Token[];
+  try {
+    tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  } catch (err) {
+    diagnostics.push(at(file, 1, 1, 'YamlSyntax', `cannot parse YAML: ${(err as Error).message}`));
+    return { documents, diagnostics };
+  }
+  const shape = scanTokens(tokens, MAX_NESTING);
+  if (shape.tooDeepAt !== undefined) {
+    const p = pos(shape.tooDeepAt);
+    diagnostics.push(at(file, p.line, p.col, 'NestingTooDeep', `YAML nested more than ${MAX_NESTING} levels deep`, NESTING_HINT));
+    return { documents, diagnostics };
+  }
+  if (shape.documents > MAX_DOCUMENTS_PER_FILE) {
+    diagnostics.push(at(file, 1, 1, 'YamlSyntax', `${shape.documents} YAML documents in one file; at most ${MAX_DOCUMENTS_PER_FILE} are read`));
   }
 
-  let openers: Opener[] | undefined;
+  // uniqueKeys is checked below, in one pass: the library compares each key with every earlier
+  // one of its mapping, and a 1 MiB mapping of distinct keys took minutes.
+  const composer = new Composer({ prettyErrors: false, uniqueKeys: false });
+  const docs: Document.Parsed[] = [];
+  try {
+    for (const doc of composer.compose(tokens)) {
+      docs.push(doc as Document.Parsed);
+      if (docs.length >= MAX_DOCUMENTS_PER_FILE) break;
+    }
+  } catch (err) {
+    diagnostics.push(at(file, 1, 1, 'YamlSyntax', `cannot parse YAML: ${(err as Error).message}`));
+    return { documents, diagnostics };
+  }
+  if (docs.length === 0) {
+    for (const e of composer.streamInfo().errors.slice(0, MAX_ERRORS_PER_FILE)) {
+      const p = pos(e.pos[0]);
+      diagnostics.push(at(file, p.line, p.col, 'YamlSyntax', yamlMessage(e.message), yamlHint(e.code)));
+    }
+    return { documents, diagnostics };
+  }
+
+  let reported = 0;
+  let unreported: { offset: number; count: number } | undefined;
+  const report = (offset: number, d: Omit<Diagnostic, 'line' | 'col'>) => {
+    if (reported >= MAX_ERRORS_PER_FILE) {
+      unreported ??= { offset, count: 0 };
+      unreported.count++;
+      return;
+    }
+    reported++;
+    diagnostics.push({ ...d, ...pos(offset) });
+  };
   docs.forEach((doc, index) => {
     let broken = false;
     let unclosedAt: number | undefined;
@@ -59,33 +98,44 @@ export function parseYamlFile(file: string, text: string): YamlParseResult {
       // What follows an unclosed [ or { is read as part of it and fails in ways that say
       // nothing useful; the opener is what needs fixing.
       if (unclosedAt !== undefined && e.pos[0] > unclosedAt) continue;
-      const opener = UNCLOSED_FLOW.test(e.message) && startsNewEntry(text, e.pos[0]) ? unclosedOpener((openers ??= unclosedOpeners(text)), e.pos[0]) : undefined;
+      const opener = UNCLOSED_FLOW.test(e.message) && startsNewEntry(text, e.pos[0]) ? unclosedOpener(shape.unclosed, e.pos[0]) : undefined;
       if (opener) {
         unclosedAt = opener.offset;
-        const p = pos(opener.offset);
         const close = opener.source === '[' ? ']' : '}';
-        diagnostics.push(
-          at(file, p.line, p.col, 'YamlSyntax', `this ${opener.source} is never closed`, `add the missing "${close}"; a ${opener.source} … ${close} that goes on over several lines needs those lines indented deeper than its key`),
-        );
+        report(opener.offset, {
+          ...at(file, 0, 0, 'YamlSyntax', `this ${opener.source} is never closed`, `add the missing "${close}"; a ${opener.source} … ${close} that goes on over several lines needs those lines indented deeper than its key`),
+        });
         continue;
       }
-      const p = pos(e.pos[0]);
-      diagnostics.push(at(file, p.line, p.col, 'YamlSyntax', yamlMessage(e.message), yamlHint(e.code)));
+      report(e.pos[0], at(file, 0, 0, 'YamlSyntax', yamlMessage(e.message), yamlHint(e.code)));
+    }
+    if (broken) return;
+    for (const offset of duplicateKeys(doc)) {
+      broken = true;
+      report(offset, at(file, 0, 0, 'YamlSyntax', 'Map keys must be unique', yamlHint('DUPLICATE_KEY')));
     }
     if (broken) return;
     if (doc.contents === null) return; // empty document, e.g. a trailing ---
+    const start = doc.contents.range?.[0] ?? 0;
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (err) {
-      const p = pos(doc.contents.range?.[0] ?? 0);
       const message = (err as Error).message;
       if (/alias/i.test(message)) {
-        diagnostics.push(
-          at(file, p.line, p.col, 'YamlAliasLimit', 'YAML aliases expand too far (an alias bomb?)', `use at most ${MAX_ALIAS_COUNT} alias expansions; write the values out instead`),
-        );
+        report(start, at(file, 0, 0, 'YamlAliasLimit', 'YAML aliases expand too far (an alias bomb?)', `use at most ${MAX_ALIAS_COUNT} alias expansions; write the values out instead`));
       } else {
-        diagnostics.push(at(file, p.line, p.col, 'YamlSyntax', `cannot read YAML: ${message}`));
+        report(start, at(file, 0, 0, 'YamlSyntax', `cannot read YAML: ${message}`));
+      }
+      return;
+    }
+    // Aliases make a graph of the value: it may contain itself, or nest deeper than its text.
+    const valueShape = checkValueShape(value, MAX_NESTING);
+    if (!valueShape.ok) {
+      if (valueShape.reason === 'cycle') {
+        report(selfAlias(doc) ?? start, at(file, 0, 0, 'YamlAliasLimit', 'a YAML alias refers to a node that contains it: the value would contain itself', 'an alias (*name) may only repeat a value defined before it, outside of it'));
+      } else {
+        report(start, at(file, 0, 0, 'NestingTooDeep', `YAML nested (through aliases) more than ${MAX_NESTING} levels deep`, NESTING_HINT));
       }
       return;
     }
@@ -96,7 +146,47 @@ export function parseYamlFile(file: string, text: string): YamlParseResult {
       locate: (path, opts) => pos(offsetOf(doc, path, opts?.key ?? false)),
     });
   });
+  if (unreported) {
+    diagnostics.push({ ...at(file, 0, 0, 'YamlSyntax', `and ${unreported.count} more YAML error${unreported.count === 1 ? '' : 's'} in this file`), ...pos(unreported.offset) });
+  }
   return { documents, diagnostics };
+}
+
+const NESTING_HINT = 'fleet and plan files need a few levels; flatten the value or move it into a file of its own';
+
+/**
+ * Offsets of keys that repeat an earlier key of their mapping (scalars with equal values, as
+ * the yaml library compares them), in one pass per mapping.
+ */
+function duplicateKeys(doc: Document.Parsed): number[] {
+  const out: number[] = [];
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<unknown>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key)) continue;
+        const k = pair.key.value;
+        if (seen.has(k)) out.push(rangeStart(pair.key) ?? 0);
+        else seen.add(k);
+      }
+    },
+  });
+  return out;
+}
+
+/** Where an alias sits inside the node its anchor names (what makes a value contain itself). */
+function selfAlias(doc: Document.Parsed): number | undefined {
+  let found: number | undefined;
+  visit(doc, {
+    Alias(_key, alias, path) {
+      if (path.some((p) => isNode(p) && p.anchor === alias.source)) {
+        found = rangeStart(alias);
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 function offsetOf(doc: Document.Parsed, path: readonly PathSegment[], key: boolean): number {
@@ -134,24 +224,43 @@ interface Opener {
   source: '[' | '{';
 }
 
-/** Every [ and { of a flow collection that has no closing bracket, in the order they open. */
-function unclosedOpeners(text: string): Opener[] {
-  const out: Opener[] = [];
-  const visit = (token: unknown): void => {
-    if (Array.isArray(token)) {
-      for (const t of token) visit(t);
-      return;
+interface TokenShape {
+  /** Offset of the first collection nested deeper than the limit. */
+  tooDeepAt?: number;
+  /** Every [ and { of a flow collection that has no closing bracket, in the order they open. */
+  unclosed: Opener[];
+  documents: number;
+}
+
+/** One loop over the parser's tokens (no recursion: their nesting is what is being measured). */
+function scanTokens(tokens: readonly Token[], limit: number): TokenShape {
+  const unclosed: Opener[] = [];
+  let documents = 0;
+  const stack: { value: unknown; depth: number }[] = [];
+  for (let i = tokens.length - 1; i >= 0; i--) stack.push({ value: tokens[i], depth: 0 });
+  while (stack.length > 0) {
+    const { value, depth } = stack.pop()!;
+    if (!value || typeof value !== 'object') continue;
+    let inner = depth;
+    if (!Array.isArray(value)) {
+      const t = value as { type?: string; offset?: number; start?: { offset: number; source: string }; end?: { type: string }[] };
+      if (t.type === 'document') documents++;
+      if (t.type === 'block-map' || t.type === 'block-seq' || t.type === 'flow-collection') {
+        inner = depth + 1;
+        if (inner > limit) return { tooDeepAt: t.offset ?? 0, unclosed, documents };
+      }
+      if (t.type === 'flow-collection' && t.start && (t.start.source === '[' || t.start.source === '{')) {
+        const closer = t.start.source === '[' ? 'flow-seq-end' : 'flow-map-end';
+        if (!(t.end ?? []).some((e) => e.type === closer)) unclosed.push({ offset: t.start.offset, source: t.start.source });
+      }
     }
-    if (!token || typeof token !== 'object') return;
-    const t = token as { type?: string; start?: { offset: number; source: string }; end?: { type: string }[] };
-    if (t.type === 'flow-collection' && t.start && (t.start.source === '[' || t.start.source === '{')) {
-      const closer = t.start.source === '[' ? 'flow-seq-end' : 'flow-map-end';
-      if (!(t.end ?? []).some((e) => e.type === closer)) out.push({ offset: t.start.offset, source: t.start.source });
+    const children = Array.isArray(value) ? value : Object.values(value);
+    for (let j = children.length - 1; j >= 0; j--) {
+      const c = children[j];
+      if (c && typeof c === 'object') stack.push({ value: c, depth: inner });
     }
-    for (const [key, value] of Object.entries(t)) if (key !== 'start' && key !== 'end' && value && typeof value === 'object') visit(value);
-  };
-  for (const token of new Parser().parse(text)) visit(token);
-  return out.sort((a, b) => a.offset - b.offset);
+  }
+  return { unclosed: unclosed.sort((a, b) => a.offset - b.offset), documents };
 }
 
 /**

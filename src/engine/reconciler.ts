@@ -263,7 +263,7 @@ export class Reconciler {
     } catch (err) {
       if (!(err instanceof PreflightError)) throw err;
       this.book = recordFailure(this.book, desired.revision, { kind: err.kind, error: err.message }, this.now().getTime());
-      this.opts.log.error({ problems: err.problems }, 'nothing was changed: the rollout would fail half way');
+      this.opts.log.error({ problems: err.problems.slice(0, 20), more: Math.max(0, err.problems.length - 20) }, 'nothing was changed: the rollout would fail half way');
       if (newRevision) await this.opts.store.setAttempted(fleet, { revision: desired.revision, at: this.now().toISOString(), outcome: 'failed', error: err.message });
       this.publish(ctx);
       return 'failed';

@@ -1,14 +1,17 @@
 import type { ReadResult, RepoReader } from '../../src/core/load.js';
 
-/** A repository held in memory: path -> content. For loader tests that need no disk. */
-export function memoryReader(files: Record<string, string>): RepoReader {
+/**
+ * A repository held in memory: path -> content, as text (stored as its UTF-8 bytes) or as
+ * raw bytes (for files that are no UTF-8). For loader tests that need no disk.
+ */
+export function memoryReader(files: Record<string, string | Uint8Array>): RepoReader {
   return {
     read(path: string, maxBytes: number): ReadResult {
-      const text = files[path];
-      if (text === undefined) return { ok: false, reason: 'not-found' };
-      const size = Buffer.byteLength(text);
-      if (size > maxBytes) return { ok: false, reason: 'too-large', size };
-      return { ok: true, text };
+      const content = Object.prototype.hasOwnProperty.call(files, path) ? files[path] : undefined;
+      if (content === undefined) return { ok: false, reason: 'not-found' };
+      const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+      if (bytes.length > maxBytes) return { ok: false, reason: 'too-large', size: bytes.length };
+      return { ok: true, bytes };
     },
     list(dir: string): string[] {
       const prefix = dir === '' ? '' : `${dir}/`;

@@ -1,6 +1,7 @@
 /**
  * A RepoReader over a directory on disk. Paths are resolved inside the root; anything that
- * leads outside it — through "..", an absolute path or a symbolic link — is refused.
+ * leads outside it — through "..", an absolute path or a symbolic link — is refused. Files
+ * are handed over as bytes; decoding them is the loader's.
  */
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -32,7 +33,10 @@ export function directoryReader(root: string): RepoReader {
       if (!stat.isFile()) return { ok: false, reason: 'not-a-file' };
       if (stat.size > maxBytes) return { ok: false, reason: 'too-large', size: stat.size };
       try {
-        return { ok: true, text: readFileSync(real, 'utf8') };
+        // Bytes, not text: the loader decodes them strictly and reports a byte that is no UTF-8.
+        const bytes = readFileSync(real);
+        if (bytes.length > maxBytes) return { ok: false, reason: 'too-large', size: bytes.length };
+        return { ok: true, bytes };
       } catch {
         return { ok: false, reason: 'not-found' };
       }
