@@ -32,6 +32,7 @@ export type DiagnosticCode =
   | 'DanglingWire'
   | 'DanglingLink'
   | 'MissingTab'
+  | 'ImplicitTab'
   | 'MissingSubflow'
   | 'MissingGroup'
   | 'CredentialsInFlow'

@@ -134,8 +134,9 @@ const LINK_TYPES = new Set(['link in', 'link out', 'link call']);
  * Node-RED will run, and reports every reference that does not resolve within it.
  *
  * A file without any tab is a selection export: its nodes point (z) at a tab that was not
- * exported, and Node-RED's runtime creates that tab implicitly — not an error. A file that
- * has tabs of its own must not have nodes on a tab that exists nowhere.
+ * exported, and Node-RED's runtime creates that tab implicitly — not an error, but a warning
+ * naming the tab (it shows up unnamed in the editor). A file that has tabs of its own must
+ * not have nodes on a tab that exists nowhere.
  */
 export function mergeInstanceFlows(instance: string, files: readonly FlowFile[]): InstanceFlows {
   const diagnostics: Diagnostic[] = [];
@@ -144,10 +145,11 @@ export function mergeInstanceFlows(instance: string, files: readonly FlowFile[])
   const containers = new Set<string>();
   const subflows = new Set<string>();
   const groups = new Set<string>();
+  const implicitTabs = new Map<string, { file: FlowFile; node: FlowNode; tab: string; count: number }>();
 
   const report = (file: FlowFile, node: FlowNode, code: DiagnosticCode, message: string, hint?: string) => {
     const p = nodePosition(file, node);
-    diagnostics.push({ severity: code === 'CredentialsInFlow' ? 'warning' : 'error', code, file: file.file, line: p.line, col: p.col, message, hint, instances: [instance], nodeId: node.id });
+    diagnostics.push({ severity: code === 'CredentialsInFlow' || code === 'ImplicitTab' ? 'warning' : 'error', code, file: file.file, line: p.line, col: p.col, message, hint, instances: [instance], nodeId: node.id });
   };
 
   for (const file of files) {
@@ -208,8 +210,15 @@ export function mergeInstanceFlows(instance: string, files: readonly FlowFile[])
           }
         }
       }
-      if (type !== 'tab' && type !== 'subflow' && typeof node.z === 'string' && node.z !== '' && !containers.has(node.z) && file.hasTab) {
-        report(file, node, 'MissingTab', `${label(node)} "${node.id}" sits on tab or subflow "${node.z}", which does not exist`, 'this file has tabs of its own, so every node must be on one of them; move the node to a tab in the editor or delete it');
+      if (type !== 'tab' && type !== 'subflow' && typeof node.z === 'string' && node.z !== '' && !containers.has(node.z)) {
+        if (file.hasTab) {
+          report(file, node, 'MissingTab', `${label(node)} "${node.id}" sits on tab or subflow "${node.z}", which does not exist`, 'this file has tabs of its own, so every node must be on one of them; move the node to a tab in the editor or delete it');
+        } else {
+          const key = `${file.file}\0${node.z}`;
+          const seen = implicitTabs.get(key);
+          if (seen) seen.count++;
+          else implicitTabs.set(key, { file, node, tab: node.z, count: 1 });
+        }
       }
       if (type.startsWith('subflow:')) {
         const subflow = type.slice('subflow:'.length);
@@ -224,6 +233,17 @@ export function mergeInstanceFlows(instance: string, files: readonly FlowFile[])
         report(file, node, 'CredentialsInFlow', `${label(node)} "${node.id}" carries credentials in the flow file, which puts them in Git`, 'remove them from the export; set them with ${VAR} and a fleet.yaml env entry { fromEnv: NAME }');
       }
     }
+  }
+  // A selection export: Node-RED creates the tab its nodes sit on when it deploys them — a tab
+  // with no name, which is how the editor then shows it. Legal, but rarely what was meant.
+  for (const { file, node, tab, count } of implicitTabs.values()) {
+    report(
+      file,
+      node,
+      'ImplicitTab',
+      `${count === 1 ? `${label(node)} "${node.id}" sits` : `${count} nodes of this file sit`} on tab "${tab}", which no flow file of the instance defines: Node-RED creates it when it deploys, and the editor shows it as a tab without a name`,
+      `export the tab with its nodes (Export > "current flow"), or add {"id": "${tab}", "type": "tab", "label": "…"} to one of the instance's flow files`,
+    );
   }
   return { nodes, diagnostics };
 }

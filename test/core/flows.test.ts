@@ -79,8 +79,21 @@ describe('mergeInstanceFlows', () => {
     expect(r.diagnostics[0]!.hint).toBeTruthy();
   });
 
-  it('accepts a selection export whose nodes sit on a tab that was not exported', () => {
-    const r = mergeInstanceFlows('i', [file('sel.json', [{ id: 'a', type: 'inject', z: 'not-exported', wires: [['b']] }, { id: 'b', type: 'debug', z: 'not-exported' }, { id: 'cfg', type: 'mqtt-broker', z: '' }])]);
+  it('accepts a selection export, and warns once per tab, naming it, that the editor will show it unnamed', () => {
+    const r = mergeInstanceFlows('i', [file('sel.json', [{ id: 'a', type: 'inject', z: 'not-exported', wires: [['b']] }, { id: 'b', type: 'debug', z: 'not-exported' }, { id: 'cfg', type: 'mqtt-broker', z: '' }, { id: 'c', type: 'debug', z: 'other' }])]);
+    expect(r.nodes).toHaveLength(4);
+    expect(r.diagnostics.map((d) => [d.severity, d.code, d.nodeId, d.file])).toEqual([
+      ['warning', 'ImplicitTab', 'a', 'sel.json'],
+      ['warning', 'ImplicitTab', 'c', 'sel.json'],
+    ]);
+    expect(r.diagnostics[0]!.message).toContain('2 nodes of this file sit on tab "not-exported"');
+    expect(r.diagnostics[0]!.message).toContain('without a name');
+    expect(r.diagnostics[1]!.message).toContain('debug "c" sits on tab "other"');
+    expect(r.diagnostics[0]!.hint).toContain('"id": "not-exported", "type": "tab"');
+  });
+
+  it('does not warn when the tab of a selection export comes from another file of the instance', () => {
+    const r = mergeInstanceFlows('i', [file('tabs.json', [{ id: 'main', type: 'tab', label: 'Main' }]), file('sel.json', [{ id: 'a', type: 'debug', z: 'main' }])]);
     expect(r.diagnostics).toEqual([]);
   });
 
