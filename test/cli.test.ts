@@ -94,6 +94,42 @@ describe('tower plan', () => {
     expect(changed.out).toContain('Unchanged:');
   });
 
+  it('--format json: the report is on stdout whatever the exit code, and the errors on stderr too', async () => {
+    const broken = join(dir, 'broken');
+    cpSync(EXAMPLE, broken, { recursive: true });
+    const fleet = readFileSync(join(broken, 'fleet.yaml'), 'utf8');
+    writeFileSync(join(broken, 'fleet.yaml'), fleet.replace(/port: 1882/, 'port: 1881'));
+    for (const cmd of ['plan', 'validate']) {
+      const r = await tower(cmd, broken, '--format', 'json');
+      expect(r.code).toBe(1);
+      const j = JSON.parse(r.out) as { valid: boolean; diagnostics: { code: string; file: string; line: number }[] };
+      expect(j.valid).toBe(false);
+      expect(j.diagnostics).toEqual([expect.objectContaining({ code: 'DuplicatePort', file: 'fleet.yaml' })]);
+      expect(r.err).toMatch(/^fleet\.yaml:\d+:\d+: error: port 1881 of instance "embeddings" is already the port of instance "ingest"/);
+    }
+    // An --observed file that is no observed fleet, is no JSON, nests too deep or is missing.
+    writeFileSync(join(dir, 'nope.json'), '{"nope": 1}');
+    writeFileSync(join(dir, 'syntax.json'), '{"instances": [\n  {"name": "ingest",]}');
+    writeFileSync(join(dir, 'deep.json'), `{"instances": [{"name": "ingest", "flows": [{"id": "a", "type": "x", "p": ${'['.repeat(100_000)}${']'.repeat(100_000)}}]}]}`);
+    for (const [file, code, line, message] of [
+      ['nope.json', 'ObservedInvalid', 1, 'expected an object with an "instances" list'],
+      ['syntax.json', 'ObservedInvalid', 2, 'invalid JSON: expected a property name in double quotes'],
+      ['deep.json', 'NestingTooDeep', 1, 'JSON nested more than 512 levels deep'],
+      ['missing.json', 'ObservedInvalid', 1, 'cannot read the observed fleet: ENOENT'],
+    ] as const) {
+      const r = await tower('plan', EXAMPLE, '--observed', join(dir, file), '--format', 'json');
+      expect(r.code).toBe(1);
+      const j = JSON.parse(r.out) as { valid: boolean; waves: unknown[]; diagnostics: { code: string; file: string; line: number; message: string }[] };
+      expect(j).toMatchObject({ valid: false, waves: [], diagnostics: [{ code, file: join(dir, file), line }] });
+      expect(j.diagnostics[0]!.message).toContain(message);
+      expect(r.err).toContain(`${join(dir, file)}:${line}:`);
+    }
+    // Text output of an invalid repository stays on stderr.
+    const text = await tower('plan', broken);
+    expect([text.code, text.out]).toEqual([1, '']);
+    expect(text.err).toContain('is already the port of instance "ingest"');
+  });
+
   it('invalid input: exit 1', async () => {
     writeFileSync(join(dir, 'bad.json'), '{"nope": 1}');
     const r = await tower('plan', EXAMPLE, '--observed', join(dir, 'bad.json'));
@@ -117,7 +153,6 @@ describe('a DIR that is no fleet repository', () => {
       const cases: [string[], number, string][] = [
         [['validate', missing], 1, `tower validate: ${missing}: no such directory\n`],
         [['validate', file], 1, `tower validate: ${file}: is not a directory — pass the directory that holds fleet.yaml\n`],
-        [['validate', empty, '--format', 'json'], 1, `tower validate: ${empty}: has no fleet.yaml — a fleet repository has fleet.yaml at its top (see fleet-example/); pass the directory that holds it\n`],
         [['plan', missing], 1, `tower plan: ${missing}: no such directory\n`],
         [['apply', missing, '--state-dir', stateDir], 2, `tower apply: ${missing}: no such directory\n`],
         [['destroy', empty, '--state-dir', stateDir], 2, `tower destroy: ${empty}: has no fleet.yaml — a fleet repository has fleet.yaml at its top (see fleet-example/); pass the directory that holds it\n`],
@@ -125,6 +160,13 @@ describe('a DIR that is no fleet repository', () => {
       for (const [args, code, err] of cases) {
         const r = await tower(...args);
         expect({ args, code: r.code, err: r.err, out: r.out }).toEqual({ args, code, err, out: '' });
+      }
+      // With --format json, the same line on stderr, and the JSON report on stdout.
+      const noFleet = `${empty}: has no fleet.yaml — a fleet repository has fleet.yaml at its top (see fleet-example/); pass the directory that holds it`;
+      for (const cmd of ['validate', 'plan']) {
+        const r = await tower(cmd, empty, '--format', 'json');
+        expect([r.code, r.err]).toEqual([1, `tower ${cmd}: ${noFleet}\n`]);
+        expect(JSON.parse(r.out)).toMatchObject({ valid: false, diagnostics: [{ severity: 'error', code: 'FileNotFound', file: 'fleet.yaml', line: 1, col: 1, message: noFleet }] });
       }
       // apply stopped before opening the state directory; destroy released it.
       expect(readdirSync(tmp).sort()).toEqual(['a-file', 'empty', 'state']);

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { decide } from '../core/decide.js';
+import { formatDiagnostic, internalError, type Diagnostic } from '../core/diagnostics.js';
+import { parseJsonText } from '../core/json-source.js';
 import type { ObservedFleet } from '../core/model.js';
 import { liveFromObserved, parseObserved } from '../core/observed.js';
 import { planJson, planMarkdown, planText, type PlanReport } from '../core/render.js';
-import { loadDirectory } from '../repository.js';
+import { loadDirectory, NotAFleetDirectory } from '../repository.js';
 import type { Io } from './io.js';
 
 export interface PlanOptions {
@@ -38,28 +40,63 @@ export function planCommand(dir: string, options: PlanOptions, io: Io): number {
   return runPlan(dir, options, io).code;
 }
 
+/**
+ * The output contract: with --format json, stdout carries the JSON report whatever the exit
+ * code — a valid plan, an invalid repository, an unreadable --observed file, a DIR that is
+ * no fleet repository — and stderr says the same for people. Text and Markdown reports of
+ * an invalid repository go to stderr.
+ */
 function runPlan(dir: string, options: PlanOptions, io: Io): { code: number; report?: PlanReport } {
+  const json = options.format === 'json';
+  const failed = (d: Diagnostic, line: string): { code: number } => {
+    if (json) io.stdout(renderJson({ fleet: '(unknown)', valid: false, instances: [], diagnostics: [d] }));
+    io.stderr(line);
+    return { code: PLAN_EXIT.invalid };
+  };
   let observed: ObservedFleet | undefined;
   if (options.observed) {
-    let data: unknown;
+    const at = (message: string): Diagnostic => ({ severity: 'error', code: 'ObservedInvalid', file: options.observed!, line: 1, col: 1, message });
+    let text: string;
     try {
-      data = JSON.parse(readFileSync(options.observed, 'utf8'));
+      text = readFileSync(options.observed, 'utf8');
     } catch (err) {
-      io.stderr(`${options.observed}:1:1: error: cannot read the observed fleet: ${(err as Error).message}\n`);
-      return { code: PLAN_EXIT.invalid };
+      const d = at(`cannot read the observed fleet: ${(err as Error).message}`);
+      return failed(d, `${formatDiagnostic(d)}\n`);
     }
-    const parsed = parseObserved(data);
+    // Nesting is checked before JSON.parse's result reaches diff's recursive walks.
+    const value = parseJsonText(options.observed, text, { code: 'ObservedInvalid', hint: 'the observed fleet is JSON, as `tower status --format json` prints it' });
+    if (!value.ok) return failed(value.diagnostic, `${formatDiagnostic(value.diagnostic)}\n`);
+    const parsed = parseObserved(value.value);
     if (!parsed.observed) {
-      io.stderr(`${options.observed}:1:1: error: ${parsed.error}\n`);
-      return { code: PLAN_EXIT.invalid };
+      const d = at(parsed.error ?? 'not an observed fleet');
+      return failed(d, `${d.file}:1:1: error: ${d.message}\n`);
     }
     observed = parsed.observed;
   }
-  const report = planReport(dir, observed);
-  const render = options.format === 'json' ? (r: PlanReport) => JSON.stringify(planJson(r), null, 2) + '\n' : options.format === 'markdown' ? planMarkdown : planText;
-  (report.valid ? io.stdout : io.stderr)(render(report));
+  let report: PlanReport;
+  try {
+    report = planReport(dir, observed);
+  } catch (err) {
+    if (!json) throw err; // the CLI says it in one line (NotAFleetDirectory) or as a crash
+    if (err instanceof NotAFleetDirectory) {
+      io.stdout(renderJson({ fleet: '(unknown)', valid: false, instances: [], diagnostics: [{ severity: 'error', code: 'FileNotFound', file: 'fleet.yaml', line: 1, col: 1, message: err.message }] }));
+      throw err;
+    }
+    return failed(internalError(err), `tower plan: internal error: ${(err as Error).message}\n`);
+  }
+  if (json) {
+    io.stdout(renderJson(report));
+    if (!report.valid) for (const d of report.diagnostics) if (d.severity === 'error') io.stderr(`${formatDiagnostic(d)}\n`);
+  } else {
+    const render = options.format === 'markdown' ? planMarkdown : planText;
+    (report.valid ? io.stdout : io.stderr)(render(report));
+  }
   if (!report.valid) return { code: PLAN_EXIT.invalid, report };
   return { code: report.plan?.hasChanges ? PLAN_EXIT.changes : PLAN_EXIT.noChanges, report };
+}
+
+function renderJson(report: PlanReport): string {
+  return JSON.stringify(planJson(report), null, 2) + '\n';
 }
 
 /**

@@ -36,7 +36,11 @@ export type DiagnosticCode =
   | 'MissingSubflow'
   | 'MissingGroup'
   | 'CredentialsInFlow'
-  | 'UnknownLibraryFlow';
+  | 'UnknownLibraryFlow'
+  /** tower plan --observed: the live fleet given as a file could not be read. */
+  | 'ObservedInvalid'
+  /** A command failed in a way that is Tower's fault, not the input's (JSON output still carries it). */
+  | 'InternalError';
 
 export interface Position {
   line: number; // 1-based
@@ -64,6 +68,19 @@ export function formatDiagnostic(d: Diagnostic): string {
   const scope = d.instances?.length ? ` [instance${d.instances.length > 1 ? 's' : ''} ${d.instances.join(', ')}]` : '';
   const hint = d.hint ? ` — ${d.hint}` : '';
   return `${where}: ${d.severity}: ${d.message}${hint}${scope}`;
+}
+
+/** An exception that escaped the loader or the planner, as JSON output carries it. */
+export function internalError(err: unknown): Diagnostic {
+  return {
+    severity: 'error',
+    code: 'InternalError',
+    file: '(tower)',
+    line: 1,
+    col: 1,
+    message: `internal error: ${err instanceof Error ? err.message : String(err)}`,
+    hint: 'this is a bug in Tower, not in the repository; please report it with the input that caused it',
+  };
 }
 
 export function hasErrors(diagnostics: readonly Diagnostic[]): boolean {
