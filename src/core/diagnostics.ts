@@ -95,6 +95,40 @@ export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
   );
 }
 
+/** Diagnostics reported per file; the rest are counted in one more. */
+export const MAX_DIAGNOSTICS_PER_FILE = 100;
+
+/**
+ * Sorted diagnostics with at most `max` per file. A generated or damaged file can hold 90,000 problems (a dependsOn of unknown names); what
+ * a person — or a pull-request comment — can use is the first ones and how many more there are.
+ */
+export function capPerFile(sorted: readonly Diagnostic[], max = MAX_DIAGNOSTICS_PER_FILE): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  let i = 0;
+  while (i < sorted.length) {
+    const file = sorted[i]!.file;
+    let j = i;
+    while (j < sorted.length && sorted[j]!.file === file) j++;
+    if (j - i <= max) {
+      for (let k = i; k < j; k++) out.push(sorted[k]!);
+    } else {
+      for (let k = i; k < i + max; k++) out.push(sorted[k]!);
+      const rest = sorted.slice(i + max, j);
+      const first = rest[0]!;
+      out.push({
+        severity: hasErrors(rest) ? 'error' : 'warning',
+        code: first.code,
+        file,
+        line: first.line,
+        col: first.col,
+        message: `and ${rest.length} more problems in this file (the first ${max} are shown)`,
+      });
+    }
+    i = j;
+  }
+  return out;
+}
+
 /**
  * The same flow file problem is found once for every instance that includes the file;
  * report it once and name all of those instances.

@@ -3,7 +3,7 @@
  * validated all the way through. Files come in through a RepoReader, so this stays pure:
  * the same code reads a directory, a Git worktree or a test's in-memory files.
  */
-import { hasErrors, mergeDuplicates, sortDiagnostics, type Diagnostic, type DiagnosticCode } from './diagnostics.js';
+import { capPerFile, hasErrors, mergeDuplicates, sortDiagnostics, type Diagnostic, type DiagnosticCode } from './diagnostics.js';
 import { defineLazyString, deployableFlows, flowsRev, mergeInstanceFlows, type FlowFile } from './flows.js';
 import {
   API_VERSION,
@@ -56,7 +56,7 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
   const diagnostics: Diagnostic[] = [];
   const finish = (fleet?: Fleet, instances: DesiredInstance[] = [], plans: DeployPlan[] = []): LoadedRepository => {
     const merged = sortDiagnostics(mergeDuplicates(diagnostics));
-    return { fleet, instances, plans, diagnostics: merged, valid: !hasErrors(merged) };
+    return { fleet, instances, plans, diagnostics: capPerFile(merged), valid: !hasErrors(merged) };
   };
 
   // Every byte read counts against the fleet's limit; the default until fleet.yaml has set its own.

@@ -74,6 +74,8 @@ export function validatePlan(spec: PlanSpec, names: readonly string[], locate: L
     push('UnknownInstance', path, `"${name}" is not an instance of this fleet`, names.length ? `instances: ${names.join(', ')}` : undefined, 'error', key);
 
   const order = spec.order;
+  // An order that is no string is the schema's to report; "ignored with order: [object Object]" says nothing.
+  if (typeof order !== 'string') return out;
   if (order !== 'waves' && spec.waves !== undefined) push('PlanFieldIgnored', ['waves'], `spec.waves is ignored with order: ${order}`, 'use order: waves, or remove spec.waves', 'warning', true);
   if (order !== 'dag' && spec.dependsOn !== undefined) push('PlanFieldIgnored', ['dependsOn'], `spec.dependsOn is ignored with order: ${order}`, 'use order: dag, or remove spec.dependsOn', 'warning', true);
   if (order !== 'sequential' && spec.sequence !== undefined) push('PlanFieldIgnored', ['sequence'], `spec.sequence is ignored with order: ${order}`, 'use order: sequential, or remove spec.sequence', 'warning', true);
@@ -142,24 +144,38 @@ export function findCycles(dependsOn: Record<string, unknown>): string[][] {
   const cycles = new Map<string, string[]>();
   const state = new Map<string, 'visiting' | 'done'>();
   const stack: string[] = [];
-  const visit = (node: string) => {
+  // Depth-first, with a stack of its own instead of recursion: a chain of 50,000 dependsOn
+  // entries fits in fleet.yaml, and would exhaust the call stack.
+  const frames: { node: string; next: number }[] = [];
+  const enter = (node: string) => {
     state.set(node, 'visiting');
     stack.push(node);
-    for (const next of edges.get(node) ?? []) {
-      if (state.get(next) === 'visiting') {
-        const loop = stack.slice(stack.indexOf(next));
-        const start = loop.indexOf([...loop].sort()[0]!);
-        const rotated = [...loop.slice(start), ...loop.slice(0, start)];
-        const key = rotated.join('\0');
-        if (!cycles.has(key)) cycles.set(key, [...rotated, rotated[0]!]);
-      } else if (!state.has(next)) {
-        visit(next);
-      }
-    }
-    stack.pop();
-    state.set(node, 'done');
+    frames.push({ node, next: 0 });
   };
-  for (const node of [...edges.keys()].sort()) if (!state.has(node)) visit(node);
+  for (const root of [...edges.keys()].sort()) {
+    if (state.has(root)) continue;
+    enter(root);
+    while (frames.length > 0) {
+      const frame = frames[frames.length - 1]!;
+      const out = edges.get(frame.node) ?? [];
+      if (frame.next < out.length) {
+        const next = out[frame.next++]!;
+        if (state.get(next) === 'visiting') {
+          const loop = stack.slice(stack.indexOf(next));
+          const start = loop.indexOf([...loop].sort()[0]!);
+          const rotated = [...loop.slice(start), ...loop.slice(0, start)];
+          const key = rotated.join('\0');
+          if (!cycles.has(key)) cycles.set(key, [...rotated, rotated[0]!]);
+        } else if (!state.has(next)) {
+          enter(next);
+        }
+        continue;
+      }
+      frames.pop();
+      stack.pop();
+      state.set(frame.node, 'done');
+    }
+  }
   return [...cycles.values()].sort((a, b) => a.join().localeCompare(b.join()));
 }
 

@@ -2,7 +2,7 @@
  * YAML documents that remember where every value came from, so that any error about a
  * value — syntax, schema or reference — can name its file, line and column.
  */
-import { Alias, Composer, Document, isMap, isNode, isPair, isScalar, isSeq, LineCounter, Parser, visit, type CST, type Node } from 'yaml';
+import { Alias, Composer, Document, isMap, isNode, isPair, isScalar, isSeq, LineCounter, Parser, visit, type CST, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { Diagnostic } from './diagnostics.js';
 import { checkValueShape, MAX_NESTING } from './nesting.js';
 
@@ -31,6 +31,19 @@ export interface YamlParseResult {
 }
 
 export function parseYamlFile(file: string, text: string): YamlParseResult {
+  // The yaml library makes an Error object for every problem it finds, and 100 KiB of bad
+  // YAML holds 100,000 of them: their stack traces (which nobody reads — each becomes a
+  // diagnostic with a position) were 85 % of the time. Not captured while parsing.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return parseYaml(file, text);
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+}
+
+function parseYaml(file: string, text: string): YamlParseResult {
   const lineCounter = new LineCounter();
   const diagnostics: Diagnostic[] = [];
   const documents: YamlDocument[] = [];
@@ -197,7 +210,7 @@ function offsetOf(doc: Document.Parsed, path: readonly PathSegment[], key: boole
     if (node instanceof Alias) node = node.resolve(doc);
     const last = i === path.length - 1;
     if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
+      const pair = pairOf(node, String(seg));
       if (!pair) break;
       if (last && key) {
         offset = rangeStart(pair.key) ?? offset;
@@ -214,6 +227,27 @@ function offsetOf(doc: Document.Parsed, path: readonly PathSegment[], key: boole
     offset = start;
   }
   return offset;
+}
+
+const pairIndexes = new WeakMap<YAMLMap, Map<string, Pair>>();
+
+/**
+ * The first pair of a mapping with this key. Large mappings are indexed on first use: errors
+ * are located one by one, and a search per error made 8,000 dependsOn entries take 15 s.
+ */
+function pairOf(map: YAMLMap, key: string): Pair | undefined {
+  if (map.items.length <= 16) return map.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === key);
+  let index = pairIndexes.get(map);
+  if (!index) {
+    index = new Map();
+    for (const p of map.items) {
+      if (!isPair(p) || !isScalar(p.key)) continue;
+      const k = String(p.key.value);
+      if (!index.has(k)) index.set(k, p);
+    }
+    pairIndexes.set(map, index);
+  }
+  return index.get(key);
 }
 
 /** The yaml library's error for a flow collection ([…] or {…}) that reaches a line it cannot continue on. */

@@ -14,6 +14,7 @@ import { diffFleet } from '../../src/core/diff.js';
 import { canonicalFlows, configHash, contentHash } from '../../src/core/flows.js';
 import { DEFAULT_FLEET_LIMITS, loadRepository, type LoadedRepository } from '../../src/core/load.js';
 import { checkValueShape, jsonTooDeepAt, MAX_NESTING } from '../../src/core/nesting.js';
+import { findCycles } from '../../src/core/plan.js';
 import { parseByteSize } from '../../src/core/repo-files.js';
 import { decodeUtf8, firstInvalidByte } from '../../src/core/utf8.js';
 import { memoryReader } from '../helpers/memory-repo.js';
@@ -76,7 +77,7 @@ describe('nesting', () => {
     expect(configHash(a.config)).toMatch(/^[0-9a-f]{64}$/);
     expect(structuredClone(a.flowList)).toEqual(a.flowList);
     const changed = structuredClone(a.flowList);
-    (changed[1] as { x: unknown }).x = deep(MAX_NESTING - 3);
+    (changed[1] as unknown as { x: unknown }).x = deep(MAX_NESTING - 3);
     expect(diffFleet(repo.instances, { instances: [{ name: 'a', flows: changed }] })[0]!.change).not.toBe('none');
     // ... and on a syntax error in such a file, the error is found (jsonc-parser recurses too).
     const broken = load({ 'flows/a.json': text.slice(0, -2) });
@@ -147,6 +148,37 @@ describe('large YAML', () => {
     expect(syntax).toHaveLength(21);
     expect(syntax.at(-1)!.message).toBe('and 79 more YAML errors in this file');
     expect(syntax.at(-1)!.line).toBe(22);
+  });
+});
+
+describe('plans', () => {
+  it('a dependsOn chain as long as fleet.yaml can hold: no stack overflow, linear time, the first 100 problems and a count', () => {
+    const n = 45_000;
+    const deps = Array.from({ length: n }, (_, i) => `      d${i + 1}: [d${i}]`).join('\n');
+    const text = FLEET(undefined, `  plan:\n    order: dag\n    dependsOn:\n${deps}\n      d0: [d${n}]\n`);
+    expect(text.length).toBeLessThan(1024 * 1024);
+    const { value: repo, ms } = timed(() => load({ 'fleet.yaml': text }));
+    expect(repo.valid).toBe(false);
+    expect(repo.diagnostics).toHaveLength(101);
+    expect(repo.diagnostics.slice(0, 3).map((d) => [d.code, d.line, d.col])).toEqual([
+      ['UnknownInstance', 8, 7],
+      ['UnknownInstance', 8, 12],
+      ['UnknownInstance', 9, 7],
+    ]);
+    // n + 1 names unknown as keys, n + 1 as dependencies, and the cycle through all of them.
+    expect(repo.diagnostics.at(-1)).toMatchObject({ severity: 'error', message: `and ${2 * (n + 1) + 1 - 100} more problems in this file (the first 100 are shown)` });
+    expect(ms).toBeLessThan(15_000);
+    const ring = Object.fromEntries(Array.from({ length: n + 1 }, (_, i) => [`d${i}`, [`d${(i + n) % (n + 1)}`]]));
+    const cycles = findCycles(ring);
+    expect(cycles).toHaveLength(1);
+    expect(cycles[0]!.slice(0, 3)).toEqual(['d0', `d${n}`, `d${n - 1}`]);
+    expect(cycles[0]).toHaveLength(n + 2);
+  });
+
+  it('an order that is no string is reported by the schema, not as "[object Object]"', () => {
+    const repo = load({ 'fleet.yaml': FLEET(undefined, '  plan: { order: { a: 1 }, waves: [[a]] }\n') });
+    expect(repo.diagnostics.map((d) => d.message).join('\n')).not.toContain('[object Object]');
+    expect(repo.valid).toBe(false);
   });
 });
 
