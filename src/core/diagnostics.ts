@@ -36,6 +36,7 @@ export type DiagnosticCode =
   | 'MissingSubflow'
   | 'MissingGroup'
   | 'CredentialsInFlow'
+  | 'UnknownCredentialNode'
   | 'UnknownLibraryFlow'
   /** tower plan --observed: the live fleet given as a file could not be read. */
   | 'ObservedInvalid'

@@ -279,6 +279,8 @@ export function diffConfig(desired: RuntimeConfig, observed: Partial<RuntimeConf
   if (observed.env) mapDiff('env', observed.env, desired.env, changes, showEnv);
   if (observed.resources) mapDiff('resources', observed.resources, desired.resources, changes, show);
   if (observed.settings) mapDiff('settings', observed.settings, desired.settings, changes, show);
+  // References only, never values: a changed reference is a new colour; a changed secret value is not seen.
+  if (observed.credentials || desired.credentials) mapDiff('credentials', flatRefs(observed.credentials), flatRefs(desired.credentials), changes, (v) => showEnv(v, ''));
   return changes;
 }
 
@@ -296,6 +298,12 @@ function mapDiff<T>(
     if (canonicalJson(a) === canonicalJson(b)) continue;
     out.push({ field: `${field}.${k}`, ...(a !== undefined ? { from: render(a, k) } : {}), ...(b !== undefined ? { to: render(b, k) } : {}) });
   }
+}
+
+function flatRefs(refs: RuntimeConfig['credentials']): Record<string, EnvValue> {
+  const out: Record<string, EnvValue> = {};
+  for (const [node, fields] of Object.entries(refs ?? {})) for (const [field, ref] of Object.entries(fields)) out[`${node}.${field}`] = ref;
+  return out;
 }
 
 function showEnv(value: EnvValue, key: string): string {

@@ -230,7 +230,14 @@ export function mergeInstanceFlows(instance: string, files: readonly FlowFile[])
         report(file, node, 'MissingGroup', `${label(node)} "${node.id}" belongs to group "${node.g}", which does not exist`, 'remove the node from the group in the editor, or add the group');
       }
       if (hasCredentialValues(node.credentials)) {
-        report(file, node, 'CredentialsInFlow', `${label(node)} "${node.id}" carries credentials in the flow file, which puts them in Git`, 'remove them from the export; set them with ${VAR} and a fleet.yaml env entry { fromEnv: NAME }');
+        const fields = credentialFields(node.credentials);
+        report(
+          file,
+          node,
+          'CredentialsInFlow',
+          `${label(node)} "${node.id}" carries credentials in the flow file (${fields.join(', ')}): they are in Git, and Tower does not deploy them from there`,
+          `remove them from the export and give them by reference in fleet.yaml, under the instance: credentials: { ${node.id}: { ${fields.map((f) => `${f}: { fromEnv: NAME }`).join(', ')} } }`,
+        );
       }
     }
   }
@@ -246,6 +253,12 @@ export function mergeInstanceFlows(instance: string, files: readonly FlowFile[])
     );
   }
   return { nodes, diagnostics };
+}
+
+function credentialFields(credentials: unknown): string[] {
+  return Object.entries(credentials as Record<string, unknown>)
+    .filter(([, v]) => v !== '' && v !== null && v !== undefined && v !== false)
+    .map(([k]) => k);
 }
 
 function hasCredentialValues(credentials: unknown): boolean {

@@ -8,6 +8,7 @@ import { defineLazyString, deployableFlows, flowsRev, mergeInstanceFlows, type F
 import {
   API_VERSION,
   DEFAULT_SETTINGS,
+  type CredentialRefs,
   type DeployPlan,
   type DesiredInstance,
   type Fleet,
@@ -15,6 +16,7 @@ import {
   type InstanceSettings,
   type PlanSpec,
 } from './model.js';
+import { credentialRefDiagnostics } from './credentials.js';
 import { validatePlan } from './plan.js';
 import { SCHEMA_IDS, validateAgainstSchema, type Kind } from './schema.js';
 import { parseYamlFile, type PathSegment, type YamlDocument } from './yaml-source.js';
@@ -184,7 +186,7 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     } else {
       byPort.set(port, { name, index });
     }
-    instances.push({ instance: buildInstance(name, port, flows, raw as InstanceSettings & { smoke?: unknown }, defaults), index });
+    instances.push({ instance: buildInstance(name, port, flows, raw as InstanceSettings & { smoke?: unknown; credentials?: CredentialRefs }, defaults), index });
   });
 
   // The plan this fleet rolls out with.
@@ -249,6 +251,7 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     nodeCount += count;
     const merged = mergeInstanceFlows(instance.name, files);
     diagnostics.push(...merged.diagnostics);
+    diagnostics.push(...credentialRefDiagnostics(instance.name, instance.config.credentials, merged.nodes, (id) => located(fleetDoc, ['spec', 'instances', index, 'credentials', id], true)));
     for (const { cacheKey } of refs[k]!) {
       if (cacheKey === undefined) continue;
       const left = uses.get(cacheKey)! - 1;
@@ -275,7 +278,7 @@ function buildInstance(
   name: string,
   port: number,
   flows: string[],
-  raw: InstanceSettings & { smoke?: unknown },
+  raw: InstanceSettings & { smoke?: unknown; credentials?: CredentialRefs },
   defaults: InstanceSettings,
 ): Instance {
   const pick = <K extends keyof InstanceSettings>(key: K): InstanceSettings[K] => raw[key] ?? defaults[key];
@@ -298,6 +301,7 @@ function buildInstance(
       settings: { ...(defaults.settings ?? {}), ...(raw.settings ?? {}) },
       context: pick('context') ?? DEFAULT_SETTINGS.context,
       port,
+      ...(raw.credentials && Object.keys(raw.credentials).length ? { credentials: raw.credentials } : {}),
     },
   };
 }

@@ -13,7 +13,11 @@ export interface FlowNode {
   [property: string]: unknown;
 }
 
-export type EnvValue = string | number | boolean | { fromEnv: string; optional?: boolean } | { fromFile: string; optional?: boolean };
+/** A secret by reference: read from Tower's environment or a file when it is needed, never from Git. */
+export type SecretRef = { fromEnv: string; optional?: boolean } | { fromFile: string; optional?: boolean };
+export type EnvValue = string | number | boolean | SecretRef;
+/** Node credentials by reference: node id → credential field → where its value comes from. */
+export type CredentialRefs = Record<string, Record<string, SecretRef>>;
 
 export interface HttpSmokeCheck {
   method?: string;
@@ -81,6 +85,8 @@ export interface RuntimeConfig {
   settings: Record<string, unknown>;
   context: ContextMode;
   port: number;
+  /** Node credentials by reference (a change of references is a new process; of values, not). */
+  credentials?: CredentialRefs;
 }
 
 export interface Instance {
@@ -159,6 +165,6 @@ export const MANAGED_SETTINGS = [
   'contextStorage',
 ] as const;
 
-export function isSecretRef(value: EnvValue): value is { fromEnv: string; optional?: boolean } | { fromFile: string; optional?: boolean } {
+export function isSecretRef(value: EnvValue): value is SecretRef {
   return typeof value === 'object' && value !== null;
 }

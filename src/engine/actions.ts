@@ -12,7 +12,8 @@ import { flowsUseGate } from '../core/live.js';
 import type { DesiredInstance, Fleet, FlowNode, RuntimeKind } from '../core/model.js';
 import type { Action, Color } from '../core/rollout.js';
 import { TowerError, type ColorSpec, type FleetRuntime, type RuntimeDriver } from './ports.js';
-import { resolveEnv, secretValues } from './secrets.js';
+import { resolveCredentials, resolveEnv, secretValues } from './secrets.js';
+import { withCredentials } from '../core/credentials.js';
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
 
@@ -61,7 +62,7 @@ export class InstanceActions {
     if (!this.redactSecrets) {
       let secrets: string[] = [];
       try {
-        secrets = this.desired ? secretValues(this.desired.config.env, resolveEnv(this.instance, this.desired.config.env, this.deps.secretsEnv)) : [];
+        secrets = this.desired ? [...secretValues(this.desired.config.env, resolveEnv(this.instance, this.desired.config.env, this.deps.secretsEnv)), ...Object.values(this.credentials()).flatMap((f) => Object.values(f))] : [];
       } catch {
         // a secret that cannot be resolved was never given to the instance
       }
@@ -69,6 +70,15 @@ export class InstanceActions {
     }
     return this.redactSecrets(text);
   };
+
+  /** The desired flows as deployed: with the node credentials fleet.yaml references, resolved now. */
+  deployedFlows(): FlowNode[] {
+    return withCredentials(this.desired!.flowList, this.credentials());
+  }
+
+  private credentials(): Record<string, Record<string, string>> {
+    return this.desired ? resolveCredentials(this.instance, this.desired.config.credentials, this.deps.secretsEnv) : {};
+  }
 
   async perform(action: Action): Promise<void> {
     await (HANDLERS[action.type] as (a: InstanceActions, action: Action) => Promise<void>)(this, action);
@@ -144,7 +154,7 @@ export class InstanceActions {
     const spec: ColorSpec = {
       ...this.ref(color),
       port,
-      flows: desired.flowList,
+      flows: this.deployedFlows(),
       rev: desired.rev,
       flowsHash: contentHash(desired.flowList),
       env,
@@ -292,7 +302,7 @@ const HANDLERS: Handlers = {
     a.previousFlows = live.flows;
     const record = a.deps.runtime.registry.read().instances[a.instance]?.colors[color];
     if (record) a.previousRecord = { rev: record.rev, flowsHash: record.flowsHash };
-    await admin.setFlows(a.desired!.flowList, { rev: live.rev, type: 'nodes' });
+    await admin.setFlows(a.deployedFlows(), { rev: live.rev, type: 'nodes' });
   },
   async restoreInPlace(a, { color }) {
     if (!a.previousFlows) return;

@@ -14,7 +14,7 @@ import type { RolloutEvent } from './events.js';
 import { executeRepairs, executeRollout, type RepairResult, type RolloutDeps, type RolloutResult } from './executor.js';
 import { observeFleet } from './observe.js';
 import type { FleetRuntime } from './ports.js';
-import { resolveEnv } from './secrets.js';
+import { resolveCredentials, resolveEnv } from './secrets.js';
 
 export interface ApplyInput {
   fleet: Fleet;
@@ -113,6 +113,7 @@ export async function preflight(plan: Plan, instances: readonly DesiredInstance[
     if (!changing.has(i.name)) continue;
     try {
       resolveEnv(i.name, i.config.env, env);
+      resolveCredentials(i.name, i.config.credentials, env);
     } catch (err) {
       problems.push((err as Error).message);
     }

@@ -3,13 +3,23 @@
  * for the process that needs them. Errors name the reference, never a value.
  */
 import { readFileSync } from 'node:fs';
-import { isSecretRef, type EnvValue } from '../core/model.js';
+import { isSecretRef, type CredentialRefs, type EnvValue } from '../core/model.js';
 
 export class SecretError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'SecretError';
   }
+}
+
+/** Node credentials by reference, resolved: node id → field → value. Errors name references, never values. */
+export function resolveCredentials(instance: string, refs: CredentialRefs | undefined, source: NodeJS.ProcessEnv): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const [node, fields] of Object.entries(refs ?? {})) {
+    const values = resolveEnv(`${instance} credentials of node ${node}`, fields, source);
+    if (Object.keys(values).length) out[node] = values;
+  }
+  return out;
 }
 
 export function resolveEnv(instance: string, env: Record<string, EnvValue>, source: NodeJS.ProcessEnv): Record<string, string> {
