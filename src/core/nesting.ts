@@ -1,14 +1,22 @@
 /**
  * How deep a repository file may nest. Everything that walks a parsed value — jsonc-parser's
- * parseTree, the yaml composer, canonicalJson and contentHash, JSON.stringify, structuredClone —
- * recurses, and a 100,000-level array is enough to exhaust the stack (with the yaml composer,
- * close to a limit V8 may even abort the process instead of throwing). So the depth is checked
+ * parseTree, the yaml parser and composer, canonicalJson and contentHash, JSON.stringify,
+ * structuredClone — recurses, and a 100,000-level array is enough to exhaust the stack (in
+ * the yaml library, close to the stack's end V8 may even abort the whole process — "out of
+ * memory" compiling a regular expression — instead of throwing). So the depth is checked
  * first, by loops that do not recurse, and a file nested deeper is a diagnostic, never a crash.
  *
- * 512 levels is far beyond any flow the Node-RED editor writes (its deepest are a few dozen)
- * and well within what each of those recursive walks handles.
+ * Flow files (JSON): 512 levels, far beyond anything the Node-RED editor writes (its deepest
+ * are a few dozen) and well within what each recursive walk over a flow handles.
  */
 export const MAX_NESTING = 512;
+
+/**
+ * fleet.yaml and plans: 128 levels. They need a handful (settings values a few more); the
+ * yaml library spends several stack frames per level, where an overflow is the one that can
+ * abort the process, so the margin is kept wide.
+ */
+export const MAX_YAML_NESTING = 128;
 
 /**
  * The offset of the first [ or { of JSON text that opens a level deeper than `limit`, or

@@ -192,7 +192,9 @@ export function buildPlan(fleet: Fleet, diffs: readonly InstanceDiff[]): Plan {
   const plan: DeployPlan = fleet.plan;
   const spec = plan.spec;
   const order = spec.order;
-  const maxParallel = order === 'sequential' ? 1 : (spec.maxParallel ?? DEFAULT_MAX_PARALLEL);
+  // The schema allows 1..256; anything else (an unvalidated plan) must not split waves by 0 forever.
+  const requested = spec.maxParallel;
+  const maxParallel = order === 'sequential' ? 1 : typeof requested === 'number' && Number.isInteger(requested) && requested >= 1 ? requested : DEFAULT_MAX_PARALLEL;
   const onFailure = spec.onFailure ?? DEFAULT_ON_FAILURE;
   const fleetOrder = fleet.instances.map((i) => i.name);
   const position = new Map(fleetOrder.map((n, i) => [n, i]));

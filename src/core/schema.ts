@@ -71,7 +71,10 @@ function relevantErrors(errors: ErrorObject[]): ErrorObject[] {
     const branches = new Map<string, ErrorObject[]>();
     for (const b of branchErrors) {
       const branch = b.schemaPath.slice(prefix.length).split('/')[0] ?? '';
-      branches.set(branch, [...(branches.get(branch) ?? []), b]);
+      // Pushed, not copied: a branch may hold 30,000 errors (a mapping of unknown keys).
+      const list = branches.get(branch);
+      if (list) list.push(b);
+      else branches.set(branch, [b]);
     }
     // A branch "fits the shape" when it did not fail on type at the oneOf's own path.
     const fitting = [...branches.values()].filter(

@@ -2,9 +2,9 @@
  * YAML documents that remember where every value came from, so that any error about a
  * value — syntax, schema or reference — can name its file, line and column.
  */
-import { Alias, Composer, Document, isMap, isNode, isPair, isScalar, isSeq, LineCounter, Parser, visit, type CST, type Node, type Pair, type YAMLMap } from 'yaml';
+import { Alias, Composer, Document, isMap, isNode, isPair, isScalar, isSeq, Lexer, LineCounter, Parser, visit, type CST, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { Diagnostic } from './diagnostics.js';
-import { checkValueShape, MAX_NESTING } from './nesting.js';
+import { checkValueShape, MAX_YAML_NESTING } from './nesting.js';
 
 type Token = CST.Token;
 
@@ -52,21 +52,34 @@ function parseYaml(file: string, text: string): YamlParseResult {
     return { line: p.line, col: p.col };
   };
 
-  // The yaml library's lexer and parser keep their own stacks; its composer and toJS recurse.
-  // So: tokens first, their depth checked by a loop, and only then composed.
-  let tokens: Token[];
+  // The yaml library's lexer is a loop; its parser keeps a stack of its own but recurses as
+  // deep as that stack when one token closes many levels at once; its composer and toJS
+  // recurse. So the parser is fed one token at a time and stopped when its stack grows past
+  // the limit, the tokens' depth is checked again by a loop, and only then are they composed.
+  const tooDeep = (offset: number): YamlParseResult => {
+    const p = pos(offset);
+    diagnostics.push(at(file, p.line, p.col, 'NestingTooDeep', `YAML nested more than ${MAX_YAML_NESTING} levels deep`, NESTING_HINT));
+    return { documents, diagnostics };
+  };
+  const tokens: Token[] = [];
   try {
-    tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+    const parser = new Parser(lineCounter.addNewLine);
+    lineCounter.addNewLine(0); // as Parser.parse does
+    for (const lexeme of new Lexer().lex(text)) {
+      for (const token of parser.next(lexeme)) tokens.push(token);
+      // The stack holds the document and the scalar being read besides the collections.
+      if (parser.stack.length > MAX_YAML_NESTING) {
+        const first = collectionPastLimit(parser.stack, MAX_YAML_NESTING);
+        if (first !== undefined) return tooDeep(first);
+      }
+    }
+    for (const token of parser.end()) tokens.push(token);
   } catch (err) {
     diagnostics.push(at(file, 1, 1, 'YamlSyntax', `cannot parse YAML: ${(err as Error).message}`));
     return { documents, diagnostics };
   }
-  const shape = scanTokens(tokens, MAX_NESTING);
-  if (shape.tooDeepAt !== undefined) {
-    const p = pos(shape.tooDeepAt);
-    diagnostics.push(at(file, p.line, p.col, 'NestingTooDeep', `YAML nested more than ${MAX_NESTING} levels deep`, NESTING_HINT));
-    return { documents, diagnostics };
-  }
+  const shape = scanTokens(tokens, MAX_YAML_NESTING);
+  if (shape.tooDeepAt !== undefined) return tooDeep(shape.tooDeepAt);
   if (shape.documents > MAX_DOCUMENTS_PER_FILE) {
     diagnostics.push(at(file, 1, 1, 'YamlSyntax', `${shape.documents} YAML documents in one file; at most ${MAX_DOCUMENTS_PER_FILE} are read`));
   }
@@ -143,12 +156,12 @@ function parseYaml(file: string, text: string): YamlParseResult {
       return;
     }
     // Aliases make a graph of the value: it may contain itself, or nest deeper than its text.
-    const valueShape = checkValueShape(value, MAX_NESTING);
+    const valueShape = checkValueShape(value, MAX_YAML_NESTING);
     if (!valueShape.ok) {
       if (valueShape.reason === 'cycle') {
         report(selfAlias(doc) ?? start, at(file, 0, 0, 'YamlAliasLimit', 'a YAML alias refers to a node that contains it: the value would contain itself', 'an alias (*name) may only repeat a value defined before it, outside of it'));
       } else {
-        report(start, at(file, 0, 0, 'NestingTooDeep', `YAML nested (through aliases) more than ${MAX_NESTING} levels deep`, NESTING_HINT));
+        report(start, at(file, 0, 0, 'NestingTooDeep', `YAML nested (through aliases) more than ${MAX_YAML_NESTING} levels deep`, NESTING_HINT));
       }
       return;
     }
@@ -258,6 +271,15 @@ interface Opener {
   source: '[' | '{';
 }
 
+const COLLECTIONS = new Set(['block-map', 'block-seq', 'flow-collection']);
+
+/** The offset of the first collection on the parser's stack (outermost first) past the limit. */
+function collectionPastLimit(stack: readonly Token[], limit: number): number | undefined {
+  let level = 0;
+  for (const t of stack) if (COLLECTIONS.has(t.type) && ++level > limit) return t.offset;
+  return undefined;
+}
+
 interface TokenShape {
   /** Offset of the first collection nested deeper than the limit. */
   tooDeepAt?: number;
@@ -279,7 +301,7 @@ function scanTokens(tokens: readonly Token[], limit: number): TokenShape {
     if (!Array.isArray(value)) {
       const t = value as { type?: string; offset?: number; start?: { offset: number; source: string }; end?: { type: string }[] };
       if (t.type === 'document') documents++;
-      if (t.type === 'block-map' || t.type === 'block-seq' || t.type === 'flow-collection') {
+      if (COLLECTIONS.has(t.type ?? '')) {
         inner = depth + 1;
         if (inner > limit) return { tooDeepAt: t.offset ?? 0, unclosed, documents };
       }
