@@ -100,7 +100,8 @@ export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
 export const MAX_DIAGNOSTICS_PER_FILE = 100;
 
 /**
- * Sorted diagnostics with at most `max` per file. A generated or damaged file can hold 90,000 problems (a dependsOn of unknown names); what
+ * Sorted diagnostics with at most `max` per file, each message and hint at most
+ * MAX_MESSAGE_CHARS long. A generated or damaged file can hold 90,000 problems (a dependsOn of unknown names); what
  * a person — or a pull-request comment — can use is the first ones and how many more there are.
  */
 export function capPerFile(sorted: readonly Diagnostic[], max = MAX_DIAGNOSTICS_PER_FILE): Diagnostic[] {
@@ -111,9 +112,9 @@ export function capPerFile(sorted: readonly Diagnostic[], max = MAX_DIAGNOSTICS_
     let j = i;
     while (j < sorted.length && sorted[j]!.file === file) j++;
     if (j - i <= max) {
-      for (let k = i; k < j; k++) out.push(sorted[k]!);
+      for (let k = i; k < j; k++) out.push(boundedText(sorted[k]!));
     } else {
-      for (let k = i; k < i + max; k++) out.push(sorted[k]!);
+      for (let k = i; k < i + max; k++) out.push(boundedText(sorted[k]!));
       const rest = sorted.slice(i + max, j);
       const first = rest[0]!;
       out.push({
@@ -128,6 +129,19 @@ export function capPerFile(sorted: readonly Diagnostic[], max = MAX_DIAGNOSTICS_
     i = j;
   }
   return out;
+}
+
+/** Characters of a message or hint; a value quoted from the input (an id, a name) may be 300,000. */
+export const MAX_MESSAGE_CHARS = 1000;
+
+function cut(text: string): string {
+  return text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS - 40)}… (${text.length - MAX_MESSAGE_CHARS + 40} more characters)` : text;
+}
+
+/** The diagnostic with its message and hint cut to MAX_MESSAGE_CHARS. */
+export function boundedText(d: Diagnostic): Diagnostic {
+  if (d.message.length <= MAX_MESSAGE_CHARS && (d.hint === undefined || d.hint.length <= MAX_MESSAGE_CHARS)) return d;
+  return { ...d, message: cut(d.message), ...(d.hint !== undefined ? { hint: cut(d.hint) } : {}) };
 }
 
 /**

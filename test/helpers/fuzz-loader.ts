@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import YAML from 'yaml';
 import { decide } from '../../src/core/decide.js';
-import { hasErrors, type Diagnostic } from '../../src/core/diagnostics.js';
+import { hasErrors, MAX_MESSAGE_CHARS, type Diagnostic } from '../../src/core/diagnostics.js';
 import { diffFleet } from '../../src/core/diff.js';
 import { configHash, contentHash, mergeInstanceFlows, parseFlowFile } from '../../src/core/flows.js';
 import { LIMITS, loadRepository, type LoadedRepository, type RepoReader } from '../../src/core/load.js';
@@ -439,7 +439,7 @@ function mutateFlow(text: string, mutations: readonly FlowMutation[], shape: num
   return expandDeep(JSON.stringify(shapes[shape % shapes.length], null, shape % 2 === 0 ? undefined : 2) ?? '[]');
 }
 
-function fleetValue(instances: number, refs: readonly string[][], planForm: number): Record<string, unknown> {
+function fleetValue(instances: number, refs: readonly string[][], planForm: number, credentialNode: string | undefined): Record<string, unknown> {
   const plans: unknown[] = [
     undefined,
     'plans/rollout.yaml',
@@ -471,6 +471,7 @@ function fleetValue(instances: number, refs: readonly string[][], planForm: numb
         flows: refs[k] ?? [],
         env: { N: k },
         smoke: [{ http: { method: 'GET', path: '/', expect: { status: 200 } } }],
+        ...(k === 0 && credentialNode !== undefined ? { credentials: { [credentialNode]: { password: { fromEnv: 'P' }, user: { fromFile: '/run/secrets/u', optional: true } } } } : {}),
       })),
     },
   };
@@ -536,7 +537,7 @@ export function fuzzCase(options: FuzzOptions): fc.Arbitrary<FuzzCase> {
         label.push('flows/f0.json over 32 MiB');
       }
       const refs = g.refs.map((r) => r.map((x) => (typeof x === 'number' ? `flows/f${x % (g.flows.length + 1)}.json` : x)));
-      const fleet = fleetValue(g.instances, refs, g.planForm);
+      const fleet = fleetValue(g.instances, refs, g.planForm, firstNodeId(files['flows/f0.json']));
       const fleetDone = applyValueMutations(fleet, g.fleetMutations, bulkMax);
       let fleetText = serialize(fleet, g.fleetSerialization);
       if (g.planFile) {
@@ -587,6 +588,19 @@ function undamaged(g: Generated): Generated {
     planFile: g.planFile && { ...g.planFile, mutations: [], damage: NO_DAMAGE, alsoInFleet: false },
     huge: 1,
   };
+}
+
+/** The id of the first node of a flow file, for fleet.yaml's credentials by reference. */
+function firstNodeId(content: string | Uint8Array | undefined): string | undefined {
+  if (typeof content !== 'string') return undefined;
+  try {
+    const data = JSON.parse(content) as unknown;
+    const list = Array.isArray(data) ? data : (data as { flows?: unknown[] } | null)?.flows;
+    const id = Array.isArray(list) ? (list[0] as { id?: unknown } | undefined)?.id : undefined;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -665,6 +679,7 @@ function checkDiagnostic(d: Diagnostic, files: FuzzCase['files']): string | unde
   if (typeof d.file !== 'string' || d.file === '') return 'no file';
   if (!Number.isInteger(d.line) || d.line < 1 || !Number.isInteger(d.col) || d.col < 1) return 'no position';
   if (typeof d.message !== 'string' || d.message === '') return 'no message';
+  if (d.message.length > MAX_MESSAGE_CHARS || (d.hint?.length ?? 0) > MAX_MESSAGE_CHARS) return 'an unbounded message';
   const content = Object.prototype.hasOwnProperty.call(files, d.file) ? files[d.file] : undefined;
   if (content !== undefined) {
     const text = typeof content === 'string' ? content : Buffer.from(content).toString('utf8');
