@@ -77,7 +77,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .argument('[dir]', 'the fleet repository', '.')
     .addOption(stateDirOption())
     .option('--dry-run', 'show the plan against what runs, change nothing')
-    .addHelpText('after', '\nEnvironment: MQTT_URL (the fleet broker; default: an embedded mosquitto when the fleet uses MQTT), DOCKER_HOST, and the variables fleet.yaml references with fromEnv.\n\nExamples:\n  tower apply fleet-example\n  tower apply fleet-example --dry-run')
+    .addHelpText('after', '\nEnvironment: MQTT_URL (the fleet broker, mqtt(s)://[user:password@]host:port; default: an embedded mosquitto when the fleet uses MQTT) with MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED for mqtts, DOCKER_HOST, and the variables fleet.yaml references with fromEnv.\n\nExamples:\n  tower apply fleet-example\n  tower apply fleet-example --dry-run')
     .action(async (dir: string, opts: { stateDir: string; dryRun?: boolean }) => {
       await run('apply', 2, async () => (await import('./commands/apply.js')).applyCommand(dir, opts, io));
     });
@@ -118,7 +118,8 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         '  TOWER_WEBHOOK_SECRET   verify POST /hooks/github (GitHub push events trigger a pass at once)\n' +
         '  DATABASE_URL           PostgreSQL for history and journal (default: an embedded store in the state dir)\n' +
         '  REDIS_URL              leader lease between daemons, and shared Node-RED context (default: one daemon per state dir)\n' +
-        '  MQTT_URL               the fleet broker (default: an embedded mosquitto when the fleet uses MQTT)\n' +
+        '  MQTT_URL               the fleet broker, mqtt(s)://[user:password@]host:port (default: an embedded mosquitto when the fleet uses MQTT)\n' +
+        '  MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED   its TLS settings (mqtts://)\n' +
         '  GIT_TOKEN, GIT_TOKEN_FILE, GIT_SSH_KEY_FILE   credentials for the repository (never logged)\n' +
         '  GITHUB_TOKEN           with --github-repo: commit statuses and plan comments\n' +
         '  GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY(_FILE), GITHUB_APP_INSTALLATION_ID   a GitHub App: also check runs\n' +

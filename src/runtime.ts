@@ -7,7 +7,8 @@ import Dockerode from 'dockerode';
 import type { RuntimeKind } from './core/model.js';
 import type { AdminClient, FleetRuntime, RuntimeDriver } from './engine/ports.js';
 import { StateDir } from './adapters/fs/state-dir.js';
-import { brokerFromUrl, ensureEmbeddedBroker, stopEmbeddedBroker } from './adapters/mqtt/embedded-broker.js';
+import { ensureEmbeddedBroker, stopEmbeddedBroker } from './adapters/mqtt/embedded-broker.js';
+import { brokerFromEnv } from './adapters/mqtt/external-broker.js';
 import { deployGate } from './adapters/mqtt/gate.js';
 import { ensureEmbeddedRedis, findRedisServer, stopEmbeddedRedis } from './adapters/redis/embedded-redis.js';
 import { freePort } from './adapters/net.js';
@@ -47,8 +48,9 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
     trafficSwitch: builtinSwitch({ stateDir: state.root }),
     async ensureBroker() {
       if (!rt.broker) {
-        rt.broker = options.env.MQTT_URL ? brokerFromUrl(options.env.MQTT_URL) : await ensureEmbeddedBroker(state.path('broker'), options.log);
-        rt.gate = deployGate({ url: rt.broker.url });
+        // MQTT_URL, with MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED for mqtts.
+        rt.broker = brokerFromEnv(options.env) ?? (await ensureEmbeddedBroker(state.path('broker'), options.log));
+        rt.gate = deployGate(rt.broker);
       } else if (rt.broker.embedded) {
         // It is ours to keep running: start it again (same port) if it died.
         await ensureEmbeddedBroker(state.path('broker'), options.log);

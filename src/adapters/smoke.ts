@@ -10,6 +10,9 @@ import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import type { HttpSmokeCheck, MqttSmokeCheck, SmokeCheck } from '../core/model.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
+import type { BrokerLogin } from '../core/broker-credentials.js';
+import { maskUrlPassword } from '../core/redact.js';
+import { mqttLoginOptions } from './mqtt/external-broker.js';
 import {
   bodyExcerpt,
   buildHttpRequest,
@@ -33,8 +36,8 @@ export interface RunSmokeChecksOptions {
   /** The colour's own address, e.g. http://127.0.0.1:41881 (no trailing path). */
   baseUrl: string;
   checks: SmokeCheck[];
-  /** The fleet's broker, e.g. mqtt://127.0.0.1:1883; without it MQTT checks fail. */
-  mqtt?: { url: string };
+  /** The fleet's broker, e.g. mqtt://127.0.0.1:1883, and its login; without it MQTT checks fail. */
+  mqtt?: { url: string } & BrokerLogin;
   /** For checks without their own `timeout`. Default 5 s. */
   defaultTimeoutMs?: number;
   /** Takes the instance's secrets out of what the checks quote of its answers (before quoting and cutting). */
@@ -55,7 +58,7 @@ export async function runSmokeChecks(opts: RunSmokeChecksOptions): Promise<Smoke
     try {
       const timeoutMs = check.timeout !== undefined ? parseDuration(check.timeout) : (opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS);
       if (check.http) outcome = await runHttpCheck(opts.baseUrl, check.http, timeoutMs, redact);
-      else if (check.mqtt) outcome = opts.mqtt ? await runMqttCheck(opts.mqtt.url, check.mqtt, timeoutMs, redact) : { ok: false, message: 'MQTT check, but the fleet has no MQTT broker configured' };
+      else if (check.mqtt) outcome = opts.mqtt ? await runMqttCheck(opts.mqtt, check.mqtt, timeoutMs, redact) : { ok: false, message: 'MQTT check, but the fleet has no MQTT broker configured' };
       else outcome = { ok: false, message: 'the check has neither http nor mqtt' };
     } catch (err) {
       // Only a bug gets here (e.g. an invalid timeout that validation should have caught).
@@ -110,14 +113,14 @@ function httpErrorText(err: unknown, timeoutMs: number): string {
  * Subscribe to expect.topic first, then publish, then wait for a matching message — all within
  * one deadline. Retained messages are ignored: they are old news, not an answer to this check.
  */
-async function runMqttCheck(url: string, check: MqttSmokeCheck, timeoutMs: number, redact: (text: string) => string): Promise<SmokeOutcome> {
+async function runMqttCheck(broker: { url: string } & BrokerLogin, check: MqttSmokeCheck, timeoutMs: number, redact: (text: string) => string): Promise<SmokeOutcome> {
   const deadline = performance.now() + timeoutMs;
   const left = () => Math.max(0, deadline - performance.now());
   let client: MqttClient | undefined;
   let seen = 0;
   let lastSeen: string | undefined;
   try {
-    client = await connect(url, timeoutMs);
+    client = await connect(broker, timeoutMs);
     const c = client;
     let matched: (payload: string) => void = () => undefined;
     const answer = new Promise<string>((resolve) => {
@@ -150,9 +153,10 @@ async function runMqttCheck(url: string, check: MqttSmokeCheck, timeoutMs: numbe
 }
 
 /** Connect once, no retries: a broker that is not there is the check's answer. */
-function connect(url: string, timeoutMs: number): Promise<MqttClient> {
+function connect(broker: { url: string } & BrokerLogin, timeoutMs: number): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, {
+    const client = mqtt.connect(broker.url, {
+      ...mqttLoginOptions(broker),
       clientId: `tower-smoke-${randomBytes(6).toString('hex')}`,
       clean: true,
       reconnectPeriod: 0,
@@ -163,7 +167,7 @@ function connect(url: string, timeoutMs: number): Promise<MqttClient> {
       client.removeAllListeners();
       client.on('error', () => undefined);
       client.end(true);
-      reject(new Error(`cannot connect to the MQTT broker at ${url}: ${why}`));
+      reject(new Error(`cannot connect to the MQTT broker at ${maskUrlPassword(broker.url)}: ${why}`));
     };
     const timer = setTimeout(() => fail(`no answer within ${formatDuration(timeoutMs)}`), timeoutMs);
     client.once('connect', () => {

@@ -5,6 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseDuration } from '../core/duration.js';
+import { brokerEnvProblems } from '../adapters/mqtt/external-broker.js';
 
 export interface RunConfig {
   /** A Git URL (https, ssh, git@, file://) or a local directory. */
@@ -101,7 +102,6 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
   for (const [name, value, schemes] of [
     ['DATABASE_URL', env.DATABASE_URL, ['postgres:', 'postgresql:']],
     ['REDIS_URL', env.REDIS_URL, ['redis:', 'rediss:']],
-    ['MQTT_URL', env.MQTT_URL, ['mqtt:', 'mqtts:', 'tcp:']],
   ] as const) {
     if (!value) continue;
     try {
@@ -111,6 +111,9 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
       errors.push(`${name}: not a URL`); // never echo the value: it may carry a password
     }
   }
+
+  // MQTT_URL, and for mqtts MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED: checked as the runtime reads them.
+  errors.push(...brokerEnvProblems(env, readFile));
 
   const github = parseGithub(pick('githubRepo'), pick('githubApiUrl'), env, readFile, errors);
   if (env.TOWER_PUBLIC_URL && !/^https?:\/\//.test(env.TOWER_PUBLIC_URL)) errors.push('TOWER_PUBLIC_URL: expected http(s)://…');

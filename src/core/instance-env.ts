@@ -8,6 +8,8 @@ import type { DesiredInstance, Fleet } from './model.js';
 export interface BrokerAddress {
   host: string;
   port: number;
+  /** An mqtts:// broker; rejectUnauthorized false accepts any server certificate. */
+  tls?: { rejectUnauthorized: boolean };
 }
 
 /** TOWER_URL_EMBEDDINGS for "embeddings", TOWER_URL_TEXT_CHUNKER for "text-chunker". */
@@ -28,7 +30,12 @@ export function consumerClientIdFor(fleet: string, instance: string, color: Colo
   return `tower/${fleet}/${instance}/${color}`;
 }
 
-/** `stableUrl` gives an instance's stable address as its peers reach it (the traffic switch's). */
+/**
+ * `stableUrl` gives an instance's stable address as its peers reach it (the traffic switch's).
+ * The broker: TOWER_MQTT_URL (mqtt:// or mqtts://, never a login: that goes to the credential
+ * store, see broker-credentials.ts), TOWER_MQTT_HOST/_PORT, and TOWER_MQTT_VERIFY_SERVER_CERT
+ * ("true" or "false", for an mqtt-broker node's verifyservercert).
+ */
 export function towerEnvironment(fleet: Fleet, instance: string, color: Color, broker: BrokerAddress | undefined, stableUrl: (port: number) => string): Record<string, string> {
   const env: Record<string, string> = {
     TOWER_FLEET: fleet.name,
@@ -38,8 +45,10 @@ export function towerEnvironment(fleet: Fleet, instance: string, color: Color, b
     TOWER_MQTT_CLIENT_ID: consumerClientIdFor(fleet.name, instance, color),
   };
   if (broker) {
+    env.TOWER_MQTT_URL = `${broker.tls ? 'mqtts' : 'mqtt'}://${broker.host.includes(':') && !broker.host.startsWith('[') ? `[${broker.host}]` : broker.host}:${broker.port}`;
     env.TOWER_MQTT_HOST = broker.host;
     env.TOWER_MQTT_PORT = String(broker.port);
+    env.TOWER_MQTT_VERIFY_SERVER_CERT = String(broker.tls?.rejectUnauthorized ?? true);
   }
   for (const other of fleet.instances) env[urlVariable(other.name)] = stableUrl(other.port);
   return env;

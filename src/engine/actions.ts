@@ -14,6 +14,7 @@ import type { Action, Color } from '../core/rollout.js';
 import { TowerError, type ColorSpec, type FleetRuntime, type RuntimeDriver } from './ports.js';
 import { resolveCredentials, resolveEnv, secretValues } from './secrets.js';
 import { withCredentials } from '../core/credentials.js';
+import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credentials.js';
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
 
@@ -66,14 +67,19 @@ export class InstanceActions {
       } catch {
         // a secret that cannot be resolved was never given to the instance
       }
-      this.redactSecrets = redactor(secrets);
+      this.redactSecrets = redactor([...secrets, ...brokerSecrets(this.deps.runtime.broker)]);
     }
     return this.redactSecrets(text);
   };
 
-  /** The desired flows as deployed: with the node credentials fleet.yaml references, resolved now. */
+  /** The desired flows as deployed: with the node credentials fleet.yaml references, resolved now, and the fleet broker's login. */
   deployedFlows(): FlowNode[] {
-    return withCredentials(this.desired!.flowList, this.credentials());
+    return withCredentials(this.desired!.flowList, { ...this.fleetBroker().credentials, ...this.credentials() });
+  }
+
+  /** The fleet broker's login for the nodes that point at it, unless fleet.yaml gives them credentials; the flows are not changed. */
+  fleetBroker() {
+    return fleetBrokerCredentials(this.desired?.flowList ?? [], this.deps.runtime.broker, new Set(Object.keys(this.desired?.config.credentials ?? {})));
   }
 
   private credentials(): Record<string, Record<string, string>> {
@@ -168,6 +174,7 @@ export class InstanceActions {
       // Colours of one instance share one context namespace, so context survives the swap.
       ...(desired.config.context === 'shared' && rt.redisUrl ? { sharedContext: { url: rt.redisUrl, prefix: `tower:${deps.fleet}:${this.instance}` } } : {}),
     };
+    for (const warning of this.fleetBroker().warnings) this.warn(warning);
     // A new colour starts with its MQTT consumers off: clear any retained "open" from before.
     if (this.usesGate()) await rt.gate!.clear(this.topic(color));
     await this.endSession(color); // a colour that crashed with its gate open left a session collecting work
@@ -322,7 +329,7 @@ const HANDLERS: Handlers = {
     const checks = (a.desired?.smoke ?? []).filter((c) => (kind === 'http' ? c.http : c.mqtt));
     if (checks.length === 0) return;
     if (kind === 'mqtt' && !rt.broker) throw new TowerError('MQTT smoke checks need a broker (MQTT_URL or the embedded one)', 'NoBroker', 'stalled');
-    const results = await rt.smoke({ baseUrl: a.urlOf(color), checks, ...(rt.broker ? { mqtt: { url: rt.broker.url } } : {}), defaultTimeoutMs: 5_000, redact: a.redact });
+    const results = await rt.smoke({ baseUrl: a.urlOf(color), checks, ...(rt.broker ? { mqtt: rt.broker } : {}), defaultTimeoutMs: 5_000, redact: a.redact });
     const failed = results.filter((r) => !r.ok);
     if (failed.length) throw new TowerError(failed.map((f) => `"${f.name}": ${f.message}`).join('; '), 'SmokeFailed', 'stalled');
   },

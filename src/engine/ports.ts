@@ -10,6 +10,7 @@ import type { PlanReport } from '../core/render.js';
 import type { Color, Phase } from '../core/rollout.js';
 import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
 import type { ExitInfo } from '../core/live.js';
+import type { BrokerConnection } from '../core/broker-credentials.js';
 
 export type { Color, CommitInfo, RolloutOutcome };
 export { TowerError } from './errors.js';
@@ -149,10 +150,8 @@ export interface TrafficSwitch {
 
 // MQTT
 
-export interface Broker {
-  url: string;
-  host: string;
-  port: number;
+/** The fleet's broker; its login (user, password, TLS) reaches instances through their credential store. Never logged. */
+export interface Broker extends BrokerConnection {
   /** Tower runs this broker (embedded) rather than being given it (MQTT_URL). */
   embedded: boolean;
 }
@@ -185,7 +184,7 @@ export interface SmokeResult {
 }
 
 /** Runs smoke checks against a colour; `redact` takes the instance's secrets out of what they quote of its answers. */
-export type SmokeRunner = (opts: { baseUrl: string; checks: SmokeCheck[]; mqtt?: { url: string }; defaultTimeoutMs: number; redact?: (text: string) => string }) => Promise<SmokeResult[]>;
+export type SmokeRunner = (opts: { baseUrl: string; checks: SmokeCheck[]; mqtt?: BrokerConnection; defaultTimeoutMs: number; redact?: (text: string) => string }) => Promise<SmokeResult[]>;
 
 // Registry
 

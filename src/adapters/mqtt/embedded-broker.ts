@@ -16,30 +16,16 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:f
 import { accepts, freePort } from '../net.js';
 import { join } from 'node:path';
 import { writeAtomic } from '../fs/atomic.js';
+import type { BrokerConnection } from '../../core/broker-credentials.js';
 
-export interface BrokerEndpoint {
-  url: string;
-  host: string;
-  port: number;
-  /** Whether Tower runs this broker (embedded) or it was given (MQTT_URL). */
+export interface BrokerEndpoint extends BrokerConnection {
+  /** Whether Tower runs this broker (embedded) or it was given (MQTT_URL, see external-broker.ts). */
   embedded: boolean;
 }
 
 interface BrokerRecord {
   pid: number;
   port: number;
-}
-
-/**
- * A broker given as MQTT_URL. Tower's own clients (gate, smoke checks) use the URL as given,
- * credentials included; Node-RED gets host and port only (TOWER_MQTT_HOST/_PORT), so its
- * broker config nodes bring their own credentials if the broker wants them.
- */
-export function brokerFromUrl(url: string): BrokerEndpoint {
-  const u = new URL(url);
-  if (u.protocol !== 'mqtt:' && u.protocol !== 'tcp:' && u.protocol !== 'mqtts:') throw new Error(`MQTT_URL must be mqtt://host:port or mqtts://host:port, got ${u.protocol}//…`);
-  const port = Number(u.port || (u.protocol === 'mqtts:' ? 8883 : 1883));
-  return { url, host: u.hostname, port, embedded: false };
 }
 
 export async function ensureEmbeddedBroker(dir: string, log: (line: string) => void = () => {}): Promise<BrokerEndpoint> {

@@ -28,6 +28,9 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import type { ISubscriptionMap, MqttClient } from 'mqtt';
 import { formatDuration } from '../../core/duration.js';
+import type { BrokerLogin } from '../../core/broker-credentials.js';
+import { maskUrlPassword } from '../../core/redact.js';
+import { mqttLoginOptions } from './external-broker.js';
 
 export type GateCommand = 'open' | 'closed';
 
@@ -51,8 +54,8 @@ export interface DeployGate {
   end(): Promise<void>;
 }
 
-export interface DeployGateOptions {
-  /** The fleet's broker, e.g. mqtt://127.0.0.1:1883. */
+/** The fleet's broker: its URL (e.g. mqtt://127.0.0.1:1883) and login (user, password, TLS). */
+export interface DeployGateOptions extends BrokerLogin {
   url: string;
   /** For connecting and for each open/close/clear/state. Default 10 s. */
   timeoutMs?: number;
@@ -80,7 +83,7 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
 
   const client = (): Promise<MqttClient> => {
     if (ended) return Promise.reject(new Error('the deploy gate connection was ended'));
-    connecting ??= connect(opts.url, clientId, timeoutMs, (topic, payload) => {
+    connecting ??= connect(opts, clientId, timeoutMs, (topic, payload) => {
       if (subs.has(topic)) seen.set(topic, payload);
       for (const l of listeners.get(topic) ?? []) l(payload);
     }).catch((err: unknown) => {
@@ -195,13 +198,13 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
     async endSession(clientId) {
       // Clean Start on and no Session Expiry: the old session is discarded on connect, and
       // the new one ends with the disconnect.
-      const c = mqtt.connect(opts.url, { clientId, clean: true, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: timeoutMs });
+      const c = mqtt.connect(opts.url, { ...mqttLoginOptions(opts), clientId, clean: true, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: timeoutMs });
       c.on('error', () => undefined); // reported by the timeout below
       try {
         await bounded(
           new Promise<void>((resolve) => c.once('connect', () => resolve())).then(() => c.endAsync()),
           timeoutMs,
-          () => `could not end the MQTT session ${clientId}: the broker at ${opts.url} did not answer within ${formatDuration(timeoutMs)}`,
+          () => `could not end the MQTT session ${clientId}: the broker at ${maskUrlPassword(opts.url)} did not answer within ${formatDuration(timeoutMs)}`,
         );
       } finally {
         c.end(true);
@@ -257,18 +260,18 @@ function describeBase(topicBase: string): string {
   return parts.length === 5 && parts[0] === 'tower' && parts[1] === 'gate' ? `${parts[3]}/${parts[4]}` : topicBase;
 }
 
-function connect(url: string, clientId: string, timeoutMs: number, onMessage: (topic: string, payload: string) => void): Promise<MqttClient> {
+function connect(broker: DeployGateOptions, clientId: string, timeoutMs: number, onMessage: (topic: string, payload: string) => void): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     // Reconnects on its own later (a broker restart must not end Tower's gate control);
     // only the first connection is bounded here.
-    const c = mqtt.connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: timeoutMs, protocolVersion: 4 });
+    const c = mqtt.connect(broker.url, { ...mqttLoginOptions(broker), clientId, clean: true, reconnectPeriod: 1000, connectTimeout: timeoutMs, protocolVersion: 4 });
     c.setMaxListeners(0); // each open/close in flight listens for reconnects; a wave may run many
     let lastError = '';
     const onError = (err: Error) => (lastError = err.message);
     c.on('error', onError);
     const timer = setTimeout(() => {
       c.end(true);
-      reject(new Error(`cannot connect to the MQTT broker at ${url} within ${formatDuration(timeoutMs)}${lastError ? `: ${lastError}` : ''}`));
+      reject(new Error(`cannot connect to the MQTT broker at ${maskUrlPassword(broker.url)} within ${formatDuration(timeoutMs)}${lastError ? `: ${lastError}` : ''}`));
     }, timeoutMs);
     c.once('connect', () => {
       clearTimeout(timer);
