@@ -125,8 +125,8 @@ describe('a broker restart during the handover from one colour to the other', ()
         TOWER_COLOR: color,
         TOWER_GATE_TOPIC: base(color),
         TOWER_MQTT_CLIENT_ID: consumerClientId(FLEET, 'worker', color),
-        TOWER_MQTT_HOST: broker!.host,
-        TOWER_MQTT_PORT: String(broker!.port),
+        TOWER_MQTT_URL: broker!.url,
+        TOWER_MQTT_VERIFY_SERVER_CERT: 'true',
       },
     });
 

@@ -41,7 +41,7 @@ function startColour(broker: Mosquitto, fleet: string, color: 'blue' | 'green'):
   return startNodeRed({
     flows: [...GATE_FLOWS, ...consumerFlows()],
     settings: { contextStorage: CONTEXT_STORAGE },
-    env: { TOWER_FLEET: fleet, TOWER_INSTANCE: 'worker', TOWER_COLOR: color, TOWER_GATE_TOPIC: gateTopic(fleet, 'worker', color), TOWER_MQTT_CLIENT_ID: consumerClientId(fleet, 'worker', color), TOWER_MQTT_HOST: '127.0.0.1', TOWER_MQTT_PORT: String(broker.port) },
+    env: { TOWER_FLEET: fleet, TOWER_INSTANCE: 'worker', TOWER_COLOR: color, TOWER_GATE_TOPIC: gateTopic(fleet, 'worker', color), TOWER_MQTT_CLIENT_ID: consumerClientId(fleet, 'worker', color), TOWER_MQTT_URL: broker.url, TOWER_MQTT_VERIFY_SERVER_CERT: 'true' },
   });
 }
 
@@ -356,7 +356,7 @@ describe("fleet-example's embeddings behind its gate", () => {
     gates.push(gate);
     nr = await startNodeRed({
       flows: embeddings.flowList,
-      env: { TOWER_FLEET: 'redforge', TOWER_INSTANCE: 'embeddings', TOWER_COLOR: 'green', TOWER_GATE_TOPIC: base, TOWER_MQTT_CLIENT_ID: consumerClientId('redforge', 'embeddings', 'green'), TOWER_MQTT_HOST: '127.0.0.1', TOWER_MQTT_PORT: String(broker!.port), EMBEDDING_DIMS: '256' },
+      env: { TOWER_FLEET: 'redforge', TOWER_INSTANCE: 'embeddings', TOWER_COLOR: 'green', TOWER_GATE_TOPIC: base, TOWER_MQTT_CLIENT_ID: consumerClientId('redforge', 'embeddings', 'green'), TOWER_MQTT_URL: broker!.url, TOWER_MQTT_VERIFY_SERVER_CERT: 'true', EMBEDDING_DIMS: '256' },
     });
     colours.push(nr);
     await eventually('the gate reports closed', async () => (await gate.state(base)) === 'closed');
