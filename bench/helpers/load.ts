@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { sleep } from './procs.js';
 
 export interface HttpLoadOptions {
@@ -142,6 +142,8 @@ export interface MqttLoadOptions {
   resultsTopic: string;
   ratePerSec: number;
   windowMs: number;
+  /** More connect options for both clients: a login, a CA, a client certificate. */
+  connect?: IClientOptions;
 }
 
 export interface MqttLoadResult {
@@ -170,8 +172,8 @@ export interface MqttLoad {
 /** Subscribes to the results first, then publishes QoS 1 at a fixed rate; counts what came back. */
 export async function openLoopMqtt(o: MqttLoadOptions, log: (line: string) => void): Promise<MqttLoad> {
   const tag = Math.random().toString(36).slice(2, 8);
-  const collector: MqttClient = await mqtt.connectAsync(o.url, { clientId: `bench-collector-${tag}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 });
-  const publisher: MqttClient = await mqtt.connectAsync(o.url, { clientId: `bench-publisher-${tag}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 });
+  const collector: MqttClient = await mqtt.connectAsync(o.url, { ...o.connect, clientId: `bench-collector-${tag}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 });
+  const publisher: MqttClient = await mqtt.connectAsync(o.url, { ...o.connect, clientId: `bench-publisher-${tag}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 });
   const seen = new Map<string, number>();
   const byColor: Record<string, number> = {};
   collector.on('message', (_topic, payload) => {

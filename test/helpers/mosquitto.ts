@@ -23,12 +23,32 @@ import { freePort } from '../../src/adapters/net.js';
 
 export { freePort };
 
-export async function startMosquitto(): Promise<Mosquitto> {
+export interface MosquittoOptions {
+  /** Settings of the listener (they follow its line): cafile, certfile, keyfile, require_certificate… With certfile, url is mqtts://. */
+  listener?: string[];
+  /** More global settings, e.g. password_file; with one, anonymous clients are refused. */
+  config?: string[];
+}
+
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), 'tower-mosquitto-'));
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
   const logFile = join(dir, 'mosquitto.log');
-  const lines = [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', `log_dest file ${logFile}`, 'log_type error', 'log_type warning', 'log_type notice', 'log_type information'];
+  const login = (options.config ?? []).some((l) => l.startsWith('password_file '));
+  const tls = (options.listener ?? []).some((l) => l.startsWith('certfile '));
+  const lines = [
+    ...(options.config ?? []),
+    `listener ${port} 127.0.0.1`,
+    ...(options.listener ?? []),
+    `allow_anonymous ${login ? 'false' : 'true'}`,
+    'persistence false',
+    `log_dest file ${logFile}`,
+    'log_type error',
+    'log_type warning',
+    'log_type notice',
+    'log_type information',
+  ];
   // mosquitto drops privileges to "mosquitto" when started as root unless told otherwise.
   if (process.getuid?.() === 0) lines.push('user root');
   writeFileSync(conf, lines.join('\n') + '\n');
@@ -54,7 +74,7 @@ export async function startMosquitto(): Promise<Mosquitto> {
   }
   return {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     pid: child.pid!,
     log,
     async stop() {
