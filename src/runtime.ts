@@ -17,6 +17,8 @@ import { dockerDriver } from './adapters/runtime/docker.js';
 import { processDriver } from './adapters/runtime/process.js';
 import { runSmokeChecks } from './adapters/smoke.js';
 import { builtinSwitch } from './adapters/switch/builtin.js';
+import { nginxFromEnv } from './adapters/switch/nginx-env.js';
+import { TowerError } from './engine/ports.js';
 
 export interface RuntimeOptions {
   stateDir: string;
@@ -39,13 +41,20 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
   const drivers: Partial<Record<RuntimeKind, RuntimeDriver>> = { process: processDriver({ stateDir: state.root }) };
   const docker = () => (drivers.docker ??= dockerDriver({ docker: new Dockerode(), stateDir: state.root }));
   if (options.env.DOCKER_HOST || usesDocker(state)) docker();
+  const builtin = builtinSwitch({ stateDir: state.root });
+  const nginx = nginxFromEnv(options.env);
   const rt: LocalRuntime = {
     state,
     registry: state,
     adminCredentials: credentials,
     drivers: () => Object.values(drivers),
     driverFor: (kind) => (kind === 'docker' ? docker() : drivers.process!),
-    trafficSwitch: builtinSwitch({ stateDir: state.root }),
+    switchFor(kind) {
+      if (kind === 'builtin') return builtin;
+      if (!nginx) throw new TowerError('switch: nginx needs the nginx Tower writes to: set TOWER_NGINX_CONF_DIR (a directory that nginx includes inside http {}), and TOWER_NGINX_RELOAD if `nginx -s reload` is not how it reloads', 'NginxNotConfigured', 'stalled');
+      return nginx;
+    },
+    switches: () => (nginx ? [builtin, nginx] : [builtin]),
     async ensureBroker() {
       if (!rt.broker) {
         // MQTT_URL, with MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED for mqtts.

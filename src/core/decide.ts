@@ -147,6 +147,11 @@ function verdictOf(input: DecideInput, name: string, d: DesiredInstance | undefi
     return { ...base, condition: 'NotInFleet', message: rolling ? 'not in fleet.yaml: pruned' : 'not in the applied fleet.yaml; kept while the newest revision is not rolled out', planned: rolling };
   }
   if (isMissing(l, lv)) return { ...base, condition: 'Missing', message: 'nothing serves this instance: it is created again', planned: input.canPlan };
+  const wantsSwitch = d.switch ?? 'builtin';
+  if (l?.switch && l.switch.kind !== wantsSwitch) {
+    // Moving the stable port to another switch takes it down for a moment: only on request.
+    return { ...base, condition: 'OutOfDate', message: `served by the ${l.switch.kind} switch, but fleet.yaml asks for ${wantsSwitch}: to move it, remove the instance from fleet.yaml and add it back (or tower destroy)` };
+  }
 
   const down = lv?.down ?? false;
   /** Down: repaired first; rolled out meanwhile only when out of date (the fix may be in the new revision). */

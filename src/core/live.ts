@@ -6,7 +6,7 @@
  * Two words are kept apart everywhere: `rev` is Node-RED's flow hash (sha256 of the flow
  * list), `revision` is a commit of the fleet repository.
  */
-import type { FlowNode, RuntimeConfig, RuntimeKind } from './model.js';
+import type { FlowNode, RuntimeConfig, RuntimeKind, SwitchKind } from './model.js';
 import type { Color } from './rollout.js';
 
 export const COLORS: readonly Color[] = ['blue', 'green'];
@@ -39,6 +39,8 @@ export interface LiveColor {
 
 /** The traffic switch that serves the instance's stable address. */
 export interface LiveSwitch {
+  /** Which switch serves it: builtin or nginx. */
+  kind: SwitchKind;
   running: boolean;
   port: number;
   /** The stable address, e.g. http://127.0.0.1:1881. */

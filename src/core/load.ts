@@ -67,12 +67,14 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
   // fleet.yaml
   let fleetFile = FLEET_FILES[0]!;
   let fleetText: string | undefined;
+  let fleetBytes = 0;
   for (const name of FLEET_FILES) {
     const at = { file: name, line: 1, col: 1 };
     const r = readText(reader, name, LIMITS.yamlBytes, { display: name, at, diagnostics, budget });
     if (r.ok) {
       fleetFile = name;
       fleetText = r.text;
+      fleetBytes = r.bytes;
       break;
     }
     if (!r.failure) return finish(); // reported: not UTF-8
@@ -95,15 +97,21 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
   const limits = fleetLimits(get(fleetDocs[0]?.value, ['spec', 'limits']));
   budget.limit = limits.bytes;
 
-  // plans/*.yaml
+  // plans/*.yaml, within what is left of the YAML all together may have
+  let yamlLeft = LIMITS.yamlTotalBytes - fleetBytes;
   for (const name of reader.list(PLANS_DIR).filter((n) => /\.ya?ml$/.test(n)).sort()) {
     const file = `${PLANS_DIR}/${name}`;
     const at = { file, line: 1, col: 1 };
-    const r = readText(reader, file, LIMITS.yamlBytes, { display: file, at, diagnostics, budget });
+    const r = readText(reader, file, Math.min(LIMITS.yamlBytes, Math.max(0, yamlLeft)), { display: file, at, diagnostics, budget });
     if (!r.ok) {
+      if (r.failure?.reason === 'too-large' && yamlLeft < LIMITS.yamlBytes && (r.failure.size === undefined || r.failure.size <= LIMITS.yamlBytes)) {
+        diagnostics.push(error('LimitExceeded', file, 1, 1, `${fleetFile} and the plan files before this one come to ${LIMITS.yamlTotalBytes - yamlLeft} bytes; with this one they would pass the ${LIMITS.yamlTotalBytes / 1024 / 1024} MiB all YAML of a repository may have, so it and the plan files after it were not read`, 'keep plans short; move unused ones out of plans/'));
+        break;
+      }
       if (r.failure) diagnostics.push(readFailure(file, r.failure, at));
       continue;
     }
+    yamlLeft -= r.bytes;
     const parsed = parseYamlFile(file, r.text);
     diagnostics.push(...parsed.diagnostics);
     sortByKind(parsed.documents, ['DeployPlan'], [], planDocs, diagnostics);
@@ -291,6 +299,7 @@ function buildInstance(
     strategy: pick('strategy') ?? DEFAULT_SETTINGS.strategy,
     labels: { ...(defaults.labels ?? {}), ...(raw.labels ?? {}) },
     keepWarm: pick('keepWarm') ?? DEFAULT_SETTINGS.keepWarm,
+    ...(pick('switch') === 'nginx' ? { switch: 'nginx' as const } : {}),
     drainTimeout: pick('drainTimeout') ?? DEFAULT_SETTINGS.drainTimeout,
     config: {
       runtime: pick('runtime') ?? DEFAULT_SETTINGS.runtime,

@@ -47,6 +47,8 @@ export interface SmokeCheck {
 export type RuntimeKind = 'process' | 'docker';
 export type Strategy = 'blue-green' | 'recreate';
 export type ContextMode = 'memory' | 'shared';
+/** What serves an instance's stable address: Tower's own router (builtin) or the operator's nginx. */
+export type SwitchKind = 'builtin' | 'nginx';
 
 /** Settings an instance inherits from spec.defaults unless it sets its own. */
 export interface InstanceSettings {
@@ -59,6 +61,7 @@ export interface InstanceSettings {
   labels?: Record<string, string>;
   settings?: Record<string, unknown>;
   context?: ContextMode;
+  switch?: SwitchKind;
   keepWarm?: string;
   drainTimeout?: string;
 }
@@ -99,6 +102,8 @@ export interface Instance {
   labels: Record<string, string>;
   keepWarm: string;
   drainTimeout: string;
+  /** Absent: builtin. */
+  switch?: SwitchKind;
   config: RuntimeConfig;
 }
 

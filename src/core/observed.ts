@@ -43,7 +43,7 @@ export function liveFromObserved(observed: ObservedFleet | undefined): LiveInsta
     const rev = o.rev ?? (o.flows ? flowsRev(deployableFlows(o.flows)) : '');
     return {
       name: o.name,
-      switch: { running: true, port: o.config?.port ?? 0, url: '', routed: 'blue' },
+      switch: { kind: 'builtin', running: true, port: o.config?.port ?? 0, url: '', routed: 'blue' },
       colors: { blue: { color: 'blue', runtime: o.config?.runtime ?? 'process', status: 'running', port: 0, url: '', rev, ...(o.config ? { config: o.config } : {}) } },
       flows: o.flows,
       ...(o.flows ? { rev } : {}),

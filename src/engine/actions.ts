@@ -116,6 +116,12 @@ export class InstanceActions {
     return gateTopicFor(this.deps.fleet, this.instance, color);
   }
 
+  /** The switch that serves (a repair) or is to serve (a rollout) the stable address. */
+  sw() {
+    const kind = this.repairing ? (this.live?.switch?.kind ?? this.desired?.switch) : (this.desired?.switch ?? this.live?.switch?.kind);
+    return this.deps.runtime.switchFor(kind ?? 'builtin');
+  }
+
   /**
    * The stable port: a rollout moves it to the desired one; a repair keeps the one that serves
    * (it must not move the address before the revision that moves it is rolled out).
@@ -156,7 +162,7 @@ export class InstanceActions {
     const desired = this.desired;
     if (!desired) throw new TowerError(`${this.instance} is not in the fleet: nothing to start`, 'NotDesired', 'stalled');
     const port = await rt.freePort();
-    const env = { ...resolveEnv(this.instance, desired.config.env, deps.secretsEnv), ...(deps.desiredFleet ? towerEnvironment(deps.desiredFleet, this.instance, color, rt.broker, (port) => rt.trafficSwitch.url(port)) : {}) };
+    const env = { ...resolveEnv(this.instance, desired.config.env, deps.secretsEnv), ...(deps.desiredFleet ? towerEnvironment(deps.desiredFleet, this.instance, color, rt.broker, (port) => this.sw().url(port)) : {}) };
     const spec: ColorSpec = {
       ...this.ref(color),
       port,
@@ -277,7 +283,7 @@ type Handlers = { [K in Action['type']]: (a: InstanceActions, action: Extract<Ac
 
 const HANDLERS: Handlers = {
   async ensureSwitch(a) {
-    await a.deps.runtime.trafficSwitch.ensure(a.instance, a.stablePort());
+    await a.sw().ensure(a.instance, a.stablePort());
   },
   async retire(a, { color }) {
     if (!(await a.driverOf(color).inspect(a.ref(color)))) return;
@@ -342,7 +348,7 @@ const HANDLERS: Handlers = {
   async route(a, { color }) {
     const c = a.colors[color];
     if (!c) throw new TowerError(`no ${color} colour to route to`, 'ColorMissing');
-    await a.deps.runtime.trafficSwitch.route(a.instance, { color, port: c.port });
+    await a.sw().route(a.instance, { color, port: c.port });
     a.recordApplied(color);
   },
   async unroute() {
@@ -350,13 +356,13 @@ const HANDLERS: Handlers = {
   },
   async drain(a, { color }) {
     const timeout = a.drainMs();
-    const r = await a.deps.runtime.trafficSwitch.drain(a.instance, color, timeout);
+    const r = await a.sw().drain(a.instance, color, timeout);
     if (!r.drained) a.warn(`${r.inflight} request(s) still in flight on ${color} after ${timeout} ms; it keeps running until cleanup, so they can finish`);
   },
   async audit(a, { color }) {
     // Through the stable address: the switch must reach the new colour, which runs the desired rev.
     const rt = a.deps.runtime;
-    const stable = rt.trafficSwitch.url(a.stablePort());
+    const stable = a.sw().url(a.stablePort());
     const got = await rt.admin(stable).getFlows();
     const desired = a.desired!;
     if (got.rev !== desired.rev) throw new TowerError(`the stable address ${stable} serves rev ${got.rev.slice(0, 12)}, expected ${desired.rev.slice(0, 12)}`, 'AuditFailed', 'stalled');
@@ -381,7 +387,7 @@ const HANDLERS: Handlers = {
     a.park(color, a.deps.now().getTime() + keepWarm);
   },
   async removeSwitch(a) {
-    await a.deps.runtime.trafficSwitch.remove(a.instance);
+    await a.sw().remove(a.instance);
     if (!a.desired) a.deps.runtime.registry.update((r) => void delete r.instances[a.instance]);
   },
 };

@@ -117,6 +117,12 @@ export async function preflight(plan: Plan, instances: readonly DesiredInstance[
     } catch (err) {
       problems.push((err as Error).message);
     }
+    try {
+      rt.switchFor(i.switch ?? 'builtin');
+    } catch (err) {
+      problems.push(`instance ${i.name}: ${(err as Error).message}`);
+      kind = 'stalled';
+    }
     const cannot = await rt.driverFor(i.config.runtime).cannotRun(i.name, { nodeRedVersion: i.config.nodeRedVersion, ...(i.config.image ? { image: i.config.image } : {}) });
     if (cannot) {
       problems.push(cannot);

@@ -176,8 +176,8 @@ export class Daemon extends EventEmitter {
 
   /** Every driver the fleet may run on, and the switch, tell the loop when something exits by itself. */
   private watchDrivers(): void {
-    const sw = this.opts.runtime.trafficSwitch;
-    if (!this.watched.has(sw) && sw.watch) {
+    for (const sw of this.opts.runtime.switches()) {
+      if (this.watched.has(sw) || !sw.watch) continue;
       this.watched.set(
         sw,
         sw.watch((instance) => {

@@ -12,7 +12,7 @@ export async function destroyAll(rt: FleetRuntime, fleet: string): Promise<strin
   const removed: string[] = [];
   const live = await observeFleet(rt, fleet);
   for (const l of live) {
-    if (l.switch) await rt.trafficSwitch.remove(l.name);
+    if (l.switch) await rt.switchFor(l.switch.kind).remove(l.name);
     const actions = new InstanceActions(l.name, undefined, l, { fleet, runtime: rt, secretsEnv: {}, now: () => new Date(), onEvent: () => {} });
     for (const c of Object.values(l.colors)) await actions.discard(c.color, 0);
     removed.push(l.name);

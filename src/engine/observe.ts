@@ -13,14 +13,15 @@ import type { FleetRuntime, RunningColor } from './ports.js';
 export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<LiveInstance[]> {
   const registry = rt.registry.read();
   const running = (await Promise.all(rt.drivers().map((d) => d.list(fleet)))).flat();
-  const switches = await rt.trafficSwitch.list();
-  const names = new Set<string>([...Object.keys(registry.instances), ...running.map((r) => r.instance), ...switches.map((s) => s.instance)]);
+  const switches = (await Promise.all(rt.switches().map(async (s) => (await s.list()).map((status) => ({ status, of: s }))))).flat();
+  const names = new Set<string>([...Object.keys(registry.instances), ...running.map((r) => r.instance), ...switches.map((s) => s.status.instance)]);
   return Promise.all(
     [...names].sort().map(async (name): Promise<LiveInstance> => {
       const record = registry.instances[name];
       const colors: Partial<Record<Color, LiveColor>> = {};
       for (const r of running.filter((x) => x.instance === name)) colors[r.color] = liveColor(r, record?.colors[r.color]);
-      const sw = switches.find((s) => s.instance === name);
+      const found = switches.find((s) => s.status.instance === name);
+      const sw = found?.status;
       const routed = sw?.active?.color;
       const serving = routed ? colors[routed] : undefined;
       let flows: FlowNode[] | null = null;
@@ -42,7 +43,7 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
       return {
         name,
         ...(record?.port ? { port: record.port } : {}),
-        ...(sw ? { switch: { running: sw.running, port: sw.listenPort, url: rt.trafficSwitch.url(sw.listenPort), ...(routed ? { routed } : {}) } } : {}),
+        ...(sw ? { switch: { kind: found!.of.kind, running: sw.running, port: sw.listenPort, url: found!.of.url(sw.listenPort), ...(routed ? { routed } : {}) } } : {}),
         colors,
         flows,
         ...(rev ? { rev } : {}),

@@ -5,7 +5,7 @@
  */
 import type { Diagnostic } from '../core/diagnostics.js';
 import type { RepoReader } from '../core/load.js';
-import type { FlowNode, RuntimeConfig, RuntimeKind, SmokeCheck } from '../core/model.js';
+import type { FlowNode, RuntimeConfig, RuntimeKind, SmokeCheck, SwitchKind } from '../core/model.js';
 import type { PlanReport } from '../core/render.js';
 import type { Color, Phase } from '../core/rollout.js';
 import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
@@ -131,7 +131,7 @@ export interface DrainResult {
 
 /** What serves an instance's stable address and forwards to the routed colour; it outlives Tower. */
 export interface TrafficSwitch {
-  readonly kind: string;
+  readonly kind: SwitchKind;
   /** Makes sure the stable port is served (idempotent; a dead router resumes its route). */
   ensure(instance: string, listenPort: number): Promise<SwitchStatus>;
   /** Atomically sends new requests to upstream; requests in flight finish where they started. */
@@ -369,7 +369,10 @@ export interface FleetRuntime {
   /** The drivers that may hold colours of the fleet. */
   drivers(): RuntimeDriver[];
   driverFor(kind: RuntimeKind): RuntimeDriver;
-  trafficSwitch: TrafficSwitch;
+  /** The switch of a kind; throws a stalled TowerError when that kind is not configured here. */
+  switchFor(kind: SwitchKind): TrafficSwitch;
+  /** Every switch configured here (what observe lists, what the daemon watches). */
+  switches(): TrafficSwitch[];
   /** The fleet's broker and deploy gate, once ensureBroker has run. */
   broker?: Broker;
   gate?: DeployGate;

@@ -200,11 +200,11 @@ async function expectConverged(world: ReturnType<typeof plantWorld>, decision: D
     }
     expect(`${d.name}:${verdict.condition} ${verdict.message}`, context).toBe(`${d.name}:Synced runs the desired flows`);
     expect(served?.rev, `${d.name} serves another rev: ${context}`).toBe(d.rev);
-    expect(rt.switches.get(d.name)?.listenPort).toBe(d.port);
+    expect(rt.routers.get(d.name)?.listenPort).toBe(d.port);
     if (world.gate) expect(rt.retained.get(gateTopicFor('test', d.name, served!.color)), `${d.name}'s gate: ${context}`).toBe('open');
   }
   for (const name of EXTRAS) {
-    expect(rt.switches.has(name), `${name} keeps a switch: ${context}`).toBe(false);
+    expect(rt.routers.has(name), `${name} keeps a switch: ${context}`).toBe(false);
     expect([...rt.colors.keys()].filter((k) => k.startsWith(`${name}/`)), context).toEqual([]);
     expect(rt.registry.read().instances[name], context).toBeUndefined();
   }

@@ -231,7 +231,7 @@ describe('paths', () => {
     expect(routes(decision)).toEqual(['web:create:-->blue']);
     expect(result.ok).toBe(true);
     expect(await rt.serving('web')).toMatchObject({ color: 'blue', rev: f.instances[0]!.rev });
-    expect(rt.switches.get('web')).toMatchObject({ listenPort: f.instances[0]!.port, running: true });
+    expect(rt.routers.get('web')).toMatchObject({ listenPort: f.instances[0]!.port, running: true });
     expect(rt.registry.read().instances.web!.applied).toMatchObject({ color: 'blue', rev: f.instances[0]!.rev });
   });
 
@@ -315,7 +315,7 @@ describe('paths', () => {
     const { decision, result } = await roll(rt, f);
     expect(routes(decision)).toEqual(['old:delete:blue->blue']);
     expect(result.ok).toBe(true);
-    expect(rt.switches.has('old')).toBe(false);
+    expect(rt.routers.has('old')).toBe(false);
     expect([...rt.colors.keys()]).toEqual(['web/blue']);
     expect(rt.registry.read().instances.old).toBeUndefined();
     expect((await decideOn(rt, f)).decision.next).toBe('wait');

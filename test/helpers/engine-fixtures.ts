@@ -99,7 +99,7 @@ export function liveOf(d: DesiredInstance, spec: LiveSpec): LiveInstance {
   const flows = readable ? (spec.liveFlows ?? (spec.colors[routed!]?.runs ?? d).flowList) : null;
   return {
     name: d.name,
-    ...(spec.switch === 'gone' ? {} : { switch: { running: spec.switch !== 'down', port: d.port, url: `http://127.0.0.1:${d.port}`, ...(routed ? { routed } : {}) } }),
+    ...(spec.switch === 'gone' ? {} : { switch: { kind: 'builtin', running: spec.switch !== 'down', port: d.port, url: `http://127.0.0.1:${d.port}`, ...(routed ? { routed } : {}) } }),
     colors,
     flows,
     ...(flows ? { rev: flowsRev(deployableFlows(flows)) } : {}),

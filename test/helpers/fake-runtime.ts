@@ -46,7 +46,7 @@ const STALE_NODE: FlowNode = { id: 'fake-stale', type: 'comment', name: 'left ov
 
 export class FakeRuntime implements FleetRuntime {
   readonly colors = new Map<string, FakeColor>();
-  readonly switches = new Map<string, FakeSwitch>();
+  readonly routers = new Map<string, FakeSwitch>();
   /** Retained gate messages per topic. */
   readonly retained = new Map<string, string>();
   readonly endedSessions: string[] = [];
@@ -132,15 +132,23 @@ export class FakeRuntime implements FleetRuntime {
     },
   };
 
+  switchFor(): TrafficSwitch {
+    return this.trafficSwitch;
+  }
+
+  switches(): TrafficSwitch[] {
+    return [this.trafficSwitch];
+  }
+
   readonly trafficSwitch: TrafficSwitch = {
-    kind: 'fake',
+    kind: 'builtin',
     url: (port) => `http://127.0.0.1:${port}`,
     ensure: async (instance, listenPort) => {
-      const taken = [...this.switches].find(([name, s]) => name !== instance && s.listenPort === listenPort);
+      const taken = [...this.routers].find(([name, s]) => name !== instance && s.listenPort === listenPort);
       if (taken) throw new Error(`switch for instance ${instance}: port ${listenPort} is already in use by ${taken[0]}`);
-      const s = this.switches.get(instance) ?? { listenPort, running: true };
+      const s = this.routers.get(instance) ?? { listenPort, running: true };
       Object.assign(s, { listenPort, running: true }); // a dead router resumes its route
-      this.switches.set(instance, s);
+      this.routers.set(instance, s);
       this.calls.push(`ensure ${instance}`);
       return this.switchStatus(instance, s);
     },
@@ -155,12 +163,12 @@ export class FakeRuntime implements FleetRuntime {
       return { drained: true, inflight: 0 };
     },
     status: async (instance) => {
-      const s = this.switches.get(instance);
+      const s = this.routers.get(instance);
       return s ? this.switchStatus(instance, s) : undefined;
     },
-    list: async () => [...this.switches.keys()].sort().map((name) => this.switchStatus(name, this.switches.get(name)!)),
+    list: async () => [...this.routers.keys()].sort().map((name) => this.switchStatus(name, this.routers.get(name)!)),
     remove: async (instance) => {
-      if (this.switches.delete(instance)) this.calls.push(`remove-switch ${instance}`);
+      if (this.routers.delete(instance)) this.calls.push(`remove-switch ${instance}`);
     },
     watch: (onExit) => {
       this.switchWatchers.add(onExit);
@@ -265,12 +273,12 @@ export class FakeRuntime implements FleetRuntime {
 
   /** The switch's router dies; its record (port, route) stays, as the builtin switch's file does. */
   killSwitch(instance: string): void {
-    this.switches.get(instance)!.running = false;
+    this.routers.get(instance)!.running = false;
     for (const onExit of this.switchWatchers) onExit(instance);
   }
 
   deleteSwitch(instance: string): void {
-    this.switches.delete(instance);
+    this.routers.delete(instance);
     for (const onExit of this.switchWatchers) onExit(instance);
   }
 
@@ -300,7 +308,7 @@ export class FakeRuntime implements FleetRuntime {
   /** A switch on listenPort routing to the colour's port (or to a port nothing listens on, if the colour does not exist). */
   plantSwitch(instance: string, listenPort: number, routed?: Color, running = true): void {
     const target = routed ? this.colors.get(key(instance, routed)) : undefined;
-    this.switches.set(instance, { listenPort, running, ...(routed ? { active: { color: routed, port: target?.port ?? 1 } } : {}) });
+    this.routers.set(instance, { listenPort, running, ...(routed ? { active: { color: routed, port: target?.port ?? 1 } } : {}) });
   }
 
   /** Tower's record that it last applied and verified this colour. */
@@ -315,7 +323,7 @@ export class FakeRuntime implements FleetRuntime {
 
   /** What the stable address serves, through the switch (undefined when it does not answer). */
   async serving(instance: string): Promise<{ color: Color; rev: string; flows: FlowNode[] } | undefined> {
-    const s = this.switches.get(instance);
+    const s = this.routers.get(instance);
     if (!s) return undefined;
     try {
       const c = this.resolve(this.trafficSwitch.url(s.listenPort));
@@ -331,7 +339,7 @@ export class FakeRuntime implements FleetRuntime {
       const until = this.reg.instances[c.instance]?.colors[c.color]?.keepWarmUntil;
       return until !== undefined && Date.parse(until) > now;
     };
-    return [...this.colors.values()].filter((c) => this.switches.get(c.instance)?.active?.color !== c.color && !parked(c)).map((c) => key(c.instance, c.color)).sort();
+    return [...this.colors.values()].filter((c) => this.routers.get(c.instance)?.active?.color !== c.color && !parked(c)).map((c) => key(c.instance, c.color)).sort();
   }
 
   color(instance: string, color: Color): FakeColor | undefined {
@@ -357,7 +365,7 @@ export class FakeRuntime implements FleetRuntime {
     const u = new URL(url);
     const port = Number(u.port);
     if (u.hostname === '127.0.0.1') {
-      const s = [...this.switches.values()].find((x) => x.listenPort === port);
+      const s = [...this.routers.values()].find((x) => x.listenPort === port);
       if (!s?.running) throw refused(url);
       const c = s.active ? [...this.colors.values()].find((x) => x.port === s.active!.port && x.status === 'running') : undefined;
       if (!c) throw new AdminApiError(`GET /flows: HTTP 502 bad_gateway (${url})`, 'GET', '/flows', 502, 'bad_gateway');
@@ -370,7 +378,7 @@ export class FakeRuntime implements FleetRuntime {
   }
 
   private liveSwitch(instance: string): FakeSwitch {
-    const s = this.switches.get(instance);
+    const s = this.routers.get(instance);
     if (!s?.running) throw new Error(`switch for instance ${instance} is not running; call ensure() first`);
     return s;
   }
