@@ -24,6 +24,11 @@ export interface RepoReader {
 export const LIMITS = {
   /** fleet.yaml and plan files. */
   yamlBytes: 1024 * 1024,
+  /**
+   * fleet.yaml and all plan files together. YAML is read at about 1 MiB a second (the yaml
+   * library); 256 plan files of 1 MiB each would hold every pass for minutes.
+   */
+  yamlTotalBytes: 4 * 1024 * 1024,
   /** One flow file. Whole-instance dumps of large installations run to a few MiB. */
   flowBytes: 32 * 1024 * 1024,
 };
@@ -98,7 +103,7 @@ export interface ReadContext {
  * Reads a file as text. A reader failure comes back for the caller to report (its message
  * depends on what the file is); invalid UTF-8 and the fleet's byte limit are reported here.
  */
-export function readText(source: RepoReader, path: string, maxBytes: number, ctx: ReadContext): { ok: true; text: string } | { ok: false; failure?: Extract<ReadResult, { ok: false }> } {
+export function readText(source: RepoReader, path: string, maxBytes: number, ctx: ReadContext): { ok: true; text: string; bytes: number } | { ok: false; failure?: Extract<ReadResult, { ok: false }> } {
   const { budget } = ctx;
   if (budget.exceeded) return { ok: false };
   const remaining = Math.max(0, budget.limit - budget.used);
@@ -136,7 +141,7 @@ export function readText(source: RepoReader, path: string, maxBytes: number, ctx
     );
     return { ok: false };
   }
-  return { ok: true, text: decoded.text };
+  return { ok: true, text: decoded.text, bytes: r.bytes.length };
 }
 
 export const FLEET_FILES = ['fleet.yaml', 'fleet.yml'];

@@ -334,6 +334,17 @@ describe('the fleet\'s limits', () => {
     expect(load({ ...files, 'fleet.yaml': fleet('4096') }).diagnostics).toEqual([]);
   });
 
+  it('YAML all together (fleet.yaml and the plans) may have 4 MiB: a plan file past that is named, it and those after it are not read', () => {
+    const plan = (name: string) => `apiVersion: tower.redforge.dev/v1\nkind: DeployPlan\nmetadata: { name: ${name} }\nspec: { order: sequential }\n# ${'x'.repeat(900 * 1024)}\n`;
+    const files = Object.fromEntries(['a', 'b', 'c', 'd', 'e', 'f'].map((n) => [`plans/${n}.yaml`, plan(n)]));
+    const repo = load(files);
+    const d = only(repo, 'LimitExceeded');
+    expect([d.file, d.line, d.col]).toEqual(['plans/e.yaml', 1, 1]);
+    expect(d.message).toMatch(/^fleet\.yaml and the plan files before this one come to \d+ bytes; with this one they would pass the 4 MiB all YAML of a repository may have, so it and the plan files after it were not read$/);
+    expect(repo.diagnostics).toHaveLength(1);
+    expect(load(Object.fromEntries(Object.entries(files).slice(0, 4))).diagnostics).toEqual([]);
+  });
+
   it('spec.limits is checked by the schema', () => {
     const repo = load({ 'fleet.yaml': FLEET(undefined, '  limits: { instances: 0, bytes: lots, node: 3 }\n') });
     expect(repo.diagnostics.map((d) => [d.code, d.line, d.col, d.message])).toEqual([
