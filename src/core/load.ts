@@ -300,7 +300,6 @@ function buildInstance(
     labels: { ...(defaults.labels ?? {}), ...(raw.labels ?? {}) },
     keepWarm: pick('keepWarm') ?? DEFAULT_SETTINGS.keepWarm,
     ...(pick('switch') === 'nginx' ? { switch: 'nginx' as const } : {}),
-    ...(pick('switch') === 'nginx' ? { switch: 'nginx' as const } : {}),
     drainTimeout: pick('drainTimeout') ?? DEFAULT_SETTINGS.drainTimeout,
     config: {
       runtime: pick('runtime') ?? DEFAULT_SETTINGS.runtime,
