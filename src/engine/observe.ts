@@ -5,6 +5,7 @@
  * only what cannot be read from the live system: the config, as references, and keepWarm).
  */
 import { flowsUseGate, type LiveColor, type LiveInstance } from '../core/live.js';
+import { checkValueShape } from '../core/nesting.js';
 import { gateTopicFor } from '../core/instance-env.js';
 import type { FlowNode } from '../core/model.js';
 import type { Color } from '../core/rollout.js';
@@ -26,11 +27,14 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
       const serving = routed ? colors[routed] : undefined;
       let flows: FlowNode[] | null = null;
       let rev: string | undefined;
+      let adminUp = false;
       if (serving?.status === 'running') {
         try {
           const got = await rt.admin(serving.url).getFlows();
-          flows = got.flows;
+          adminUp = true;
           rev = got.rev;
+          // Flows deployed from the editor are not checked like Git's: too deep to compare safely is unreadable.
+          if (checkValueShape(got.flows).ok) flows = got.flows;
         } catch {
           // does not answer: decide reports it
         }
@@ -47,7 +51,7 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
         colors,
         flows,
         ...(rev ? { rev } : {}),
-        adminUp: flows !== null,
+        adminUp,
         ...(gate ? { gate } : {}),
         ...(gatedFrom ? { gated: flowsUseGate(gatedFrom) } : {}),
         ...(record?.applied ? { applied: { color: record.applied.color, rev: record.applied.rev, config: record.applied.config, at: record.applied.at, ...(record.applied.revision ? { revision: record.applied.revision } : {}) } } : {}),

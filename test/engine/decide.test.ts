@@ -39,18 +39,6 @@ interface Row {
   next: string;
 }
 
-/**
- * BUG (src/core/decide.ts verdictOf / observedOf): with the switch gone nothing is routed, so
- * observedOf reads no flows, the diff is an update "flows unknown", and verdictOf — finding no
- * routed record to call it deployedDesired — marks the instance planned: "the switch is gone;
- * out of date", with a plan step create → blue (chooseRoute: no switch). The instance runs
- * exactly what Tower applied (its applied record says so); only its switch is missing. With
- * the switch merely dead (the row above) the same instance is Dead and not planned. The
- * urgent repair runs first, so apply and the daemon do not execute the step — but `tower
- * plan`, the status ("out of date", planned) and pull-request plans show a create, and if the
- * restore is in its backoff the create runs: it retires the colour that serves the right flows.
- */
-
 const moved = (d: DesiredInstance) => withFlows(d, (n) => (n.type === 'function' ? { ...n, x: 140 } : n));
 
 const ROWS: Row[] = [
@@ -69,6 +57,17 @@ const ROWS: Row[] = [
     next: 'wait',
   },
   { world: 'older revision routed, desired one parked warm', build: (rt, d, old) => (serving(rt, old), rt.plant('web', 'green', d, { parkedUntil: NOW + 1_000 })), condition: 'OutOfDate', steps: ['web:swap:green'], next: 'rollout' },
+  {
+    world: 'flows from the editor nested too deep to compare',
+    build: (rt, d) => {
+      serving(rt, d);
+      let deep: unknown = 'bottom';
+      for (let i = 0; i < 600; i++) deep = [deep];
+      rt.edit('web', 'blue', (f) => [...f, { id: 'deep', type: 'function', z: 'web-tab', deep }]);
+    },
+    condition: 'Degraded',
+    next: 'wait',
+  },
   { world: 'routed colour killed', build: (rt, d) => (serving(rt, d), rt.kill('web', 'blue')), condition: 'Dead', repairs: ['web:restart:urgent'], next: 'repair' },
   {
     world: 'routed colour killed, a warm standby of the same release',
