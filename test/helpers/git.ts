@@ -146,6 +146,9 @@ export async function startHttpGitServer(root: string, auth: HttpAuth): Promise<
       });
       children.add(child);
       child.on('close', () => children.delete(child));
+      // git http-backend may answer (an auth refusal, say) and exit before it has read the body:
+      // the pipe then breaks, and its answer on stdout is what counts.
+      child.stdin.on('error', () => {});
       child.stdin.end(body);
       let head = Buffer.alloc(0);
       let headersDone = false;
