@@ -369,9 +369,8 @@ export interface FleetRuntime {
   /** The drivers that may hold colours of the fleet. */
   drivers(): RuntimeDriver[];
   driverFor(kind: RuntimeKind): RuntimeDriver;
-  /** The switch of a kind; throws a stalled TowerError when that kind is not configured here. */
+  /** The switch of a kind (a stalled TowerError when it is not configured), and every configured one. */
   switchFor(kind: SwitchKind): TrafficSwitch;
-  /** Every switch configured here (what observe lists, what the daemon watches). */
   switches(): TrafficSwitch[];
   /** The fleet's broker and deploy gate, once ensureBroker has run. */
   broker?: Broker;
