@@ -92,6 +92,27 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     });
 
   program
+    .command('logs')
+    .description('Show the Node-RED log of an instance — of the colour that serves it, or of --color — with secrets redacted. Exit 0 shown, 1 the instance or colour does not exist (or its log cannot be read).')
+    .argument('<instance>', 'the instance, as fleet.yaml names it')
+    .addOption(new Option('--color <color>', 'the colour to show (default: the one the switch routes to)').choices(['blue', 'green']))
+    .option('-f, --follow', 'then print each new line, until Ctrl-C or until the colour stops')
+    .addOption(new Option('-n, --lines <n>', 'how many of the last lines to show (1 to 10,000)').default(100).argParser(lineCount))
+    .addOption(stateDirOption())
+    .addHelpText(
+      'after',
+      '\nBoth runtimes: node-red.log of a process colour, the container log (stdout and stderr) of a docker one.\n' +
+        'Redacted in every line: the values of the env variables fleet.yaml gives by reference (fromEnv, fromFile)\n' +
+        'and of those whose names look secret (…KEY, …TOKEN, …PASSWORD, …), node credentials (the broker login too),\n' +
+        'the admin password and credentialSecret of the state directory, and passwords in URLs. Read from the state\n' +
+        'directory and the runtime: no fleet repository is needed, and it works while the daemon runs.\n' +
+        '\nExamples:\n  tower logs ingest\n  tower logs ingest --lines 20 --color green\n  tower logs ingest -f --state-dir /var/lib/tower',
+    )
+    .action(async (instance: string, opts: { stateDir: string; color?: 'blue' | 'green'; follow?: boolean; lines: number }) => {
+      exitCode = await (await import('./commands/logs.js')).logsCommand(instance, opts, io);
+    });
+
+  program
     .command('destroy')
     .description('Stop and remove every instance and switch this state directory manages. Exit 0 done, 2 DIR is no fleet repository, 3 the state directory is in use (by the daemon, or an apply).')
     .argument('[dir]', 'the fleet repository (only used when the state directory does not name its fleet)')
@@ -143,5 +164,11 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
 
 function positiveInt(value: string): number {
   if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a pull request number');
+  return Number(value);
+}
+
+/** --lines: 1 to 10,000 (adapters/runtime/logs.ts MAX_LOG_LINES; not imported, so that --help loads nothing). */
+function lineCount(value: string): number {
+  if (!/^[1-9]\d*$/.test(value) || Number(value) > 10_000) throw new InvalidArgumentError('expected a number of lines from 1 to 10000');
   return Number(value);
 }

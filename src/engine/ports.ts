@@ -73,10 +73,7 @@ export interface RunningColor extends ColorIdentity {
 /** A colour stopped running without being asked to (crash, kill, OOM, container removed). */
 export interface ColorExit extends ColorIdentity, ExitRecord {}
 
-export interface ResourceUsage {
-  cpuSeconds: number;
-  rssBytes: number;
-}
+export interface ResourceUsage { cpuSeconds: number; rssBytes: number }
 
 export interface RuntimeDriver {
   readonly kind: 'process' | 'docker';
@@ -92,6 +89,8 @@ export interface RuntimeDriver {
   remove(ref: ColorIdentity): Promise<void>;
   inspect(ref: ColorIdentity): Promise<RunningColor | undefined>;
   usage?(ref: ColorIdentity): Promise<ResourceUsage | undefined>;
+  /** Node-RED's log of a colour: the last `lines` lines, then with `follow` each new one until `signal` aborts or the colour stops. Redacted: `secrets`, its node credentials, and its env values that `secretEnv` names or whose names look secret. */
+  logs(ref: ColorIdentity, opts: { lines: number; follow?: boolean; signal?: AbortSignal; secrets?: readonly string[]; secretEnv?: readonly string[] }): AsyncIterable<string>;
   /**
    * Why this driver could not start the instance as configured (a Node-RED version it lacks,
    * an image the engine does not have), in words; undefined when it can. Asked before a

@@ -125,6 +125,10 @@ export class FakeRuntime implements FleetRuntime {
       const c = this.colors.get(key(ref.instance, ref.color));
       return c && c.fleet === ref.fleet ? this.view(c) : undefined;
     },
+    // No Node-RED runs here, so nothing is logged.
+    logs: () => (async function* (): AsyncGenerator<string> {
+      yield* [];
+    })(),
     watch: (fleet, onExit) => {
       const w = { fleet, onExit };
       this.exitWatchers.add(w);

@@ -3,25 +3,29 @@
  * into flows.json or the rev) and written encrypted to flows_cred.json, the way Node-RED
  * itself stores them, with one credentialSecret per state directory.
  */
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FlowNode } from '../../core/model.js';
 import { RuntimeError } from './types.js';
 
+/** The state dir's credentialSecret, or undefined when none was made yet (nothing is created). */
+export async function readCredentialSecret(stateDir: string): Promise<string | undefined> {
+  const file = join(stateDir, 'secrets.json');
+  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (text === undefined) return undefined;
+  const saved = JSON.parse(text) as { credentialSecret?: unknown };
+  if (typeof saved.credentialSecret !== 'string') throw new RuntimeError(`${file} holds no credentialSecret`, 'StateCorrupt');
+  return saved.credentialSecret;
+}
+
 /** The state dir's credentialSecret (secrets.json, 0600), created on first use; one per state dir whichever driver asks. */
 export async function loadCredentialSecret(stateDir: string): Promise<string> {
   const file = join(stateDir, 'secrets.json');
-  const read = async (): Promise<string | undefined> => {
-    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
-    if (text === undefined) return undefined;
-    const saved = JSON.parse(text) as { credentialSecret?: unknown };
-    if (typeof saved.credentialSecret !== 'string') throw new RuntimeError(`${file} holds no credentialSecret`, 'StateCorrupt');
-    return saved.credentialSecret;
-  };
+  const read = () => readCredentialSecret(stateDir);
   const existing = await read();
   if (existing !== undefined) return existing;
   await mkdir(stateDir, { recursive: true });
@@ -52,4 +56,18 @@ export function encryptCredentials(credentialSecret: string, credentials: Record
   const iv = randomBytes(16);
   const cipher = createCipheriv('aes-256-ctr', key, iv);
   return { $: iv.toString('hex') + cipher.update(JSON.stringify(credentials), 'utf8', 'base64') + cipher.final('base64') };
+}
+
+/** flows_cred.json read back (as encryptCredentials or Node-RED wrote it; plain JSON without a secret); undefined when it cannot be read. */
+export function decryptCredentials(credentialSecret: string | undefined, stored: unknown): Record<string, unknown> | undefined {
+  if (typeof stored !== 'object' || stored === null) return undefined;
+  const sealed = (stored as { $?: unknown }).$;
+  if (typeof sealed !== 'string') return stored as Record<string, unknown>;
+  if (credentialSecret === undefined || !/^[0-9a-f]{32}/i.test(sealed)) return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-ctr', createHash('sha256').update(credentialSecret).digest(), Buffer.from(sealed.slice(0, 32), 'hex'));
+    return JSON.parse(decipher.update(sealed.slice(32), 'base64', 'utf8') + decipher.final('utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
 }

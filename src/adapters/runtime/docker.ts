@@ -20,7 +20,8 @@ import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { deployableFlows } from '../../core/flows.js';
-import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { encryptCredentials, extractCredentials, loadCredentialSecret, readCredentialSecret } from './credentials.js';
+import { colorRedactor, dockerLogLines, envOfList, readColorCredentials, redactedLines } from './logs.js';
 import { stageContextStore } from './docker-context.js';
 import { dockerSupervisor, exitOfState } from './docker-watch.js';
 import { renderSettings } from './settings.js';
@@ -234,6 +235,19 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
         cpuSeconds: (stats.cpu_stats.cpu_usage.total_usage ?? 0) / 1e9,
         rssBytes: Math.max(0, (mem.usage ?? 0) - inactive),
       };
+    },
+
+    /** The container's log (stdout and stderr), redacted (logs.ts); Docker ends a followed log when the container stops. */
+    async *logs(ref, opts) {
+      const name = containerName(ref);
+      const container = docker.getContainer(name);
+      const info = await call(`inspect ${name}`, () => container.inspect(), [404]);
+      if (!info || info.Config.Labels?.[LABELS.fleet] !== ref.fleet) throw new RuntimeError(`${name} does not exist`, 'NotFound');
+      const env = envOfList(info.Config.Env ?? []);
+      const secretValue = options.credentialSecret ?? (await readCredentialSecret(stateDir));
+      const credentials = await readColorCredentials(join(colorDir(ref), 'data', 'flows_cred.json'), secretValue);
+      const redact = colorRedactor({ env, credentials, credentialSecret: secretValue, secretEnv: opts.secretEnv, secrets: opts.secrets });
+      yield* redactedLines(dockerLogLines(container, { lines: opts.lines, follow: opts.follow ?? false, signal: opts.signal, tty: info.Config.Tty }), redact);
     },
 
     watch: (fleet, onExit) => supervisor.watch(fleet, onExit),

@@ -6,7 +6,7 @@
  *   instances/<instance>/<color>/
  *     colour.json                        the registry record (no secrets)
  *     env.json                           spec.env, secrets resolved (0600): what start() runs with
- *     node-red.log                       stdout and stderr of Node-RED
+ *     node-red.log                       stdout and stderr of Node-RED (logs(): tower logs)
  *     userDir/settings.js, flows.json, flows_cred.json, package.json
  *
  * Processes outlive the reconciler (detached, own process group, stdio on a file); a new
@@ -22,7 +22,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { deployableFlows } from '../../core/flows.js';
 import { COLORS } from '../../core/live.js';
-import { encryptCredentials, extractCredentials, loadCredentialSecret } from './credentials.js';
+import { encryptCredentials, extractCredentials, loadCredentialSecret, readCredentialSecret } from './credentials.js';
+import { colorRedactor, readColorCredentials, redactedLines, tailFile } from './logs.js';
 import { procStat, processUsage, runs, signalGroup, waitForExit } from './proc.js';
 import { exitSupervisor } from './process-watch.js';
 import { writeAtomicAsync } from '../fs/atomic.js';
@@ -276,6 +277,18 @@ export function processDriver(options: ProcessDriverOptions): RuntimeDriver {
       const record = await readRecord(ref);
       if (!record || !isAlive(record)) return undefined;
       return processUsage(record.pid!);
+    },
+
+    /** node-red.log, redacted (logs.ts); following ends when the process is no longer running. */
+    async *logs(ref, opts) {
+      if (!(await readRecord(ref))) throw new RuntimeError(`${key(ref)} does not exist`, 'NotFound');
+      const dir = colorDir(ref);
+      const secretValue = await readCredentialSecret(stateDir);
+      const env = (await readJson<Record<string, string>>(path.join(dir, 'env.json'))) ?? {};
+      const credentials = await readColorCredentials(path.join(dir, 'userDir', 'flows_cred.json'), secretValue);
+      const redact = colorRedactor({ env, credentials, credentialSecret: secretValue, secretEnv: opts.secretEnv, secrets: opts.secrets });
+      const running = async () => ((r) => r !== undefined && isAlive(r))(await readRecord(ref).catch(() => undefined));
+      yield* redactedLines(tailFile(path.join(dir, 'node-red.log'), { ...opts, running }), redact);
     },
 
     watch: (fleet, onExit) => supervisor.watch(fleet, onExit),
