@@ -113,6 +113,23 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     });
 
   program
+    .command('history')
+    .description('The fleet\'s rollouts, newest first: outcome, when, how long, who (commit author, and what started it) and what (revision, message), with each instance\'s phases. Exit 0, 1 the store cannot be read.')
+    .addOption(new Option('--limit <n>', 'how many rollouts (1 to 200)').default(20).argParser(historyLimit))
+    .addOption(new Option('--format <format>', 'output format; json gives the records as GET /api/v1/history does').choices(['text', 'json']).default('text'))
+    .option('--fleet <name>', 'the fleet (default: the one the state directory manages)')
+    .addOption(stateDirOption())
+    .addHelpText(
+      'after',
+      '\nRead from the daemon\'s store — the embedded one in <state-dir>/store, or PostgreSQL when DATABASE_URL is set —\n' +
+        'opened read-only, so it works while `tower run` runs. `tower apply` keeps no history: the daemon does.\n' +
+        '\nExamples:\n  tower history\n  tower history --limit 5 --format json | jq ".history[0].outcome"\n  DATABASE_URL=postgres://tower@db/tower tower history --fleet redforge',
+    )
+    .action(async (opts: { stateDir: string; limit: number; format: 'text' | 'json'; fleet?: string }) => {
+      exitCode = await (await import('./commands/history.js')).historyCommand(opts, io);
+    });
+
+  program
     .command('destroy')
     .description('Stop and remove every instance and switch this state directory manages. Exit 0 done, 2 DIR is no fleet repository, 3 the state directory is in use (by the daemon, or an apply).')
     .argument('[dir]', 'the fleet repository (only used when the state directory does not name its fleet)')
@@ -170,5 +187,11 @@ function positiveInt(value: string): number {
 /** --lines: 1 to 10,000 (adapters/runtime/logs.ts MAX_LOG_LINES; not imported, so that --help loads nothing). */
 function lineCount(value: string): number {
   if (!/^[1-9]\d*$/.test(value) || Number(value) > 10_000) throw new InvalidArgumentError('expected a number of lines from 1 to 10000');
+  return Number(value);
+}
+
+/** --limit of history: 1 to 200, as the API (commands/history.ts MAX_HISTORY). */
+function historyLimit(value: string): number {
+  if (!/^[1-9]\d*$/.test(value) || Number(value) > 200) throw new InvalidArgumentError('expected a number of rollouts from 1 to 200');
   return Number(value);
 }
