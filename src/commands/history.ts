@@ -9,13 +9,13 @@
  * JSON gives the records as the API's /api/v1/history does (texts bounded the same way), with
  * the actor added; text gives a compact table.
  */
+import { boundRecord } from '../engine/history.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StateDir } from '../adapters/fs/state-dir.js';
 import { openStore } from '../adapters/store/index.js';
 import { capText, count } from '../core/bounds.js';
 import { formatDuration } from '../core/duration.js';
-import { STATUS_LIMITS } from '../core/status.js';
 import type { RolloutRecord } from '../engine/ports.js';
 import type { Io } from './io.js';
 
@@ -98,10 +98,3 @@ export function historyText(fleet: string, entries: readonly HistoryEntry[]): st
   return out;
 }
 
-/** A record's texts bounded as the API bounds them (src/server/app.ts boundRecord): records written before the recorder bounded them may not be. */
-function boundRecord(r: RolloutRecord): RolloutRecord {
-  const error = r.error !== undefined ? capText(r.error, STATUS_LIMITS.messageChars) : undefined;
-  const message = r.message !== undefined ? capText(r.message, STATUS_LIMITS.commitMessageChars) : undefined;
-  const instances = r.instances && Object.fromEntries(Object.entries(r.instances).map(([name, h]) => [name, h.error !== undefined ? { ...h, error: capText(h.error, STATUS_LIMITS.messageChars) } : h]));
-  return { ...r, ...(error !== undefined ? { error } : {}), ...(message !== undefined ? { message } : {}), ...(instances ? { instances } : {}) };
-}

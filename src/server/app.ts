@@ -9,13 +9,13 @@
  * its body is read, unverified bodies are counted, budgeted and timed. Every response says
  * `X-Content-Type-Options: nosniff`.
  */
+import { boundRecord } from '../engine/history.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { MAX_WEBHOOK_BYTES } from '../adapters/github/webhook.js';
-import { capText } from '../core/bounds.js';
-import { STATUS_LIMITS, type FleetStatus } from '../core/status.js';
+import type { FleetStatus } from '../core/status.js';
 import type { RolloutRecord } from '../engine/ports.js';
 import { renderStatusMain, renderStatusPage, STATUS_PAGE_CSP, type StatusPageModel } from './page.js';
 import { MAX_BACKLOG_BYTES, pumpStatus, STALL_MS, StatusFeed, type StatusStreamOptions } from './sse.js';
@@ -210,12 +210,6 @@ export function createApp(deps: AppDeps): Hono {
  * A history record as the API, the page and the events show it: its texts bounded like the
  * status's (the recorder stores them bounded; records written before it did may not be).
  */
-function boundRecord(r: RolloutRecord): RolloutRecord {
-  const error = r.error !== undefined ? capText(r.error, STATUS_LIMITS.messageChars) : undefined;
-  const message = r.message !== undefined ? capText(r.message, STATUS_LIMITS.commitMessageChars) : undefined;
-  const instances = r.instances && Object.fromEntries(Object.entries(r.instances).map(([name, h]) => [name, h.error !== undefined ? { ...h, error: capText(h.error, STATUS_LIMITS.messageChars) } : h]));
-  return { ...r, ...(error !== undefined ? { error } : {}), ...(message !== undefined ? { message } : {}), ...(instances ? { instances } : {}) };
-}
 
 /** The declared body length: undefined when chunked (counted as it comes), 'invalid' when it cannot be read. */
 function declaredLength(c: Context): number | undefined | 'invalid' {
