@@ -8,7 +8,7 @@ set -euo pipefail
 # git: real repositories. mosquitto: the MQTT broker (tests, and Tower's embedded broker).
 # docker.io + busybox-static: a private Docker engine and a tiny test image for the docker driver.
 # nginx: the nginx traffic switch. prometheus: promtool checks deploy/. redis-server, postgresql: the daemon's lease, shared
-# context and state store. chromium: the status page tested in a real browser.
+# context and state store. chromium: the status page tested in a real browser. kubernetes-client (below): kubectl.
 PACKAGES=(git mosquitto docker.io docker-compose busybox-static nginx redis-server postgresql chromium prometheus)
 if [ "${1:-}" = runtime ]; then
   # git for Git sources; mosquitto for the embedded broker of fleets that use MQTT;
@@ -20,6 +20,9 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# kubectl (Debian kubernetes-client): checks the tests' stand-in Kubernetes API server from the outside.
+# Any kubectl will do; where one is installed from elsewhere, Debian's would collide with its /usr/bin/kubectl.
+if [ "${1:-}" != runtime ] && ! command -v kubectl >/dev/null 2>&1; then missing+=(kubernetes-client); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
