@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { decide } from '../core/decide.js';
 import { formatDiagnostic, internalError, type Diagnostic } from '../core/diagnostics.js';
 import { parseJsonText } from '../core/json-source.js';
+import { diagramFlows } from '../core/mermaid.js';
 import type { ObservedFleet } from '../core/model.js';
 import { liveFromObserved, parseObserved } from '../core/observed.js';
 import { planJson, planMarkdown, planText, type PlanReport } from '../core/render.js';
@@ -33,7 +34,9 @@ export function planReport(dir: string, observed: ObservedFleet | undefined): Pl
   }
   // The same decide as the daemon's, against the observed fleet given as data.
   const decision = decide({ desired: { fleet: repo.fleet, instances: repo.instances }, mode: 'rollout', canPlan: true, live: liveFromObserved(observed), restarts: {}, now: 0 });
-  return { fleet: repo.fleet.name, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics };
+  // The changed tabs of both sides, for the Markdown's diagrams (not in the JSON).
+  const flows = diagramFlows(decision.diffs, repo.instances, observed?.instances ?? []);
+  return { fleet: repo.fleet.name, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics, flows };
 }
 
 export function planCommand(dir: string, options: PlanOptions, io: Io): number {

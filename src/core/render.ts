@@ -1,9 +1,11 @@
 /**
- * How a plan reads: plain text for terminals, JSON for tools, Markdown for pull requests.
+ * How a plan reads: plain text for terminals, JSON for tools, Markdown for pull requests
+ * (with a Mermaid diagram per changed tab when the report carries the flows).
  * All three are pure functions of the same PlanReport.
  */
 import { formatDiagnostic, type Diagnostic } from './diagnostics.js';
 import type { ContainerDiff, InstanceDiff, NodeRef } from './diff.js';
+import { tabDiagram, type DiagramFlows, type TabDiagram } from './mermaid.js';
 import type { Plan, PlanStep } from './plan.js';
 
 export interface PlanReport {
@@ -14,6 +16,12 @@ export interface PlanReport {
   plan?: Plan;
   instances: InstanceDiff[];
   diagnostics: Diagnostic[];
+  /**
+   * The nodes of the changed tabs on both sides (core/mermaid.ts diagramFlows), from which
+   * the Markdown draws its diagrams; without it the Markdown lists the nodes only. Not part
+   * of the JSON contract: planJson leaves it out.
+   */
+  flows?: DiagramFlows;
 }
 
 /** The JSON contract of `tower plan --format json`. */
@@ -92,6 +100,14 @@ export function planText(report: PlanReport): string {
 /** Per tab, at most this many nodes are listed in Markdown; the rest are counted. */
 export const MARKDOWN_NODES_PER_LIST = 25;
 
+/**
+ * Diagrams per plan: beyond these a tab gets its node list only. Each diagram fits one
+ * GitHub comment on its own (DIAGRAM_LIMITS.maxChars); these keep a big plan to a few comments.
+ */
+export const MARKDOWN_DIAGRAMS = { max: 30, chars: 150_000 };
+
+const LEGEND = '<sub>In the diagrams: 🟩 added · 🟥 removed · 🟨 changed · ⬜ unchanged, drawn for context. Thick wires are new, dotted ones ending in ✕ are removed, dotted arrows are link nodes.</sub>';
+
 export function planMarkdown(report: PlanReport): string {
   const out: string[] = [];
   out.push(`### Tower plan for fleet \`${report.fleet}\`${report.revision ? ` at \`${report.revision.slice(0, 12)}\`` : ''}`);
@@ -130,12 +146,15 @@ export function planMarkdown(report: PlanReport): string {
     out.push('');
     out.push(`Unchanged: ${plan.unchanged.map((n) => `\`${n}\``).join(', ')}`);
   }
+  const diagrams = drawDiagrams(report, plan.waves.flatMap((w) => w.steps.map((s) => byName.get(s.instance))));
+  if (diagrams.size) out.push('', LEGEND);
   for (const wave of plan.waves) {
     for (const step of wave.steps) {
       const d = byName.get(step.instance);
       if (!d || (d.containers.length === 0 && d.config.length === 0 && !d.note)) continue;
+      const drawn = d.containers.map((c) => diagrams.get(c));
       out.push('');
-      out.push(`<details><summary><b>${escapeHtml(step.instance)}</b> — ${escapeHtml(summary(d))}</summary>`);
+      out.push(`<details${drawn.some(Boolean) ? ' open' : ''}><summary><b>${escapeHtml(step.instance)}</b> — ${escapeHtml(summary(d))}</summary>`);
       out.push('');
       if (d.note) out.push(`> ${d.note}`, '');
       if (d.config.length) {
@@ -143,20 +162,61 @@ export function planMarkdown(report: PlanReport): string {
         for (const c of d.config) out.push(`| \`${c.field}\` | ${cellValue(c.from)} | ${cellValue(c.to)} |`);
         out.push('');
       }
-      for (const c of d.containers) {
-        out.push(`<details><summary>${escapeHtml(containerHeading(c))}</summary>`);
-        out.push('');
-        out.push(...nodeList('Added', c.added.map(nodeName)));
-        out.push(...nodeList('Removed', c.removed.map(nodeName)));
-        out.push(...nodeList('Changed', c.changed.map((n) => `${nodeName(n)}: ${n.properties.join(', ')}${n.cosmetic ? ' _(layout)_' : ''}`)));
-        out.push('</details>');
-        out.push('');
-      }
+      d.containers.forEach((c, i) => {
+        const diagram = drawn[i];
+        const lists = [
+          ...nodeList('Added', c.added.map(nodeName)),
+          ...nodeList('Removed', c.removed.map(nodeName)),
+          ...nodeList('Changed', c.changed.map((n) => `${nodeName(n)}: ${n.properties.join(', ')}${n.cosmetic ? ' _(layout)_' : ''}`)),
+        ];
+        if (!diagram) {
+          out.push(`<details><summary>${escapeHtml(containerHeading(c))}</summary>`, '', ...lists, '</details>', '');
+          return;
+        }
+        out.push(`<details open><summary>${escapeHtml(containerHeading(c))}</summary>`, '');
+        if (diagram === 'over-budget') out.push(`_No diagram: this plan already draws ${MARKDOWN_DIAGRAMS.max} tabs or ${MARKDOWN_DIAGRAMS.chars.toLocaleString('en-US')} characters of diagrams._`, '');
+        else out.push('```mermaid', diagram.text.trimEnd(), '```', ...diagramNote(diagram), '');
+        if (lists.length) out.push('<details><summary>The nodes</summary>', '', ...lists, '</details>', '');
+        out.push('</details>', '');
+      });
       out.push('</details>');
     }
   }
   if (warnings.length) out.push('', ...diagnosticsDetails('Warnings', warnings));
   return out.join('\n') + '\n';
+}
+
+/** The diagram of every tab of these instances, in order, as far as the budget goes. */
+function drawDiagrams(report: PlanReport, diffs: readonly (InstanceDiff | undefined)[]): Map<ContainerDiff, TabDiagram | 'over-budget'> {
+  const out = new Map<ContainerDiff, TabDiagram | 'over-budget'>();
+  let count = 0;
+  let chars = 0;
+  for (const d of diffs) {
+    const flows = d && report.flows?.[d.name];
+    if (!d || !flows) continue;
+    for (const c of d.containers) {
+      const diagram = count < MARKDOWN_DIAGRAMS.max ? tabDiagram(c, flows) : undefined;
+      if (diagram && chars + diagram.text.length <= MARKDOWN_DIAGRAMS.chars) {
+        out.set(c, diagram);
+        count++;
+        chars += diagram.text.length;
+      } else if (diagram || (count >= MARKDOWN_DIAGRAMS.max && c.kind !== 'config')) {
+        out.set(c, 'over-budget');
+      }
+    }
+  }
+  return out;
+}
+
+/** What a diagram leaves out, when it does. */
+function diagramNote(diagram: TabDiagram): string[] {
+  if (diagram.drawn === diagram.total && diagram.leftOutChanged === 0) return [];
+  const parts: string[] = [];
+  if (diagram.neighbourhood) parts.push(`A big tab: drawn are its changed nodes and their neighbours one wire away, ${diagram.drawn} of ${diagram.total}`);
+  else parts.push(`Drawn: ${diagram.drawn} of ${diagram.total} nodes`);
+  parts.push(`${plural(diagram.total - diagram.drawn, 'node')} left out`);
+  const note = `${parts.join('; ')}${diagram.leftOutChanged ? `, ${diagram.leftOutChanged} of them changed (listed below)` : ''}.`;
+  return [`<sub>${note}</sub>`];
 }
 
 function nodeList(title: string, items: string[]): string[] {

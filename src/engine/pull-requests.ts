@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { decide } from '../core/decide.js';
 import { loadRepository, type RepoReader } from '../core/load.js';
+import { diagramFlows } from '../core/mermaid.js';
 import { planMarkdown, type PlanReport } from '../core/render.js';
 import { observeFleet } from './observe.js';
 import type { FleetRuntime, FleetSource } from './ports.js';
@@ -55,7 +56,8 @@ export class PullRequestPlanner {
         // The plan the daemon would run if this head were merged now: the same decide, against what runs.
         const live = await observeFleet(this.opts.runtime, repo.fleet.name);
         const decision = decide({ desired: { fleet: repo.fleet, instances: repo.instances }, mode: 'rollout', canPlan: true, live, restarts: {}, now: Date.now() });
-        report = { fleet: repo.fleet.name, revision: pr.headSha, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics };
+        const flows = diagramFlows(decision.diffs, repo.instances, live); // for the comment's diagrams
+        report = { fleet: repo.fleet.name, revision: pr.headSha, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics, flows };
       }
       this.opts.reporter.pullRequestPlan({ number: pr.number, headSha: pr.headSha, markdown: planMarkdown(report) });
       log.info({ valid: report.valid, changes: report.plan?.hasChanges ?? false }, 'pull request planned');

@@ -11,6 +11,7 @@ import { decide, type Decision } from '../core/decide.js';
 import { usesMqtt } from '../core/instance-env.js';
 import type { LiveInstance } from '../core/live.js';
 import type { RepoReader } from '../core/load.js';
+import { diagramFlows } from '../core/mermaid.js';
 import { backoffDelay, recordRestart, settleRestarts, type RestartBook } from '../core/restarts.js';
 import { bookFromStore, chooseTarget, EMPTY_BOOK, recordFailure, recordSuccess, type RevisionBook, type Target } from '../core/revisions.js';
 import { deriveStatus, type FleetStatus } from '../core/status.js';
@@ -272,7 +273,7 @@ export class Reconciler {
     if (warning) this.opts.log.warn(warning);
     const recorder = new RolloutRecorder(
       { store: this.opts.store, log: this.opts.log, now: this.now, ...(this.opts.reporter ? { reporter: this.opts.reporter } : {}), ...(this.opts.metrics ? { metrics: this.opts.metrics } : {}), changed: () => this.progressed(recorder) },
-      { id: randomUUID(), fleet, revision: desired.revision, ...(desired.commit ? { commit: desired.commit } : {}), plan: decision.plan, report: { fleet, revision: desired.revision, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics }, newRevision, actor: newRevision ? 'tower' : decision.instances.some((i) => i.planned && i.drift) ? 'self-heal' : 'repair' },
+      { id: randomUUID(), fleet, revision: desired.revision, ...(desired.commit ? { commit: desired.commit } : {}), plan: decision.plan, report: { fleet, revision: desired.revision, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics, flows: diagramFlows(decision.diffs, repo.instances, live) }, newRevision, actor: newRevision ? 'tower' : decision.instances.some((i) => i.planned && i.drift) ? 'self-heal' : 'repair' },
     );
     await recorder.begin();
     let result: RolloutResult | undefined;

@@ -2,8 +2,10 @@
  * Splitting Markdown that is too long for one GitHub comment (65,536 characters) into
  * several, the way Atlantis does — but structure-aware: at a split point every open code
  * fence and <details> block is closed and reopened at the top of the next part (a table's
- * header row is repeated), so each part renders on its own. Pure; tested in
- * test/integration/github.test.ts.
+ * header row is repeated), so each part renders on its own. A ```mermaid block is never cut:
+ * a part holds all of a diagram or none of it (half a diagram is a syntax error GitHub shows
+ * instead of a drawing); one larger than a whole part is replaced by a note. Pure; tested in
+ * test/integration/github.test.ts and test/core/plan-diagrams.test.ts.
  */
 
 export const COMMENT_LIMIT = 65_536;
@@ -27,6 +29,7 @@ const EMPTY: State = { details: [] };
 const FENCE = /^ {0,3}(`{3,}|~{3,})(.*)$/;
 const TABLE_DELIMITER = /^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$/;
 const DETAILS_TAG = /<details\b[^>]*>|<\/details\s*>/gi;
+const MERMAID_FENCE = /^ {0,3}(`{3,}|~{3,})\s*mermaid\s*$/i;
 
 function advance(state: State, line: string): State {
   const fence = state.fence;
@@ -132,9 +135,36 @@ function cutParts(markdown: string, budget: number): string[] {
     hasText = false;
   };
 
-  for (const raw of lines) {
-    const line = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
-    const next = advance(state, line);
+  for (let i = 0; i < lines.length; i++) {
+    let raw = lines[i]!;
+    let line = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
+    let next = advance(state, line);
+    if (!state.fence && next.fence && MERMAID_FENCE.test(line)) {
+      // A diagram goes whole into this part or the next; an unclosed one is text like any fence.
+      let end = i;
+      let after = next;
+      let block = raw;
+      while (after.fence && end + 1 < lines.length) {
+        const l = lines[++end]!;
+        after = advance(after, l.endsWith('\n') ? l.slice(0, -1) : l);
+        block += l;
+      }
+      if (!after.fence) {
+        const fits = () => current.length + block.length + closers(after, block.endsWith('\n')).length <= budget;
+        if (!fits() && hasText) cut(state);
+        if (fits()) {
+          current += block;
+          state = after;
+          hasText = true;
+          i = end;
+          continue;
+        }
+        i = end;
+        line = `> A diagram of ${block.length.toLocaleString('en-US')} characters did not fit in one comment; \`tower plan --format markdown\` prints it.`;
+        raw = `${line}\n`;
+        next = advance(state, line);
+      }
+    }
     if (current.length + raw.length + closers(next, raw.endsWith('\n')).length <= budget) {
       current += raw;
       state = next;
