@@ -96,6 +96,8 @@ describe('tower run with GitHub (contract test)', () => {
     const comment = github.comments.find((c) => c.issue === 7)!;
     expect(comment.body).toContain('<!-- tower:plan fleet=small -->');
     expect(comment.body).toMatch(/`api`[^\n]*create/);
+    // The new instance's tab, drawn: every node added (green).
+    expect(comment.body).toMatch(/```mermaid\nflowchart LR\n[^`]*\n {2}class [n\d,]+ added\n```/);
 
     // The head moves: the same comment is updated, never duplicated.
     await writeSmallFleet(clone.dir, [{ name: 'web', text: 'g1' }, { name: 'api', text: 'newer' }, { name: 'extra', text: 'x' }], '{ order: sequential }', ports);
