@@ -121,6 +121,12 @@ describe('plans with diagrams', () => {
     expect(JSON.parse(jio.out)).toEqual(JSON.parse(JSON.stringify(json)));
   });
 
+  it("the README's example diagram is one Tower draws, and Mermaid takes it", async () => {
+    const readme = diagrams(readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8'));
+    expect(readme.length).toBeGreaterThan(0);
+    await expectAllParse(readme);
+  });
+
   it('a plan without flows (an older report) still lists the nodes, and draws nothing', () => {
     const report = planReport(EXAMPLE, exampleObserved());
     const md = planMarkdown({ ...report, flows: undefined });
