@@ -31,12 +31,12 @@ export function consumerClientIdFor(fleet: string, instance: string, color: Colo
 }
 
 /**
- * `stableUrl` gives an instance's stable address as its peers reach it (the traffic switch's).
+ * `stableUrl` gives an instance's stable address (its port and name) as its peers reach it (the traffic switch's).
  * The broker: TOWER_MQTT_URL (mqtt:// or mqtts://, never a login: that goes to the credential
  * store, see broker-credentials.ts), TOWER_MQTT_HOST/_PORT, and TOWER_MQTT_VERIFY_SERVER_CERT
  * ("true" or "false", for an mqtt-broker node's verifyservercert).
  */
-export function towerEnvironment(fleet: Fleet, instance: string, color: Color, broker: BrokerAddress | undefined, stableUrl: (port: number) => string): Record<string, string> {
+export function towerEnvironment(fleet: Fleet, instance: string, color: Color, broker: BrokerAddress | undefined, stableUrl: (port: number, instance: string) => string): Record<string, string> {
   const env: Record<string, string> = {
     TOWER_FLEET: fleet.name,
     TOWER_INSTANCE: instance,
@@ -50,7 +50,7 @@ export function towerEnvironment(fleet: Fleet, instance: string, color: Color, b
     env.TOWER_MQTT_PORT = String(broker.port);
     env.TOWER_MQTT_VERIFY_SERVER_CERT = String(broker.tls?.rejectUnauthorized ?? true);
   }
-  for (const other of fleet.instances) env[urlVariable(other.name)] = stableUrl(other.port);
+  for (const other of fleet.instances) env[urlVariable(other.name)] = stableUrl(other.port, other.name);
   return env;
 }
 

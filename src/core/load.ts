@@ -8,6 +8,7 @@ import { defineLazyString, deployableFlows, flowsRev, mergeInstanceFlows, type F
 import {
   API_VERSION,
   DEFAULT_SETTINGS,
+  type ClusterSettings,
   type CredentialRefs,
   type DeployPlan,
   type DesiredInstance,
@@ -194,7 +195,13 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     } else {
       byPort.set(port, { name, index });
     }
-    instances.push({ instance: buildInstance(name, port, flows, raw as InstanceSettings & { smoke?: unknown; credentials?: CredentialRefs }, defaults), index });
+    const instance = buildInstance(name, port, flows, raw as InstanceSettings & { smoke?: unknown; credentials?: CredentialRefs }, defaults);
+    const mismatch = switchMismatch(instance);
+    if (mismatch) {
+      const where = located(fleetDoc, isObject(raw) && raw.switch !== undefined ? ['spec', 'instances', index, 'switch'] : isObject(raw) && raw.runtime !== undefined ? ['spec', 'instances', index, 'runtime'] : ['spec', 'instances', index, 'name']);
+      diagnostics.push(error('SwitchMismatch', where.file, where.line, where.col, `instance "${name}": ${mismatch}`, 'runtime: kubernetes goes with switch: service (the default for it); process and docker with builtin or nginx'));
+    }
+    instances.push({ instance, index });
   });
 
   // The plan this fleet rolls out with.
@@ -272,10 +279,12 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     desired.push(defineLazyString({ ...instance, flowList }, 'rev', () => flowsRev(flowList)));
   });
 
+  const cluster = asObject(get(fleetValue, ['spec', 'kubernetes'])) as ClusterSettings | undefined;
   const fleet: Fleet = {
     name: fleetName,
     labels: (asObject(get(fleetValue, ['metadata', 'labels'])) as Record<string, string>) ?? {},
     selfHeal: get(fleetValue, ['spec', 'selfHeal']) === true,
+    ...(cluster ? { kubernetes: cluster } : {}),
     instances: instances.map((i) => i.instance),
     plan,
   };
@@ -299,10 +308,12 @@ function buildInstance(
     strategy: pick('strategy') ?? DEFAULT_SETTINGS.strategy,
     labels: { ...(defaults.labels ?? {}), ...(raw.labels ?? {}) },
     keepWarm: pick('keepWarm') ?? DEFAULT_SETTINGS.keepWarm,
-    ...(pick('switch') === 'nginx' ? { switch: 'nginx' as const } : {}),
+    // runtime: kubernetes is served by a Service (and only by one): see switchMismatch.
+    ...(pick('switch') === 'nginx' || pick('switch') === 'service' ? { switch: pick('switch') } : (pick('runtime') ?? DEFAULT_SETTINGS.runtime) === 'kubernetes' ? { switch: 'service' as const } : {}),
     drainTimeout: pick('drainTimeout') ?? DEFAULT_SETTINGS.drainTimeout,
     config: {
       runtime: pick('runtime') ?? DEFAULT_SETTINGS.runtime,
+      ...((pick('replicas') ?? 1) > 1 ? { replicas: pick('replicas') } : {}),
       nodeRedVersion,
       ...(pick('image') ? { image: pick('image') } : {}),
       env: { ...(defaults.env ?? {}), ...(raw.env ?? {}) },
@@ -313,6 +324,15 @@ function buildInstance(
       ...(raw.credentials && Object.keys(raw.credentials).length ? { credentials: raw.credentials } : {}),
     },
   };
+}
+
+/** Why the instance's switch cannot serve its runtime, or undefined. */
+function switchMismatch(instance: Instance): string | undefined {
+  const kubernetes = instance.config.runtime === 'kubernetes';
+  const service = instance.switch === 'service';
+  if (kubernetes && !service) return `runtime: kubernetes is served by a Kubernetes Service (switch: service), not switch: ${instance.switch ?? 'builtin'}`;
+  if (!kubernetes && service) return `switch: service is a Kubernetes Service and serves runtime: kubernetes only, not runtime: ${instance.config.runtime}`;
+  return undefined;
 }
 
 function resolvePlan(fleetDoc: YamlDocument, byName: Map<string, YamlDocument>, diagnostics: Diagnostic[]): DeployPlan {

@@ -44,11 +44,25 @@ export interface SmokeCheck {
   mqtt?: MqttSmokeCheck;
 }
 
-export type RuntimeKind = 'process' | 'docker';
+export type RuntimeKind = 'process' | 'docker' | 'kubernetes';
 export type Strategy = 'blue-green' | 'recreate';
 export type ContextMode = 'memory' | 'shared';
-/** What serves an instance's stable address: Tower's own router (builtin) or the operator's nginx. */
-export type SwitchKind = 'builtin' | 'nginx';
+/** What serves an instance's stable address: Tower's own router (builtin), the operator's nginx, or a Kubernetes Service (runtime: kubernetes). */
+export type SwitchKind = 'builtin' | 'nginx' | 'service';
+
+/**
+ * Where the colours of runtime: kubernetes run (fleet.yaml spec.kubernetes): the namespace, and
+ * how Tower reaches the API server — in-cluster (its pod's service account) or a kubeconfig
+ * (KUBECONFIG, else ~/.kube/config) and one of its contexts. Absent access: in-cluster when Tower
+ * runs in a pod, else the kubeconfig.
+ */
+export interface ClusterSettings {
+  namespace?: string;
+  access?: 'in-cluster' | 'kubeconfig';
+  context?: string;
+  /** How Tower reaches Node-RED in the pods: through the API server's pod proxy, or at the pod IP. Default: direct in-cluster, proxy otherwise. */
+  podAccess?: 'proxy' | 'direct';
+}
 
 /** Settings an instance inherits from spec.defaults unless it sets its own. */
 export interface InstanceSettings {
@@ -64,6 +78,8 @@ export interface InstanceSettings {
   switch?: SwitchKind;
   keepWarm?: string;
   drainTimeout?: string;
+  /** How many copies of each colour serve the instance (processes or containers behind the switch, or a Deployment's pods). */
+  replicas?: number;
 }
 
 export const DEFAULT_SETTINGS = {
@@ -73,6 +89,7 @@ export const DEFAULT_SETTINGS = {
   context: 'memory',
   keepWarm: '2m',
   drainTimeout: '30s',
+  replicas: 1,
 } as const satisfies InstanceSettings;
 
 /**
@@ -88,6 +105,8 @@ export interface RuntimeConfig {
   settings: Record<string, unknown>;
   context: ContextMode;
   port: number;
+  /** Copies of each colour, when more than one (absent: 1, so that a fleet without replicas keeps its config hash); a change is a new colour, as for the rest of this config. */
+  replicas?: number;
   /** Node credentials by reference (a change of references is a new process; of values, not). */
   credentials?: CredentialRefs;
 }
@@ -131,6 +150,8 @@ export interface Fleet {
   name: string;
   labels: Record<string, string>;
   selfHeal: boolean;
+  /** spec.kubernetes, for instances with runtime: kubernetes. */
+  kubernetes?: ClusterSettings;
   instances: Instance[];
   plan: DeployPlan;
 }

@@ -9,7 +9,7 @@ import { contentHash } from '../core/flows.js';
 import { consumerClientIdFor, gateTopicFor, towerEnvironment } from '../core/instance-env.js';
 import type { LiveInstance } from '../core/live.js';
 import { flowsUseGate } from '../core/live.js';
-import type { DesiredInstance, Fleet, FlowNode, RuntimeKind } from '../core/model.js';
+import { isSecretRef, type DesiredInstance, type Fleet, type FlowNode, type RuntimeKind } from '../core/model.js';
 import type { Action, Color } from '../core/rollout.js';
 import { TowerError, type ColorSpec, type FleetRuntime, type RuntimeDriver } from './ports.js';
 import { resolveCredentials, resolveEnv, secretValues } from './secrets.js';
@@ -162,7 +162,8 @@ export class InstanceActions {
     const desired = this.desired;
     if (!desired) throw new TowerError(`${this.instance} is not in the fleet: nothing to start`, 'NotDesired', 'stalled');
     const port = await rt.freePort();
-    const env = { ...resolveEnv(this.instance, desired.config.env, deps.secretsEnv), ...(deps.desiredFleet ? towerEnvironment(deps.desiredFleet, this.instance, color, rt.broker, (port) => this.sw().url(port)) : {}) };
+    const sw = this.sw();
+    const env = { ...resolveEnv(this.instance, desired.config.env, deps.secretsEnv), ...(deps.desiredFleet ? towerEnvironment(deps.desiredFleet, this.instance, color, rt.broker, (port, peer) => (sw.peerUrl ? sw.peerUrl(port, peer) : sw.url(port, peer))) : {}) };
     const spec: ColorSpec = {
       ...this.ref(color),
       port,
@@ -170,6 +171,7 @@ export class InstanceActions {
       rev: desired.rev,
       flowsHash: contentHash(desired.flowList),
       env,
+      secretEnv: Object.entries(desired.config.env).filter(([, v]) => isSecretRef(v)).map(([k]) => k),
       nodeRedVersion: desired.config.nodeRedVersion,
       ...(desired.config.image ? { image: desired.config.image } : {}),
       resources: desired.config.resources,
@@ -362,7 +364,7 @@ const HANDLERS: Handlers = {
   async audit(a, { color }) {
     // Through the stable address: the switch must reach the new colour, which runs the desired rev.
     const rt = a.deps.runtime;
-    const stable = a.sw().url(a.stablePort());
+    const stable = a.sw().url(a.stablePort(), a.instance);
     const got = await rt.admin(stable).getFlows();
     const desired = a.desired!;
     if (got.rev !== desired.rev) throw new TowerError(`the stable address ${stable} serves rev ${got.rev.slice(0, 12)}, expected ${desired.rev.slice(0, 12)}`, 'AuditFailed', 'stalled');

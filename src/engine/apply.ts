@@ -50,6 +50,7 @@ export async function applyFleet(rt: FleetRuntime, input: ApplyInput, options: A
     if (usesMqtt(input.instances)) await rt.ensureBroker();
     if (usesSharedContext(input.instances)) await rt.ensureSharedContext();
   }
+  if (usesKubernetes(input.instances)) rt.useCluster?.(fleet, input.fleet.kubernetes);
   const deps: ActDeps = { fleet, desiredFleet: input.fleet, runtime: rt, secretsEnv: options.env, ...(input.revision ? { revision: input.revision } : {}), now, onEvent: options.onEvent };
   let restarts: RestartBook = {};
   let shown: Decision | undefined;
@@ -130,6 +131,11 @@ export async function preflight(plan: Plan, instances: readonly DesiredInstance[
     }
   }
   if (problems.length) throw new PreflightError(problems, kind);
+}
+
+/** Whether any instance runs on Kubernetes: then the runtime is told where (spec.kubernetes) before anything is observed. */
+export function usesKubernetes(instances: readonly DesiredInstance[]): boolean {
+  return instances.some((i) => i.config.runtime === 'kubernetes');
 }
 
 /** Whether any instance keeps its context in Redis (context: shared): then the engine asks the runtime for it first. */

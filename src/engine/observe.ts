@@ -47,7 +47,7 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
       return {
         name,
         ...(record?.port ? { port: record.port } : {}),
-        ...(sw ? { switch: { kind: found!.of.kind, running: sw.running, port: sw.listenPort, url: found!.of.url(sw.listenPort), ...(routed ? { routed } : {}) } } : {}),
+        ...(sw ? { switch: { kind: found!.of.kind, running: sw.running, port: sw.listenPort, url: found!.of.url(sw.listenPort, name), ...(routed ? { routed } : {}) } } : {}),
         colors,
         flows,
         ...(rev ? { rev } : {}),

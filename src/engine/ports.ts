@@ -1,11 +1,10 @@
 /**
- * Every interface the engine acts through, in one place. The engine owns them; adapters
- * implement them and import nothing else of the engine (lint enforces it), so a new runtime,
- * switch, store or source is one adapter and no engine change.
+ * Every interface the engine acts through, in one place. The engine owns them; adapters implement them and import nothing
+ * else of the engine (lint enforces it), so a new runtime, switch, store or source is one adapter and no engine change.
  */
 import type { Diagnostic } from '../core/diagnostics.js';
 import type { RepoReader } from '../core/load.js';
-import type { FlowNode, RuntimeConfig, RuntimeKind, SmokeCheck, SwitchKind } from '../core/model.js';
+import type { ClusterSettings, FlowNode, RuntimeConfig, RuntimeKind, SmokeCheck, SwitchKind } from '../core/model.js';
 import type { PlanReport } from '../core/render.js';
 import type { Color, Phase } from '../core/rollout.js';
 import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
@@ -16,7 +15,6 @@ export type { Color, CommitInfo, RolloutOutcome };
 export { TowerError } from './errors.js';
 
 // Runtime drivers
-
 export interface ColorIdentity {
   fleet: string;
   instance: string;
@@ -35,8 +33,9 @@ export interface ColorSpec extends ColorIdentity {
   flows: FlowNode[];
   rev: string;
   flowsHash: string;
-  /** The process environment, secrets resolved. Never logged. */
+  /** The process environment, secrets resolved. Never logged. secretEnv names those that hold secrets (a runtime that can keep them apart does). */
   env: Record<string, string>;
+  secretEnv?: string[];
   nodeRedVersion: string;
   image?: string;
   resources: { memory?: string; cpu?: number | string };
@@ -55,8 +54,8 @@ export type ColorStatus = 'created' | 'running' | 'exited' | 'unknown';
 export type ExitRecord = ExitInfo;
 
 export interface RunningColor extends ColorIdentity {
-  runtime: 'process' | 'docker';
-  /** pid (process driver) or container id (docker driver). */
+  runtime: RuntimeKind;
+  /** pid (process driver), container id (docker driver) or pod name (kubernetes driver). */
   id: string;
   port: number;
   rev: string;
@@ -76,7 +75,7 @@ export interface ColorExit extends ColorIdentity, ExitRecord {}
 export interface ResourceUsage { cpuSeconds: number; rssBytes: number }
 
 export interface RuntimeDriver {
-  readonly kind: 'process' | 'docker';
+  readonly kind: RuntimeKind;
   /** Every colour this driver manages for the fleet, from its own records. */
   list(fleet: string): Promise<RunningColor[]>;
   /** Prepares a colour without starting it. */
@@ -106,7 +105,6 @@ export interface RuntimeDriver {
 }
 
 // Traffic switch
-
 export interface Upstream {
   color: Color;
   port: number;
@@ -141,14 +139,14 @@ export interface TrafficSwitch {
   list(): Promise<SwitchStatus[]>;
   /** Stops serving the stable port and forgets the instance. Idempotent. */
   remove(instance: string): Promise<void>;
-  /** The stable address of a port, as clients reach it. */
-  url(listenPort: number): string;
+  /** The stable address of a port (of an instance: a Service has its own name), as Tower reaches it; peerUrl as instances reach each other, when that differs. */
+  url(listenPort: number, instance?: string): string;
+  peerUrl?(listenPort: number, instance: string): string;
   /** Calls onExit, within a second, when the switch of an instance stops serving by itself. Returns a function that stops watching. */
   watch?(onExit: (instance: string) => void): () => void;
 }
 
 // MQTT
-
 /** The fleet's broker; its login (user, password, TLS) reaches instances through their credential store. Never logged. */
 export interface Broker extends BrokerConnection {
   /** Tower runs this broker (embedded) rather than being given it (MQTT_URL). */
@@ -169,7 +167,6 @@ export interface DeployGate {
 }
 
 // Node-RED
-
 export interface AdminClient {
   getFlows(): Promise<{ rev: string; flows: FlowNode[] }>;
   setFlows(flows: readonly FlowNode[], options: { rev?: string; type: 'full' | 'flows' | 'nodes' | 'reload' }): Promise<string>;
@@ -186,7 +183,6 @@ export interface SmokeResult {
 export type SmokeRunner = (opts: { baseUrl: string; checks: SmokeCheck[]; mqtt?: BrokerConnection; defaultTimeoutMs: number; redact?: (text: string) => string }) => Promise<SmokeResult[]>;
 
 // Registry
-
 /** What Tower recorded when it started a colour. */
 export interface ColorRecord {
   port: number;
@@ -218,7 +214,6 @@ export interface RegistryStore {
 }
 
 // State store
-
 export interface RolloutRecord {
   id: string;
   fleet: string;
@@ -282,7 +277,6 @@ export interface StateStore {
 }
 
 // Source
-
 export interface FetchResult {
   /** The branch head (for a directory: a content hash). */
   revision: string;
@@ -311,7 +305,6 @@ export interface FleetSource {
 }
 
 // Leadership, reporting, metrics
-
 /** Leadership among daemons pointed at the same fleet, or always true. */
 export interface Leadership {
   /** Resolves when this daemon leads (or when stopping); never throws. */
@@ -367,6 +360,8 @@ export interface FleetRuntime {
   adminCredentials: AdminCredentials;
   /** The drivers that may hold colours of the fleet. */
   drivers(): RuntimeDriver[];
+  /** Where runtime: kubernetes runs (fleet.yaml spec.kubernetes), given before a pass observes; kept for the next start. */
+  useCluster?(fleet: string, settings: ClusterSettings | undefined): void;
   driverFor(kind: RuntimeKind): RuntimeDriver;
   /** The switch of a kind (a stalled TowerError when it is not configured), and every configured one. */
   switchFor(kind: SwitchKind): TrafficSwitch;

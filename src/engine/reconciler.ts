@@ -16,7 +16,7 @@ import { backoffDelay, recordRestart, settleRestarts, type RestartBook } from '.
 import { bookFromStore, chooseTarget, EMPTY_BOOK, recordFailure, recordSuccess, type RevisionBook, type Target } from '../core/revisions.js';
 import { deriveStatus, type FleetStatus } from '../core/status.js';
 import type { ActDeps } from './actions.js';
-import { preflight, PreflightError, sharedContextWarning, usesSharedContext } from './apply.js';
+import { preflight, PreflightError, sharedContextWarning, usesKubernetes, usesSharedContext } from './apply.js';
 import type { RolloutEvent } from './events.js';
 import { executeRepairs, executeRollout, type RolloutResult } from './executor.js';
 import { observeFleet } from './observe.js';
@@ -119,6 +119,7 @@ export class Reconciler {
     // observe: what runs
     if (desired && usesMqtt(desired.repo.instances)) await rt.ensureBroker();
     if (desired && usesSharedContext(desired.repo.instances)) await rt.ensureSharedContext();
+    if (desired && usesKubernetes(desired.repo.instances)) rt.useCluster?.(fleet, desired.repo.fleet?.kubernetes);
     const live = await observeFleet(rt, fleet);
     this.restarts = settleRestarts(this.restarts, (key) => restartState(live, key), now.getTime());
     // decide
