@@ -159,7 +159,8 @@ describe('the instance and plan pages', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-security-policy')).toBe(FLOW_PAGE_CSP);
     expect(FLOW_PAGE_CSP).toContain("script-src 'self'");
-    expect(FLOW_PAGE_CSP).not.toContain('unsafe');
+    expect(FLOW_PAGE_CSP).not.toContain('unsafe-inline');
+    expect(FLOW_PAGE_CSP).not.toContain('unsafe-eval');
     const page = await res.text();
     expect(page).not.toMatch(/<script>/); // no inline script: the CSP would refuse it
     expect(page).toContain('<script type="module" src="/assets/flows.js"></script>');

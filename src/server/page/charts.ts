@@ -26,11 +26,11 @@ export function durationChart(history: readonly RolloutRecord[]): SafeHtml {
     return { r, byPhase, sum: [...byPhase.values()].reduce((a, b) => a + b, 0), wall };
   });
   const max = Math.max(1, ...bars.map((b) => b.sum));
-  const W = 640;
+  const W = 380;
   const H = 150;
   const top = 10;
   const bottom = 30;
-  const slot = W / Math.max(bars.length, 8);
+  const slot = W / Math.max(bars.length, 6);
   const bw = Math.min(40, slot * 0.7);
   return html`<svg class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="Time in each phase of the last ${plural(bars.length, 'rollout')}, summed over instances">
 <line class="axis" x1="0" y1="${H - bottom}" x2="${W}" y2="${H - bottom}"/>

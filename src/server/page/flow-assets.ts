@@ -79,12 +79,20 @@ export function rendererAssets(): { js: string; css: string } {
 }
 
 /**
- * CSP of the pages with drawings: the page's one hashed stylesheet and same-origin files;
+ * The one style attribute the renderer sets (its workspace's size, on the SVG it creates):
+ * admitted by its hash alone ('unsafe-hashes' allows hashed attributes, nothing inline else).
+ * The Chromium test fails on any CSP refusal, so a renderer that sets another one is noticed.
+ */
+export const RENDERER_SVG_STYLE = 'width:8000px; height:8000px;';
+
+/**
+ * CSP of the pages with drawings: the page's one hashed stylesheet, the renderer's one
+ * hashed style attribute, and same-origin files;
  * scripts only from this origin (the renderer and ours), no inline script, no eval.
  */
 export const FLOW_PAGE_CSP = [
   "default-src 'none'",
-  `style-src ${sha256(CSS)} 'self'`,
+  `style-src ${sha256(CSS)} 'self' 'unsafe-hashes' ${sha256(RENDERER_SVG_STYLE)}`,
   "script-src 'self'",
   "connect-src 'self'",
   'img-src data:',

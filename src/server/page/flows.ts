@@ -105,7 +105,8 @@ export function flowDrawing(shown: readonly FlowNode[], other?: readonly FlowNod
   for (const n of all) {
     if (seen.has(n.id)) continue;
     seen.add(n.id);
-    const container = n.type === 'tab' || n.type === 'subflow';
+    // Tabs, subflows and groups hold nodes; they are not counted as nodes, nor limited.
+    const container = n.type === 'tab' || n.type === 'subflow' || n.type === 'group';
     // Configuration nodes have no place on a sheet.
     if (!container && typeof n.z !== 'string') continue;
     if (!container) total++;
@@ -115,7 +116,7 @@ export function flowDrawing(shown: readonly FlowNode[], other?: readonly FlowNod
   }
   const kept = new Set(nodes.map((n) => n.id));
   for (const id of Object.keys(marks)) if (!kept.has(id)) delete marks[id];
-  const drawn = nodes.filter((n) => n.type !== 'tab' && n.type !== 'subflow').length;
+  const drawn = nodes.filter((n) => n.type !== 'tab' && n.type !== 'subflow' && n.type !== 'group').length;
   return { nodes, marks, total, leftOut: total - drawn };
 }
 
@@ -133,7 +134,7 @@ function project(n: FlowNode): DrawNode {
     if (v !== undefined) out[k] = v;
   };
   set('z', str(n.z, DRAWING_LIMITS.idChars));
-  set('name', str(n.name, DRAWING_LIMITS.nameChars));
+  set('name', str(n.name, DRAWING_LIMITS.nameChars) ?? fallbackName(n));
   set('label', str(n.label, DRAWING_LIMITS.nameChars));
   set('x', num(n.x));
   set('y', num(n.y));
@@ -159,6 +160,28 @@ function project(n: FlowNode): DrawNode {
     out.out = ports(n.out, true);
   }
   return out;
+}
+
+/**
+ * What the editor shows for an unnamed node whose label the renderer would build from
+ * settings the page does not ship ("[undefined] undefined" otherwise): built here, from the
+ * few settings that are no secret (an http in's method and path).
+ */
+function fallbackName(n: FlowNode): string | undefined {
+  switch (n.type) {
+    case 'http in':
+      return `[${str(n.method, 10) ?? 'get'}] ${str(n.url, DRAWING_LIMITS.nameChars) ?? ''}`.slice(0, DRAWING_LIMITS.nameChars);
+    case 'http response':
+      return typeof n.statusCode === 'string' && /^\d{3}$/.test(n.statusCode) ? `http (${n.statusCode})` : 'http';
+    case 'inject':
+      return n.payloadType === 'date' ? 'timestamp' : 'inject';
+    case 'change':
+    case 'catch':
+    case 'link call':
+      return n.type;
+    default:
+      return undefined;
+  }
 }
 
 function ports(v: unknown, numbered: boolean): DrawPort[] {

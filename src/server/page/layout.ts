@@ -33,6 +33,20 @@ ${main.html}
 `;
 }
 
+/** The renderer's box, as tall as the tallest sheet needs (a class: the CSP admits no style attribute). */
+function heightClass(d: FlowDrawing): 's' | 'm' | 'l' {
+  const ys = new Map<string, { min: number; max: number }>();
+  for (const n of d.nodes) {
+    if (n.z === undefined || n.y === undefined) continue;
+    const r = ys.get(n.z) ?? { min: Infinity, max: -Infinity };
+    r.min = Math.min(r.min, n.y);
+    r.max = Math.max(r.max, n.y + (n.h ?? 0));
+    ys.set(n.z, r);
+  }
+  const tallest = Math.max(0, ...[...ys.values()].map((r) => r.max - r.min));
+  return tallest <= 160 ? 's' : tallest <= 360 ? 'm' : 'l';
+}
+
 /**
  * One drawing: the renderer's container (shown by the script), the server's SVG sheets
  * (what shows without JavaScript), the legend, and the data block the script reads.
@@ -41,7 +55,7 @@ export function drawingFigure(id: string, d: FlowDrawing, words: MarkWords, capt
   const marked = Object.keys(d.marks).length;
   return html`<figure class="drawing" data-flow-drawing="${id}-data" id="${id}" data-total="${d.total}">
 <figcaption>${caption}</figcaption>
-<div class="flow-renderer" hidden aria-label="Flows, drawn as the Node-RED editor lays them out"></div>
+<div class="flow-renderer fr-${heightClass(d)}" hidden aria-label="Flows, drawn as the Node-RED editor lays them out"></div>
 ${marked ? markLegend(words) : ''}
 <div class="flow-static">${flowSheets(d, words)}</div>
 ${drawingBlock(`${id}-data`, drawingJson(d))}

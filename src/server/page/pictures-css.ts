@@ -26,7 +26,8 @@ export const PICTURES_CSS = `
 .strips a,.inst-link{color:inherit}
 .small{font-size:.82rem}
 .sheet{margin:0 0 1rem;min-width:0}
-.flow-svg{width:100%;height:auto;max-height:36rem;background:var(--card);border:1px solid var(--border);border-radius:6px}
+.drawing{margin:0}
+.flow-svg{max-width:100%;height:auto;max-height:36rem;background:var(--card);border:1px solid var(--border);border-radius:6px}
 .flow-svg .wire{fill:none;stroke:#999;stroke-width:2}
 .flow-svg .wire-link{stroke-dasharray:5 4}.flow-svg .wire-removed{stroke:var(--bad);stroke-dasharray:4 3}
 .flow-svg .node rect{fill:#ecebe6;stroke:#999}
@@ -41,7 +42,8 @@ export const PICTURES_CSS = `
 .swatch.mark-added{background:#dafbe1;color:#1a7f37;border:2px solid #1a7f37}
 .swatch.mark-changed{background:#fff4c2;color:#8a5a00;border:2px solid #8a5a00}
 .swatch.mark-removed{background:#ffebe9;color:#c4212c;border:2px dashed #c4212c}
-.flow-renderer{height:32rem;position:relative;border:1px solid var(--border);border-radius:6px;overflow:hidden;background:#fff}
+.flow-renderer{height:34rem;position:relative;border:1px solid var(--border);border-radius:6px;overflow:hidden;background:#fff}
+.flow-renderer.fr-s{height:18rem}.flow-renderer.fr-m{height:26rem}
 .flow-renderer g.tower-added>rect{stroke:#1a7f37!important;stroke-width:4px!important}
 .flow-renderer g.tower-changed>rect{stroke:#bf8700!important;stroke-width:4px!important}
 .flow-renderer g.tower-removed>rect{stroke:#c4212c!important;stroke-width:4px!important;stroke-dasharray:6 3}
