@@ -112,6 +112,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
       observed: () => daemon.observed,
       loadRevision: (revision) => daemon.loadRevision(revision),
       rolloutBase: (revision) => daemon.rolloutBase(revision),
+      pullRequestHead: (sha) => planner?.plannedHead(sha),
       colors: (instance) => colorsOf(rt, fleetName(), instance),
       logs: async (instance, lines) => {
         const fleet = fleetName();

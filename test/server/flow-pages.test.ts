@@ -196,6 +196,18 @@ describe('the instance and plan pages', () => {
     expect(page).toContain('Unchanged: query.');
   });
 
+  it('the head of a pull request Tower planned has a plan page too; another sha does not', async () => {
+    const head = 'd'.repeat(40);
+    const loads: string[] = [];
+    const pages = { ...sources({ live: [live('ingest', flows)], loads, revisions: { [head]: revision(head, [{ name: 'ingest', flowList: flows }]) } }), pullRequestHead: (sha: string) => (head.startsWith(sha) ? head : undefined) };
+    const app = createApp({ ...statusProvider(syncedStatus()).deps, pages });
+    const res = await app.request(`/revisions/${head}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('pull request head, not rolled out');
+    expect((await app.request(`/revisions/${'e'.repeat(40)}`)).status).toBe(404);
+    expect(loads).toEqual([head]);
+  });
+
   it('a rejected revision shows its diagnostics, escaped', async () => {
     const s = syncedStatus();
     s.attempted = { revision: REV_B, at: NOW.toISOString(), outcome: 'invalid', error: 'invalid: 1 error' };
