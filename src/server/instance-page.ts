@@ -111,7 +111,7 @@ function logSection(m: InstancePageModel): SafeHtml {
     : l.error
       ? html`<p class="muted">The log cannot be shown: <span class="error-text">${l.error}</span></p>`
       : l.lines.length
-        ? html`<pre class="logs" data-lines="${l.lines.length}">${l.lines.join('\n')}</pre>`
+        ? html`<div class="logs-box" tabindex="0"><pre class="logs" data-lines="${l.lines.length}">${l.lines.join('\n')}</pre></div>`
         : html`<p class="muted">The log is empty.</p>`;
   return html`<section class="card" aria-labelledby="log-title"><h2 id="log-title">Node-RED log${l?.color ? html` <span class="muted">(${l.color}, last ${plural(l.lines.length, 'line')}, secrets redacted)</span>` : ''}</h2>${body}</section>`;
 }
