@@ -196,6 +196,21 @@ describe('the instance and plan pages', () => {
     expect(page).toContain('Unchanged: query.');
   });
 
+  it('makes at most limits.instancePages instance pages at once: beyond, 503 with Retry-After; then again', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = { ...sources({ live: [live('ingest', flows)] }), logs: async () => (await gate, { lines: ['ok'] }) };
+    const app = createApp({ ...statusProvider(syncedStatus()).deps, pages: slow, limits: { instancePages: 2 } });
+    const held = [app.request('/instances/ingest'), app.request('/instances/query')];
+    await new Promise((r) => setTimeout(r, 50));
+    const refused = await app.request('/instances/storage');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    release();
+    expect((await Promise.all(held)).map((r) => r.status)).toEqual([200, 200]);
+    expect((await app.request('/instances/storage')).status).toBe(200);
+  });
+
   it('the head of a pull request Tower planned has a plan page too; another sha does not', async () => {
     const head = 'd'.repeat(40);
     const loads: string[] = [];
