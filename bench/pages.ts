@@ -87,7 +87,7 @@ try {
     const p1 = await js.newPage();
     drawn.push(await timeAsync(async () => {
       await p1.goto(url);
-      await p1.waitForSelector('#live-flows[data-renderer="ok"] .flow-renderer g.node[data-node-id]', { timeout: 60_000 });
+      await p1.waitForSelector('#live-flows[data-renderer="ok"] .flow-renderer .flow_nodes g[data-node-id]', { timeout: 60_000 });
     }));
     await js.close();
     const off = await browser.newContext({ javaScriptEnabled: false });

@@ -63,8 +63,8 @@ function richFlow(prefix: string, text: string, version: number): Record<string,
 }
 
 async function drawnByRenderer(page: Page, figure: string): Promise<{ ids: string[]; texts: Record<string, string>; marks: Record<string, string> }> {
-  await page.waitForSelector(`${figure}[data-renderer="ok"] .flow-renderer g.node[data-node-id]`, { timeout: 15_000 });
-  const found = await page.$$eval(`${figure} .flow-renderer g.node[data-node-id]`, (gs) => gs.map((g) => ({ id: g.getAttribute('data-node-id')!, text: g.textContent ?? '', classes: g.getAttribute('class') ?? '' })));
+  await page.waitForSelector(`${figure}[data-renderer="ok"] .flow-renderer .flow_nodes g[data-node-id]`, { timeout: 15_000 });
+  const found = await page.$$eval(`${figure} .flow-renderer .flow_nodes g[data-node-id]`, (gs) => gs.map((g) => ({ id: g.getAttribute('data-node-id')!, text: g.textContent ?? '', classes: g.getAttribute('class') ?? '' })));
   const marks: Record<string, string> = {};
   for (const f of found) {
     const m = f.classes.split(' ').find((c: string) => c.startsWith('tower-'));

@@ -86,6 +86,17 @@ describe('flow drawings', () => {
     }
   });
 
+  it('a group without its box (real exports have them) gets the box of its members; one with nothing to box is left out', () => {
+    const d = flowDrawing(nodes('DickSwart__swart-ninja-smart-home__node-red__flows.json'));
+    const g = d.nodes.find((n) => n.id === 'c406c797.04a108')!;
+    expect([g.x, g.y, g.w, g.h].every((v) => typeof v === 'number' && Number.isFinite(v))).toBe(true);
+    const members = d.nodes.filter((n) => n.g === g.id);
+    expect(members.length).toBeGreaterThan(0);
+    for (const m of members) expect(m.x! >= g.x! && m.x! <= g.x! + g.w! && m.y! >= g.y! && m.y! <= g.y! + g.h!, m.id).toBe(true);
+    const empty = flowDrawing([{ id: 't', type: 'tab' }, { id: 'g', type: 'group', z: 't', nodes: [] }]);
+    expect(empty.nodes.map((n) => n.id)).toEqual(['t']);
+  });
+
   it('hostile names: escaped in the SVG, and the data block cannot be closed from inside', () => {
     const flows = rename(nodes('node-red__node-red__packages__node_modules__@node-red__nodes__examples__common__link__03_-_Link_call.json'));
     const d = flowDrawing(flows);
