@@ -179,6 +179,8 @@ export class InstanceActions {
       context: desired.config.context,
       labels: desired.labels,
       admin: rt.adminCredentials,
+      ...(desired.config.replicas ? { replicas: desired.config.replicas } : {}),
+      drainMs: this.drainMs(),
       // Colours of one instance share one context namespace, so context survives the swap.
       ...(desired.config.context === 'shared' && rt.redisUrl ? { sharedContext: { url: rt.redisUrl, prefix: `tower:${deps.fleet}:${this.instance}` } } : {}),
     };

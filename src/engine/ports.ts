@@ -46,6 +46,9 @@ export interface ColorSpec extends ColorIdentity {
   labels: Record<string, string>;
   /** adminAuth credentials Node-RED is configured with. Never logged. */
   admin: AdminCredentials;
+  /** Copies of the colour (fleet.yaml replicas; absent: 1) and how long its requests in flight may take (drainTimeout), for a runtime that sizes them itself (kubernetes). */
+  replicas?: number;
+  drainMs?: number;
 }
 
 export type ColorStatus = 'created' | 'running' | 'exited' | 'unknown';

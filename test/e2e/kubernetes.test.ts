@@ -1,0 +1,106 @@
+/**
+ * runtime: kubernetes end to end on the stand-in API server (no cluster is reachable here):
+ * `tower apply` creates a Deployment, ConfigMap and Secret per colour and a Service per
+ * instance; the pods run real Node-RED; Tower reaches them through the API server's pod proxy,
+ * and the stable address is the Service, reached through the service proxy.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIo } from '../../src/commands/io.js';
+import { freePort } from '../../src/adapters/net.js';
+import { helloFlow } from '../helpers/fleet-fixture.js';
+import { api } from '../helpers/kube-standin/client.js';
+import { startStandin, type Standin } from '../helpers/kube-standin/server.js';
+
+const NS = 'tower-e2e';
+let s: Standin;
+let kubeconfig: string;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  s = await startStandin({ images: { 'nodered/node-red:4.1': 'node-red', 'nodered/node-red:4.1.8': 'node-red' }, crashBackoffMs: 1_000 });
+  s.namespace(NS);
+  kubeconfig = s.kubeconfig(join(tmp('tower-kube-'), 'config'), NS);
+});
+
+afterAll(async () => {
+  await s?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tmp(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+function env(): NodeJS.ProcessEnv {
+  return { ...process.env, KUBECONFIG: kubeconfig, KUBERNETES_SERVICE_HOST: '' };
+}
+
+async function tower(...args: string[]) {
+  const io = bufferIo(env());
+  const code = await main(args, io);
+  return { code, out: io.out, err: io.err };
+}
+
+interface KubeInstance {
+  name: string;
+  text: string;
+  delayMs?: number;
+  smokeExpect?: string;
+  extra?: string[];
+}
+
+/** A fleet of hello instances on runtime: kubernetes in the stand-in's namespace. */
+async function writeKubeFleet(dir: string, fleet: string, instances: KubeInstance[], ports: Record<string, number> = {}): Promise<Record<string, number>> {
+  mkdirSync(join(dir, 'flows'), { recursive: true });
+  const lines = ['apiVersion: tower.redforge.dev/v1', 'kind: Fleet', `metadata: { name: ${fleet} }`, 'spec:', `  kubernetes: { namespace: ${NS}, access: kubeconfig }`, '  defaults: { runtime: kubernetes, keepWarm: 1m, drainTimeout: 2s, nodeRedVersion: "4.1" }', '  plan: { order: sequential }', '  instances:'];
+  for (const i of instances) {
+    ports[i.name] ??= await freePort();
+    writeFileSync(join(dir, 'flows', `${i.name}.json`), JSON.stringify(helloFlow(i.name, i.text, i.delayMs ?? 0), null, 2));
+    lines.push(`    - name: ${i.name}`, `      flows: [flows/${i.name}.json]`, `      port: ${ports[i.name]}`, '      smoke:', `        - { name: says hello, http: { path: /hello, expect: { status: 200, bodyContains: ${JSON.stringify(i.smokeExpect ?? i.text)} } } }`, ...(i.extra ?? []));
+  }
+  writeFileSync(join(dir, 'fleet.yaml'), lines.join('\n') + '\n');
+  return ports;
+}
+
+/** GET /hello through the Service, as a client outside the cluster reaches it (the API server's service proxy). */
+async function hello(fleet: string, instance: string): Promise<{ ok: boolean; body: string }> {
+  const r = await api(s, 'GET', `/api/v1/namespaces/${NS}/services/${fleet}-${instance}:http/proxy/hello`).catch((e: Error) => ({ status: 0, text: e.message }));
+  return { ok: r.status === 200, body: r.text };
+}
+
+describe('runtime: kubernetes on the stand-in', () => {
+  it('applies a fleet from nothing, then swaps it blue-green through the Service under open-loop load without a failed request', async () => {
+    const dir = tmp('tower-kube-fleet-');
+    const state = tmp('tower-kube-state-');
+    const ports = await writeKubeFleet(dir, 'k1', [{ name: 'web', text: 'v1', delayMs: 200 }]);
+    const first = await tower('apply', dir, '--state-dir', state);
+    expect(first.code, first.err + first.out).toBe(0);
+    expect(await hello('k1', 'web')).toEqual({ ok: true, body: 'v1 blue' });
+    const status = await tower('status', '--state-dir', state, '--format', 'json');
+    expect(JSON.parse(status.out).instances).toEqual([expect.objectContaining({ name: 'web', color: 'blue', runtime: 'kubernetes', health: 'Healthy' })]);
+
+    await writeKubeFleet(dir, 'k1', [{ name: 'web', text: 'v2', delayMs: 200 }], ports);
+    const results: { ok: boolean; body: string }[] = [];
+    const pending: Promise<void>[] = [];
+    // Open loop: a request every 20 ms whatever the answers do, at most 500.
+    const timer = setInterval(() => {
+      if (pending.length < 500) pending.push(hello('k1', 'web').then((r) => void results.push(r)));
+    }, 20);
+    const second = await tower('apply', dir, '--state-dir', state);
+    clearInterval(timer);
+    await Promise.all(pending);
+    expect(second.code, second.err + second.out).toBe(0);
+    expect(second.out).toMatch(/web: DRAIN[\s\S]*web: RESUME[\s\S]*web: AUDIT/);
+    expect(results.length).toBeGreaterThan(20);
+    expect(results.filter((x) => !x.ok)).toEqual([]);
+    expect(results.some((x) => x.body === 'v1 blue')).toBe(true);
+    expect(results.some((x) => x.body === 'v2 green')).toBe(true);
+    expect(await hello('k1', 'web')).toEqual({ ok: true, body: 'v2 green' });
+  }, 120_000);
+});
