@@ -10,6 +10,7 @@ import type { Color, Phase } from '../core/rollout.js';
 import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
 import type { ExitInfo } from '../core/live.js';
 import type { BrokerConnection } from '../core/broker-credentials.js';
+import type { TrafficStats } from '../core/traffic.js';
 
 export type { Color, CommitInfo, RolloutOutcome };
 export { TowerError } from './errors.js';
@@ -113,11 +114,18 @@ export interface Upstream {
   port: number;
 }
 
+/** A colour's share of new connections in a split, percent. */
+export interface WeightedUpstream extends Upstream {
+  weight: number;
+}
+
 export interface SwitchStatus {
   instance: string;
   listenPort: number;
   /** Where new requests go; undefined until the first route. */
   active?: Upstream;
+  /** A weighted split between the routed colour and the other (a canary), when one is set. */
+  split?: WeightedUpstream[];
   /** Requests in flight, per colour. */
   inflight: Partial<Record<Color, number>>;
   running: boolean;
@@ -136,6 +144,14 @@ export interface TrafficSwitch {
   ensure(instance: string, listenPort: number): Promise<SwitchStatus>;
   /** Atomically sends new requests to upstream; requests in flight finish where they started. */
   route(instance: string, upstream: Upstream): Promise<SwitchStatus>;
+  /**
+   * Splits new connections between the routed colour and the other by weight (two entries,
+   * weights adding up to 100); undefined ends the split. Switches that cannot weigh or count
+   * traffic leave split and stats out (fleet.yaml's canary asks for the builtin switch).
+   */
+  split?(instance: string, upstreams: WeightedUpstream[] | undefined): Promise<SwitchStatus>;
+  /** Cumulative per-colour counters since the switch started (see core/traffic.ts). */
+  stats?(instance: string): Promise<TrafficStats>;
   /** Resolves when no request is in flight to color, or when timeoutMs has passed. */
   drain(instance: string, color: Color, timeoutMs: number): Promise<DrainResult>;
   status(instance: string): Promise<SwitchStatus | undefined>;
