@@ -103,4 +103,60 @@ describe('runtime: kubernetes on the stand-in', () => {
     expect(results.some((x) => x.body === 'v2 green')).toBe(true);
     expect(await hello('k1', 'web')).toEqual({ ok: true, body: 'v2 green' });
   }, 120_000);
+
+  it('rolls back a colour whose smoke check fails: the old colour keeps serving through the Service', async () => {
+    const dir = tmp('tower-kube-fleet-');
+    const state = tmp('tower-kube-state-');
+    const ports = await writeKubeFleet(dir, 'k2', [{ name: 'api', text: 'v1' }]);
+    expect((await tower('apply', dir, '--state-dir', state)).code).toBe(0);
+    await writeKubeFleet(dir, 'k2', [{ name: 'api', text: 'v2', smokeExpect: 'not what it says' }], ports);
+    const r = await tower('apply', dir, '--state-dir', state);
+    expect(r.code).not.toBe(0);
+    expect(r.out + r.err).toContain('says hello');
+    expect(r.out + r.err).toMatch(/failed: api in VERIFY: [^\n]*"says hello"/);
+    expect(r.out + r.err).toContain('api: rolled back — it runs what it ran before');
+    expect(await hello('k2', 'api')).toEqual({ ok: true, body: 'v1 blue' });
+    // The failed colour is gone from the cluster; the Service still selects blue.
+    const deployments = await api<{ items: { metadata: { name: string } }[] }>(s, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments?labelSelector=tower.redforge.dev%2Ffleet%3Dk2`);
+    expect(deployments.body.items.map((d) => d.metadata.name)).toEqual(['k2-api-blue']);
+    const svc = await api<{ spec: { selector: Record<string, string> } }>(s, 'GET', `/api/v1/namespaces/${NS}/services/k2-api`);
+    expect(svc.body.spec.selector['tower.redforge.dev/color']).toBe('blue');
+  }, 120_000);
+
+  it('fails DEPLOY and rolls back when the new colour never becomes ready, with the pod\'s reason (ImagePullBackOff)', async () => {
+    const dir = tmp('tower-kube-fleet-');
+    const state = tmp('tower-kube-state-');
+    const ports = await writeKubeFleet(dir, 'k3', [{ name: 'db', text: 'v1' }]);
+    expect((await tower('apply', dir, '--state-dir', state)).code).toBe(0);
+    await writeKubeFleet(dir, 'k3', [{ name: 'db', text: 'v2', extra: ['      image: nodered/node-red:0.0-nowhere'] }], ports);
+    const r = await tower('apply', dir, '--state-dir', state);
+    expect(r.code).not.toBe(0);
+    expect(r.out + r.err).toMatch(/DEPLOY/);
+    expect(r.out + r.err).toMatch(/ErrImagePull|ImagePullBackOff/);
+    expect(r.out + r.err).toContain('nodered/node-red:0.0-nowhere');
+    expect(await hello('k3', 'db')).toEqual({ ok: true, body: 'v1 blue' });
+    expect(r.out + r.err).toMatch(/failed: db in DEPLOY: start green: green exited while starting \((ErrImagePull|ImagePullBackOff): [^)]*nodered\/node-red:0\.0-nowhere/);
+    expect(r.out + r.err).toContain('db: rolled back — it runs what it ran before');
+    const deployments = await api<{ items: { metadata: { name: string } }[] }>(s, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments?labelSelector=tower.redforge.dev%2Ffleet%3Dk3`);
+    expect(deployments.body.items.map((d) => d.metadata.name)).toEqual(['k3-db-blue']);
+  }, 120_000);
+
+  it('is what the real kubectl lists and describes: Deployments, Services, ConfigMaps, pods Tower created', async () => {
+    const selector = ['-l', 'tower.redforge.dev/fleet=k1'];
+    const get = await s.kubectl(['get', 'deployments,services,configmaps,pods', ...selector, '-o', 'wide'], NS);
+    if (process.env.SHOW_KUBECTL) console.log(get);
+    expect(get).toMatch(/deployment\.apps\/k1-web-green\s+1\/1\s+1\s+1/);
+    expect(get).toMatch(/service\/k1-web\s+ClusterIP\s+\S+\s+<none>\s+\d+\/TCP/);
+    expect(get).toMatch(/configmap\/k1-web-green\s+2/);
+    expect(get).toMatch(/pod\/k1-web-green-\w+-\w+\s+1\/1\s+Running/);
+    const deployment = await s.kubectl(['describe', 'deployment', 'k1-web-green'], NS);
+    expect(deployment).toMatch(/tower\.redforge\.dev\/rev:\s+[0-9a-f]{64}/);
+    expect(deployment).toMatch(/TOWER_ADMIN_PASSWORD_HASH:\s+<set to the key 'TOWER_ADMIN_PASSWORD_HASH' in secret 'k1-web-green'>/);
+    expect(deployment).toContain('nodered/node-red:4.1');
+    const service = await s.kubectl(['describe', 'service', 'k1-web'], NS);
+    expect(service).toMatch(/Selector:\s+.*tower\.redforge\.dev\/color=green/);
+    expect(service).toMatch(/Endpoints:\s+127\.\d+\.\d+\.\d+:1880/);
+    const pod = await s.kubectl(['describe', 'pods', '-l', 'tower.redforge.dev/instance=web,tower.redforge.dev/color=green'], NS);
+    expect(pod).toMatch(/Readiness:\s+http-get http:\/\/:http\/auth\/login/);
+  }, 60_000);
 });
