@@ -13,7 +13,24 @@ import { bufferIo } from '../../src/commands/io.js';
 import { freePort } from '../../src/adapters/net.js';
 import { helloFlow } from '../helpers/fleet-fixture.js';
 import { api } from '../helpers/kube-standin/client.js';
-import { startStandin, type Standin } from '../helpers/kube-standin/server.js';
+import { startStandin, type PolicyRule, type Standin } from '../helpers/kube-standin/server.js';
+
+/**
+ * Every verb the kubernetes driver and the Service switch use (the Lease of leadership apart):
+ * what deploy/kubernetes' Role must grant. The proxies' verbs follow the HTTP method (GET get,
+ * POST create): Node-RED's Admin API and POST smoke checks; a smoke check with PUT, PATCH or
+ * DELETE needs update, patch or delete on them as well.
+ */
+export const TOWER_ROLE: PolicyRule[] = [
+  { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list', 'create', 'patch', 'delete'] },
+  { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+  { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
+  { apiGroups: [''], resources: ['pods/proxy', 'services/proxy'], verbs: ['get', 'create'] },
+  { apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'delete'] },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'delete'] },
+  { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'create', 'patch', 'delete'] },
+  { apiGroups: [''], resources: ['endpoints'], verbs: ['get'] },
+];
 
 const NS = 'tower-e2e';
 let s: Standin;
@@ -158,5 +175,63 @@ describe('runtime: kubernetes on the stand-in', () => {
     expect(service).toMatch(/Endpoints:\s+127\.\d+\.\d+\.\d+:1880/);
     const pod = await s.kubectl(['describe', 'pods', '-l', 'tower.redforge.dev/instance=web,tower.redforge.dev/color=green'], NS);
     expect(pod).toMatch(/Readiness:\s+http-get http:\/\/:http\/auth\/login/);
+  }, 60_000);
+});
+
+describe('runtime: kubernetes with RBAC and without a cluster', () => {
+  it('holds to its Role: a verb missing is a stalled error with the API server\'s message; with the Role, apply, swap, logs and destroy work', async () => {
+    const rules = TOWER_ROLE.map((r) => ({ ...r, verbs: [...r.verbs] }));
+    const services = rules.find((r) => r.resources.includes('services'))!;
+    services.verbs = services.verbs.filter((v) => v !== 'create');
+    const b = await startStandin({ images: { 'nodered/node-red:4.1': 'node-red' }, rules });
+    try {
+      b.namespace(NS);
+      const config = b.kubeconfig(join(tmp('tower-kube-rbac-'), 'config'), NS);
+      const run = async (...args: string[]) => {
+        const io = bufferIo({ ...process.env, KUBECONFIG: config, KUBERNETES_SERVICE_HOST: '' });
+        const code = await main(args, io);
+        return { code, out: io.out, err: io.err };
+      };
+      const dir = tmp('tower-kube-fleet-');
+      const state = tmp('tower-kube-state-');
+      const ports = await writeKubeFleet(dir, 'r1', [{ name: 'web', text: 'v1' }]);
+      const refused = await run('apply', dir, '--state-dir', state);
+      expect(refused.code).not.toBe(0);
+      expect(refused.out + refused.err).toContain('services is forbidden: User "system:serviceaccount:tower" cannot create resource "services" in API group "" in the namespace "tower-e2e"');
+
+      services.verbs.push('create');
+      b.used.clear();
+      const first = await run('apply', dir, '--state-dir', state);
+      expect(first.code, first.out + first.err).toBe(0);
+      await writeKubeFleet(dir, 'r1', [{ name: 'web', text: 'v2' }], ports);
+      const second = await run('apply', dir, '--state-dir', state);
+      expect(second.code, second.out + second.err).toBe(0);
+      const logs = await run('logs', 'web', '--state-dir', state, '--lines', '50');
+      expect(logs.code, logs.err).toBe(0);
+      expect(logs.out).toMatch(/Started flows/);
+      expect((await run('status', '--state-dir', state)).out).toMatch(/web\s+green/);
+      const destroyed = await run('destroy', '--state-dir', state);
+      expect(destroyed.code, destroyed.out + destroyed.err).toBe(0);
+      const left = await api<{ items: unknown[] }>(b, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments`);
+      expect(left.body.items).toEqual([]);
+      // What was asked is within the Role, and the Role holds nothing the rollout did not use but
+      // the pods watch (the daemon's) and the methods smoke checks may use.
+      const granted = new Set(TOWER_ROLE.flatMap((r) => r.resources.flatMap((res) => r.verbs.map((v) => `${r.apiGroups[0] ? `${r.apiGroups[0]}/` : ''}${res} ${v}`))));
+      expect([...b.used].filter((u) => !granted.has(u))).toEqual([]);
+      expect([...granted].filter((g) => !b.used.has(g)).sort()).toEqual(['pods watch', 'pods/proxy create', 'services/proxy create'].sort());
+    } finally {
+      await b.stop();
+    }
+  }, 120_000);
+
+  it('without a kubeconfig: a stalled error that says so, nothing started', async () => {
+    const dir = tmp('tower-kube-fleet-');
+    const state = tmp('tower-kube-state-');
+    await writeKubeFleet(dir, 'n1', [{ name: 'web', text: 'v1' }]);
+    const io = bufferIo({ ...process.env, KUBECONFIG: join(dir, 'no-such-kubeconfig'), KUBERNETES_SERVICE_HOST: '' });
+    const code = await main(['apply', dir, '--state-dir', state], io);
+    expect(code).not.toBe(0);
+    expect(io.out + io.err).toContain('kubernetes: cannot load the kubeconfig');
+    expect(io.out + io.err).toContain('no-such-kubeconfig');
   }, 60_000);
 });
