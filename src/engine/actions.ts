@@ -17,6 +17,7 @@ import { withCredentials } from '../core/credentials.js';
 import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credentials.js';
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
+import { analyseStep, splitTraffic } from './canary.js';
 
 export interface ActDeps {
   fleet: string;
@@ -352,6 +353,12 @@ const HANDLERS: Handlers = {
     if (!c) throw new TowerError(`no ${color} colour to route to`, 'ColorMissing');
     await a.sw().route(a.instance, { color, port: c.port });
     a.recordApplied(color);
+  },
+  async split(a, { color, weight }) {
+    await splitTraffic(a, color, weight);
+  },
+  async analyse(a, { color, step }) {
+    await analyseStep(a, color, step, a.deps.runtime.readMetric?.bind(a.deps.runtime));
   },
   async unroute() {
     // the switch keeps the old route; with the old colour stopped it answers 502 until the new one is routed
