@@ -114,6 +114,8 @@ export interface AnalysisInput {
   pauseMs: number;
   /** The prometheus query's value, when the analysis has one and it was read. */
   prometheus?: number;
+  /** The baseline of an earlier window with minRequests (the last step leaves the baseline no traffic of its own). */
+  reference?: TrafficSummary;
 }
 
 export interface Verdict {
@@ -128,27 +130,31 @@ export interface Verdict {
  *     verdict on too little traffic, and no promotion without one);
  *   - a check fails (with enough requests): fail at once, before the pause ends;
  *   - every check holds and the pause is over: pass; before that: wait.
- * The checks: success rate ≥ min and p99 ≤ limit; with compareToBaseline (and a baseline
- * with enough requests of its own), against the baseline in the same window instead — the
- * canary's success rate may trail the baseline's by at most 1 − min, its p99 exceed the
- * baseline's by at most the limit — so that a slow day for everyone fails no canary.
+ * The checks: success rate ≥ min and p99 ≤ limit; with compareToBaseline, against the
+ * baseline instead — the canary's success rate may trail the baseline's by at most 1 − min,
+ * its p99 exceed the baseline's by at most the limit — so that a slow day for everyone fails
+ * no canary. The baseline is the same window's once it has minRequests, else the reference
+ * (an earlier window's); with neither, the step waits like one with too little traffic.
  */
 export function judge(input: AnalysisInput): Verdict {
   const { analysis: a, canary: c, baseline: b, elapsedMs, pauseMs } = input;
   const numbers = describeWindow(c, b);
-  if (c.requests < a.minRequests) {
-    if (elapsedMs >= Math.max(2 * pauseMs, pauseMs + 1_000)) return { verdict: 'fail', reason: `too little traffic to judge: ${c.requests} canary requests in ${formatDuration(elapsedMs)}, ${a.minRequests} needed (${numbers})` };
-    return { verdict: 'wait', reason: `${c.requests} of ${a.minRequests} canary requests (${numbers})` };
+  const base = b.requests >= a.minRequests ? b : input.reference;
+  if (c.requests < a.minRequests || (a.compareToBaseline && !base)) {
+    const short = c.requests < a.minRequests ? `${c.requests} canary requests` : `${b.requests} baseline requests to compare with`;
+    if (elapsedMs >= Math.max(2 * pauseMs, pauseMs + 1_000)) return { verdict: 'fail', reason: `too little traffic to judge: ${short} in ${formatDuration(elapsedMs)}, ${a.minRequests} needed (${numbers})` };
+    return { verdict: 'wait', reason: `${short} of ${a.minRequests} (${numbers})` };
   }
-  const relative = a.compareToBaseline && b.requests >= a.minRequests;
+  const relative = a.compareToBaseline ? base : undefined;
+  const which = relative && relative !== b ? 'earlier baseline' : 'baseline';
   const failures: string[] = [];
   if (a.successRateMin !== undefined && c.successRate !== undefined) {
-    const floor = relative && b.successRate !== undefined ? b.successRate - (1 - a.successRateMin) : a.successRateMin;
-    if (c.successRate < floor - 1e-12) failures.push(`success rate ${pct(c.successRate)} < ${relative ? `baseline ${pct(b.successRate!)} − ${pct(1 - a.successRateMin)}` : pct(a.successRateMin)}`);
+    const floor = relative?.successRate !== undefined ? relative.successRate - (1 - a.successRateMin) : a.successRateMin;
+    if (c.successRate < floor - 1e-12) failures.push(`success rate ${pct(c.successRate)} < ${relative?.successRate !== undefined ? `${which} ${pct(relative.successRate)} − ${pct(1 - a.successRateMin)}` : pct(a.successRateMin)}`);
   }
   if (a.latencyP99Ms !== undefined && c.p99Ms !== undefined) {
-    const ceiling = relative && b.p99Ms !== undefined ? b.p99Ms + a.latencyP99Ms : a.latencyP99Ms;
-    if (c.p99Ms > ceiling) failures.push(`p99 ${ms(c.p99Ms)} > ${relative ? `baseline ${ms(b.p99Ms!)} + ${ms(a.latencyP99Ms)}` : ms(a.latencyP99Ms)}`);
+    const ceiling = relative?.p99Ms !== undefined ? relative.p99Ms + a.latencyP99Ms : a.latencyP99Ms;
+    if (c.p99Ms > ceiling) failures.push(`p99 ${ms(c.p99Ms)} > ${relative?.p99Ms !== undefined ? `${which} ${ms(relative.p99Ms)} + ${ms(a.latencyP99Ms)}` : ms(a.latencyP99Ms)}`);
   }
   if (a.prometheus && input.prometheus !== undefined && input.prometheus > a.prometheus.max) failures.push(`prometheus ${input.prometheus} > ${a.prometheus.max}`);
   if (failures.length) return { verdict: 'fail', reason: `${failures.join('; ')} (${numbers})` };

@@ -17,6 +17,7 @@ import { withCredentials } from '../core/credentials.js';
 import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credentials.js';
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
+import type { TrafficSummary } from '../core/traffic.js';
 import { analyseStep, splitTraffic } from './canary.js';
 
 export interface ActDeps {
@@ -41,6 +42,8 @@ export class InstanceActions {
   /** The flows the active colour ran before an in-place deploy, and Tower's record of them, to restore both. */
   previousFlows?: FlowNode[];
   previousRecord?: { rev: string; flowsHash: string };
+  /** canary: the baseline's numbers of the last step that had enough of them, for steps that leave it too little traffic. */
+  canaryReference?: TrafficSummary;
   /** When each colour's gate closed: MQTT work it had taken (and acknowledged) may still run. */
   readonly gateClosedAt: Partial<Record<Color, number>> = {};
 

@@ -4,7 +4,7 @@
  * counters are read while the step runs and core/canary.ts judges each reading, until it
  * passes or fails. The analysis's numbers go out as events (the page, the metrics, the log).
  */
-import { judge, type Verdict } from '../core/canary.js';
+import { describeWindow, judge, type Verdict } from '../core/canary.js';
 import { formatDuration } from '../core/duration.js';
 import type { Color } from '../core/rollout.js';
 import { summarize, trafficBetween, type TrafficStats, type TrafficSummary } from '../core/traffic.js';
@@ -62,10 +62,15 @@ export async function analyseStep(a: InstanceActions, color: Color, step: number
         throw new TowerError(`step ${step + 1} (weight ${s.weight}%): the prometheus check cannot be read: ${err.message}`, 'AnalysisFailed', 'stalled');
       });
     }
-    const verdict = s.pauseMs === 0 ? { verdict: 'pass' as const, reason: reading.verdict.reason } : judge({ analysis: spec.analysis, canary: reading.canary, baseline: reading.baseline, elapsedMs: reading.elapsedMs, pauseMs: s.pauseMs, ...(prometheus !== undefined ? { prometheus } : {}) });
+    const reference = a.canaryReference;
+    const verdict = s.pauseMs === 0 ? { verdict: 'pass' as const, reason: describeWindow(reading.canary, reading.baseline) } : judge({ analysis: spec.analysis, canary: reading.canary, baseline: reading.baseline, elapsedMs: reading.elapsedMs, pauseMs: s.pauseMs, ...(prometheus !== undefined ? { prometheus } : {}), ...(reference ? { reference } : {}) });
     const result = { ...reading, verdict };
     a.deps.onEvent({ type: 'canary', instance: a.instance, ...result });
-    if (verdict.verdict === 'pass') return result;
+    if (verdict.verdict === 'pass') {
+      // The next steps leave the baseline less traffic (none at 100 %): they compare with this window.
+      if (reading.baseline.requests >= spec.analysis.minRequests) a.canaryReference = reading.baseline;
+      return result;
+    }
     if (verdict.verdict === 'fail') throw new TowerError(`step ${step + 1} (weight ${s.weight}%) failed its analysis after ${formatDuration(result.elapsedMs)}: ${verdict.reason}`, 'AnalysisFailed', 'stalled');
   }
 }
