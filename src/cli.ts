@@ -150,12 +150,15 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: info) [env TOWER_LOG_LEVEL]')
     .option('--github-repo <owner/name>', 'report to this GitHub repository: commit statuses, check runs, plan comments on pull requests [env TOWER_GITHUB_REPO]')
     .option('--github-api-url <url>', 'the GitHub API; GitHub Enterprise Server: https://HOST/api/v3 [env GITHUB_API_URL]')
+    .option('--leader <mode>', 'who acts among daemons of one fleet: kubernetes (a Lease tower-<fleet> in spec.kubernetes.namespace), redis (REDIS_URL), lock (one daemon per state dir) or auto: the Lease when the fleet runs on Kubernetes, else redis with REDIS_URL, else lock (default: auto) [env TOWER_LEADER]')
     .addHelpText(
       'after',
       '\nEnvironment:\n' +
         '  TOWER_WEBHOOK_SECRET   verify POST /hooks/github (GitHub push events trigger a pass at once)\n' +
         '  DATABASE_URL           PostgreSQL for history and journal (default: an embedded store in the state dir)\n' +
         '  REDIS_URL              leader lease between daemons, and shared Node-RED context (default: one daemon per state dir)\n' +
+        '  TOWER_LEADER_LEASE     the duration of the Kubernetes Lease, whole seconds (default: 15s; renews every 2/15 of it, steps down after 2/3 without one)\n' +
+        '  KUBECONFIG             the kubeconfig of spec.kubernetes.access: kubeconfig (default ~/.kube/config); in a pod, its service account\n' +
         '  MQTT_URL               the fleet broker, mqtt(s)://[user:password@]host:port (default: an embedded mosquitto when the fleet uses MQTT)\n' +
         '  MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED   its TLS settings (mqtts://)\n' +
         '  GIT_TOKEN, GIT_TOKEN_FILE, GIT_SSH_KEY_FILE   credentials for the repository (never logged)\n' +
@@ -165,7 +168,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         '\nSIGTERM finishes the current step (a rollout stops at its next safe point), then exits; SIGHUP triggers a pass.\n' +
         '\nExamples:\n  tower run --repo fleet-example\n  tower run --repo https://github.com/acme/fleet.git --branch main --path fleet --listen 0.0.0.0:8080',
     )
-    .action(async (opts: { repo?: string; branch?: string; path?: string; interval?: string; listen?: string; stateDir?: string; logLevel?: string; githubRepo?: string; githubApiUrl?: string }) => {
+    .action(async (opts: { repo?: string; branch?: string; path?: string; interval?: string; listen?: string; stateDir?: string; logLevel?: string; githubRepo?: string; githubApiUrl?: string; leader?: string }) => {
       exitCode = await (await import('./commands/run.js')).runCommand(opts, io);
     });
 

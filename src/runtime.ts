@@ -24,6 +24,7 @@ import { NodeRedAdmin } from './adapters/nodered/admin.js';
 import { dockerDriver } from './adapters/runtime/docker.js';
 import { processDriver } from './adapters/runtime/process.js';
 import { runSmokeChecks } from './adapters/smoke.js';
+import { queryPrometheus } from './adapters/metrics/prometheus.js';
 import { builtinSwitch } from './adapters/switch/builtin.js';
 import { nginxFromEnv } from './adapters/switch/nginx-env.js';
 import { TowerError } from './engine/ports.js';
@@ -114,6 +115,7 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
       return client;
     },
     smoke: (opts) => runSmokeChecks({ ...opts, ...(cluster?.api && opts.baseUrl.startsWith(`${cluster.api.server}/`) ? { transport: via } : {}) }),
+    readMetric: queryPrometheus,
     freePort,
     ...(options.env.REDIS_URL ? { redisUrl: options.env.REDIS_URL } : {}),
     async ensureSharedContext() {

@@ -10,7 +10,7 @@ import type { Color, Phase } from '../core/rollout.js';
 import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
 import type { ExitInfo } from '../core/live.js';
 import type { BrokerConnection } from '../core/broker-credentials.js';
-import type { TrafficStats } from '../core/traffic.js';
+import type { TrafficStats, TrafficSummary } from '../core/traffic.js';
 
 export type { Color, CommitInfo, RolloutOutcome };
 export { TowerError } from './errors.js';
@@ -398,6 +398,8 @@ export interface FleetRuntime {
   redisUrl?: string;
   /** REDIS_URL, or the embedded Redis, started now (again, if it died); undefined without either (redis-server not installed). */
   ensureSharedContext(): Promise<string | undefined>;
+  /** The value of a Prometheus query (a canary's analysis.prometheus): one number, or an error. */
+  readMetric?(url: string, query: string): Promise<number>;
   /** Stops the embedded broker and Redis, if Tower runs them (destroy); their data stays in the state directory. */
   stopEmbedded(): Promise<void>;
   close(): Promise<void>;
@@ -410,4 +412,6 @@ export interface MetricsSink {
   appliedRevisionAt(at: Date): void;
   restart(instance: string, what: string, kind: string): void;
   fromStatus(status: FleetStatus): void;
+  /** A canary's weight and both colours' numbers over its current step. */
+  canary?(instance: string, weight: number, canary: TrafficSummary, baseline: TrafficSummary): void;
 }
