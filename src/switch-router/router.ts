@@ -16,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import type { Color } from '../adapters/runtime/types.js';
 import type { Upstream } from '../adapters/switch/types.js';
 import { COLORS, handleControl, isUpstream, sendJson, type RouterDrainResult, type RouterState } from './control.js';
+import { replicaPicker, spreads } from './replicas.js';
 
 /** Upstreams are always local: the colours bind loopback only. */
 const UPSTREAM_HOST = '127.0.0.1';
@@ -85,8 +86,8 @@ function plain(res: ServerResponse, status: number, text: string, extra: Outgoin
   res.end(`${text}\n`);
 }
 
-function errorReason(err: NodeJS.ErrnoException, upstream: Upstream): { status: number; text: string } {
-  const where = `upstream ${upstream.color} (${UPSTREAM_HOST}:${upstream.port})`;
+function errorReason(err: NodeJS.ErrnoException, upstream: Upstream, port = upstream.port): { status: number; text: string } {
+  const where = `upstream ${upstream.color} (${UPSTREAM_HOST}:${port})`;
   if (err.code === 'ETIMEDOUT') return { status: 504, text: `gateway timeout: ${where} sent nothing for too long` };
   return { status: 502, text: `bad gateway: ${where}: ${err.code ?? err.message}` };
 }
@@ -104,6 +105,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   const agents = perColor(() => new http.Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS, maxFreeSockets: 64 }));
   const waiters = new Set<() => void>();
   const notify = (): void => waiters.forEach((check) => check());
+  const replicas = replicaPicker();
 
   function proxy(req: IncomingMessage, res: ServerResponse): void {
     const upstream = active; // read once: this request stays on this colour
@@ -117,10 +119,24 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
       inflight[color] -= 1;
       notify();
     });
+    send(req, res, upstream, replicas.pick(req.socket, upstream), new Set());
+  }
+
+  /** Forwards to one replica (the colour's one port, or one of its replicas' ports); a refused replica passes the request on. */
+  function send(req: IncomingMessage, res: ServerResponse, upstream: Upstream, port: number, tried: Set<number>): void {
+    const { color } = upstream;
+    tried.add(port);
     const forward = http.request({
-      host: UPSTREAM_HOST, port: upstream.port, method: req.method, path: req.url,
+      host: UPSTREAM_HOST, port, method: req.method, path: req.url,
       headers: requestHeaders(req), agent: agents[color],
     });
+    // Over replicas, the body waits for the connection: a replica that refuses has read none of it, so another may take it.
+    let connected = !spreads(upstream);
+    const pipeBody = (): void => {
+      connected = true;
+      req.pipe(forward);
+    };
+    if (!connected) forward.once('socket', (s) => (s.connecting ? s.once('connect', pipeBody) : pipeBody()));
     forward.setTimeout(idleTimeoutMs, () => forward.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     forward.on('response', (answer) => {
       try {
@@ -134,9 +150,13 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
         if (!answer.complete) res.destroy(); // upstream died mid-body: the client must not see a short body as complete
       });
     });
-    forward.on('error', (err) => {
+    forward.on('error', (err: NodeJS.ErrnoException) => {
       if (res.destroyed) return; // the client left first; nobody to tell
-      const { status, text } = errorReason(err, upstream);
+      if (!connected && err.code === 'ECONNREFUSED') {
+        const other = replicas.refused(req.socket, upstream, port, tried);
+        if (other !== undefined) return send(req, res, upstream, other, tried);
+      }
+      const { status, text } = errorReason(err, upstream, port);
       log(`${req.method} ${req.url}: ${text}`);
       // The rest of the request body is unread: close the connection after answering.
       plain(res, status, text, { connection: 'close' });
@@ -145,7 +165,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
     res.on('close', () => {
       if (!res.writableFinished) forward.destroy(); // the client went away
     });
-    req.pipe(forward);
+    if (connected) req.pipe(forward);
   }
 
   function upgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
@@ -163,7 +183,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
       notify();
     });
     const headers = { ...requestHeaders(req), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
-    const forward = http.request({ host: UPSTREAM_HOST, port: upstream.port, method: req.method, path: req.url, headers, agent: false });
+    const forward = http.request({ host: UPSTREAM_HOST, port: replicas.pick(client, upstream), method: req.method, path: req.url, headers, agent: false });
     forward.setTimeout(idleTimeoutMs, () => forward.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     forward.on('upgrade', (answer, socket, upHead) => {
       if (client.destroyed) {
@@ -208,8 +228,8 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   function route(upstream: Upstream): void {
     if (!isUpstream(upstream)) throw new Error('route needs {color: blue|green, port: 1..65535}');
     options.onRoute?.(upstream);
-    active = { color: upstream.color, port: upstream.port }; // the switch: one assignment
-    log(`route -> ${upstream.color} (${UPSTREAM_HOST}:${upstream.port})`);
+    active = { color: upstream.color, port: upstream.port, ...(spreads(upstream) ? { ports: [...upstream.ports!] } : {}) }; // the switch: one assignment
+    log(`route -> ${upstream.color} (${UPSTREAM_HOST}:${active.ports?.join(', ') ?? upstream.port})`);
   }
 
   function drain(color: Color, timeoutMs: number): Promise<RouterDrainResult> {
