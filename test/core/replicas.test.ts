@@ -94,3 +94,13 @@ describe('the router\'s replica picker', () => {
     expect(replicaPicker().pick({}, { color: 'blue', port: 9 })).toBe(9);
   });
 });
+
+describe('nginx with replicas', () => {
+  it('writes one server per replica into the upstream, and one server when the colour has one', async () => {
+    const { renderConf } = await import('../../src/adapters/switch/nginx.js');
+    const three = renderConf({ instance: 'web', listenPort: 1881, generation: 'g', active: { color: 'green', port: 4001, ports: [4001, 4002, 4003] } }, 300);
+    expect(three.match(/^ {2}server 127\.0\.0\.1:\d+;.*$/gm)).toEqual(['  server 127.0.0.1:4001;  # green replica 1', '  server 127.0.0.1:4002;  # green replica 2', '  server 127.0.0.1:4003;  # green replica 3']);
+    const one = renderConf({ instance: 'web', listenPort: 1881, generation: 'g', active: { color: 'blue', port: 4001 } }, 300);
+    expect(one.match(/^ {2}server 127\.0\.0\.1:\d+;.*$/gm)).toEqual(['  server 127.0.0.1:4001;  # blue']);
+  });
+});
