@@ -98,6 +98,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .addOption(new Option('--color <color>', 'the colour to show (default: the one the switch routes to)').choices(['blue', 'green']))
     .option('-f, --follow', 'then print each new line, until Ctrl-C or until the colour stops')
     .addOption(new Option('-n, --lines <n>', 'how many of the last lines to show (1 to 10,000)').default(100).argParser(lineCount))
+    .addOption(new Option('--replica <k>', 'with replicas: N, the replica to show, 1 to N (default 1)').argParser(replicaIndex))
     .addOption(stateDirOption())
     .addHelpText(
       'after',
@@ -108,7 +109,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         'directory and the runtime: no fleet repository is needed, and it works while the daemon runs.\n' +
         '\nExamples:\n  tower logs ingest\n  tower logs ingest --lines 20 --color green\n  tower logs ingest -f --state-dir /var/lib/tower',
     )
-    .action(async (instance: string, opts: { stateDir: string; color?: 'blue' | 'green'; follow?: boolean; lines: number }) => {
+    .action(async (instance: string, opts: { stateDir: string; color?: 'blue' | 'green'; follow?: boolean; lines: number; replica?: number }) => {
       exitCode = await (await import('./commands/logs.js')).logsCommand(instance, opts, io);
     });
 
@@ -150,12 +151,15 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: info) [env TOWER_LOG_LEVEL]')
     .option('--github-repo <owner/name>', 'report to this GitHub repository: commit statuses, check runs, plan comments on pull requests [env TOWER_GITHUB_REPO]')
     .option('--github-api-url <url>', 'the GitHub API; GitHub Enterprise Server: https://HOST/api/v3 [env GITHUB_API_URL]')
+    .option('--leader <mode>', 'who acts among daemons of one fleet: kubernetes (a Lease tower-<fleet> in spec.kubernetes.namespace), redis (REDIS_URL), lock (one daemon per state dir) or auto: the Lease when the fleet runs on Kubernetes, else redis with REDIS_URL, else lock (default: auto) [env TOWER_LEADER]')
     .addHelpText(
       'after',
       '\nEnvironment:\n' +
         '  TOWER_WEBHOOK_SECRET   verify POST /hooks/github (GitHub push events trigger a pass at once)\n' +
         '  DATABASE_URL           PostgreSQL for history and journal (default: an embedded store in the state dir)\n' +
         '  REDIS_URL              leader lease between daemons, and shared Node-RED context (default: one daemon per state dir)\n' +
+        '  TOWER_LEADER_LEASE     the duration of the Kubernetes Lease, whole seconds (default: 15s; renews every 2/15 of it, steps down after 2/3 without one)\n' +
+        '  KUBECONFIG             the kubeconfig of spec.kubernetes.access: kubeconfig (default ~/.kube/config); in a pod, its service account\n' +
         '  MQTT_URL               the fleet broker, mqtt(s)://[user:password@]host:port (default: an embedded mosquitto when the fleet uses MQTT)\n' +
         '  MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED   its TLS settings (mqtts://)\n' +
         '  GIT_TOKEN, GIT_TOKEN_FILE, GIT_SSH_KEY_FILE   credentials for the repository (never logged)\n' +
@@ -165,7 +169,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         '\nSIGTERM finishes the current step (a rollout stops at its next safe point), then exits; SIGHUP triggers a pass.\n' +
         '\nExamples:\n  tower run --repo fleet-example\n  tower run --repo https://github.com/acme/fleet.git --branch main --path fleet --listen 0.0.0.0:8080',
     )
-    .action(async (opts: { repo?: string; branch?: string; path?: string; interval?: string; listen?: string; stateDir?: string; logLevel?: string; githubRepo?: string; githubApiUrl?: string }) => {
+    .action(async (opts: { repo?: string; branch?: string; path?: string; interval?: string; listen?: string; stateDir?: string; logLevel?: string; githubRepo?: string; githubApiUrl?: string; leader?: string }) => {
       exitCode = await (await import('./commands/run.js')).runCommand(opts, io);
     });
 
@@ -187,6 +191,12 @@ function positiveInt(value: string): number {
 /** --lines: 1 to 10,000 (adapters/runtime/logs.ts MAX_LOG_LINES; not imported, so that --help loads nothing). */
 function lineCount(value: string): number {
   if (!/^[1-9]\d*$/.test(value) || Number(value) > 10_000) throw new InvalidArgumentError('expected a number of lines from 1 to 10000');
+  return Number(value);
+}
+
+/** --replica: 1 to 32, as fleet.yaml's replicas. */
+function replicaIndex(value: string): number {
+  if (!/^[1-9]\d*$/.test(value) || Number(value) > 32) throw new InvalidArgumentError('expected a replica from 1 to 32');
   return Number(value);
 }
 

@@ -23,10 +23,17 @@ export interface RunConfig {
   redisUrl?: string;
   mqttUrl?: string;
   logLevel: string;
+  /** Who may act among daemons of one fleet (TOWER_LEADER); auto: a Lease when the fleet runs on Kubernetes, else Redis with REDIS_URL, else the state-dir lock. */
+  leader: LeaderMode;
+  /** The Kubernetes Lease's duration (TOWER_LEADER_LEASE, default 15 s): a standby takes over this long after the leader's last renew. */
+  leaderLeaseSeconds: number;
   /** Where people reach the status page (links in GitHub statuses); default the listen address. */
   publicUrl?: string;
   github?: GithubConfig;
 }
+
+export const LEADER_MODES = ['auto', 'kubernetes', 'redis', 'lock'] as const;
+export type LeaderMode = (typeof LEADER_MODES)[number];
 
 export interface GithubConfig {
   /** owner/name */
@@ -46,6 +53,7 @@ export interface RunFlags {
   logLevel?: string;
   githubRepo?: string;
   githubApiUrl?: string;
+  leader?: string;
 }
 
 /** The environment variable behind each flag. */
@@ -59,6 +67,7 @@ export const RUN_ENV = {
   logLevel: 'TOWER_LOG_LEVEL',
   githubRepo: 'TOWER_GITHUB_REPO',
   githubApiUrl: 'GITHUB_API_URL',
+  leader: 'TOWER_LEADER',
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -88,6 +97,19 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
 
   const logLevel = pick('logLevel') ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) errors.push(`--log-level ${logLevel}: one of ${LOG_LEVELS.join(', ')}`);
+
+  const leader = (pick('leader') ?? 'auto') as LeaderMode;
+  if (!LEADER_MODES.includes(leader)) errors.push(`--leader ${leader}: one of ${LEADER_MODES.join(', ')}`);
+  else if (leader === 'redis' && !env.REDIS_URL) errors.push('--leader redis: set REDIS_URL (the Redis that holds the lease)');
+  let leaderLeaseSeconds = 15;
+  if (env.TOWER_LEADER_LEASE) {
+    try {
+      leaderLeaseSeconds = parseDuration(env.TOWER_LEADER_LEASE) / 1000;
+    } catch {
+      leaderLeaseSeconds = NaN;
+    }
+    if (!Number.isInteger(leaderLeaseSeconds) || leaderLeaseSeconds < 1 || leaderLeaseSeconds > 300) errors.push(`TOWER_LEADER_LEASE ${env.TOWER_LEADER_LEASE}: whole seconds from 1s to 5m (examples: 15s, 1m)`);
+  }
 
   // Git credentials are read by the Git source itself (GIT_TOKEN, GIT_TOKEN_FILE, GIT_SSH_KEY_FILE); check they are usable.
   if (env.GIT_TOKEN_FILE) {
@@ -141,6 +163,8 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv, readFile
       ...(env.REDIS_URL ? { redisUrl: env.REDIS_URL } : {}),
       ...(env.MQTT_URL ? { mqttUrl: env.MQTT_URL } : {}),
       logLevel,
+      leader,
+      leaderLeaseSeconds,
       ...(env.TOWER_PUBLIC_URL ? { publicUrl: env.TOWER_PUBLIC_URL } : {}),
       ...(github ? { github } : {}),
     },

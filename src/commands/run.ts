@@ -15,6 +15,11 @@ import { verifyGithubWebhook } from '../adapters/github/webhook.js';
 import { githubClient, githubReporter, pollPullRequests, type GithubClient, type GithubReporter } from '../adapters/github/index.js';
 import { PullRequestPlanner } from '../engine/pull-requests.js';
 import { directoryReader } from '../adapters/fs/repo-reader.js';
+import { connectKube } from '../adapters/kubernetes/api.js';
+import { kubeLeaseLeadership } from '../adapters/kubernetes/lease.js';
+import type { RepoReader } from '../core/load.js';
+import { RevisionLoader } from '../engine/revisions.js';
+import { chosenLeadership, fleetIdentity } from './leadership.js';
 import { parseRunConfig, type RunConfig, type RunFlags } from './run-config.js';
 import { Daemon } from '../engine/daemon.js';
 import type { FleetSource, Leadership } from '../engine/ports.js';
@@ -40,9 +45,9 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
 
   let unlock: (() => void) | undefined;
   let lease: Lease | undefined;
-  if (config.redisUrl) {
-    lease = redisLease({ url: config.redisUrl, key: `tower:${leaseName(config)}:leader`, holder: `${hostname()}:${process.pid}`, ttlMs: 10_000, log: (l) => log.debug(l) });
-  } else {
+  const openRedisLease = () => (lease ??= redisLease({ url: config.redisUrl!, key: `tower:${leaseName(config)}:leader`, holder: `${hostname()}:${process.pid}`, ttlMs: 10_000, log: (l) => log.debug(l) }));
+  // The state-dir lock: one daemon per directory, unless a lease between daemons is asked for (or Redis gives one).
+  if (config.leader === 'lock' || (config.leader === 'auto' && !config.redisUrl)) {
     try {
       unlock = rt.state.lock('tower run');
     } catch (err) {
@@ -55,6 +60,8 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   const store = await openStore({ databaseUrl: config.databaseUrl, dir: join(config.stateDir, 'store'), log: { warn: (obj: object, msg: string) => log.warn(obj, msg), info: (obj: object, msg: string) => log.info(obj, msg) } });
   await store.migrate();
   const source = openSource(config, io.env, log);
+  const library = existsSync(LIBRARY_DIR) ? directoryReader(LIBRARY_DIR) : undefined;
+  const leadership = chooseLeadership(config, io.env, source, library, log, () => leaseLeadership(openRedisLease(), log));
   const metrics = new FleetMetrics();
   const fleetName = () => daemon.state.fleet ?? rt.registry.read().fleet;
   const publicUrl = () => config.publicUrl ?? url;
@@ -87,8 +94,8 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
     log,
     intervalMs: config.intervalMs,
     env: io.env,
-    ...(existsSync(LIBRARY_DIR) ? { library: directoryReader(LIBRARY_DIR) } : {}),
-    ...(lease ? { leadership: leaseLeadership(lease, log) } : {}),
+    ...(library ? { library } : {}),
+    ...(leadership ? { leadership } : {}),
     metrics,
     ...(client
       ? {
@@ -164,7 +171,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   }
   url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${server.port}/`;
   io.stderr(`tower: watching ${source.describe()}; status ${url} (API ${url}api/v1/status)\n`);
-  log.info({ source: source.describe(), url, store: store.kind, stateDir: config.stateDir, leader: lease ? 'redis lease' : 'state-dir lock' }, 'tower run started');
+  log.info({ source: source.describe(), url, store: store.kind, stateDir: config.stateDir, leader: config.leader === 'auto' ? 'auto (chosen from fleet.yaml before the first pass)' : config.leader }, 'tower run started');
 
   const stop = new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
@@ -235,6 +242,36 @@ function openSource(config: RunConfig, env: NodeJS.ProcessEnv, log: Logger): Fle
 /** Daemons pointed at the same fleet share the lease: named after the source, not the host. */
 function leaseName(config: RunConfig): string {
   return `${config.repo.replace(/^[a-z]+:\/\/[^@/]*@/, '').replace(/[^A-Za-z0-9._/-]/g, '_')}#${config.branch}:${config.path}`;
+}
+
+/** TOWER_LEADER (src/commands/leadership.ts): undefined for the state-dir lock alone. */
+function chooseLeadership(config: RunConfig, env: NodeJS.ProcessEnv, source: FleetSource, library: RepoReader | undefined, log: Logger, redis: () => Leadership): Leadership | undefined {
+  if (config.leader === 'lock') return undefined;
+  if (config.leader === 'redis') return redis();
+  const lease = config.leaderLeaseSeconds;
+  const revisions = new RevisionLoader(source, library, () => new Date());
+  return chosenLeadership({
+    mode: config.leader,
+    async identify() {
+      const reading = await revisions.newest();
+      const fleet = reading.newest?.repo.fleet;
+      if (!fleet) throw new Error(reading.error ?? 'the newest revision has no fleet.yaml that can be read as a fleet');
+      return fleetIdentity(fleet);
+    },
+    kubernetes: (fleet) =>
+      kubeLeaseLeadership({
+        api: connectKube(fleet.kubernetes, env),
+        name: `tower-${fleet.name}`,
+        labels: { 'app.kubernetes.io/managed-by': 'redforge-tower', 'tower.redforge.dev/fleet': fleet.name },
+        // client-go's proportions: 15 s lease, 10 s renew deadline, 2 s retry period.
+        leaseDurationSeconds: lease,
+        renewDeadlineMs: Math.floor((lease * 1000 * 2) / 3),
+        retryPeriodMs: Math.floor((lease * 1000 * 2) / 15),
+        log,
+      }),
+    ...(config.redisUrl ? { redis } : {}),
+    log,
+  });
 }
 
 function leaseLeadership(lease: Lease, log: Logger): Leadership {

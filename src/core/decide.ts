@@ -16,7 +16,7 @@
 import { diffConfig, diffFleet, type InstanceDiff } from './diff.js';
 import { configHash } from './flows.js';
 import { assessInstance, type Health } from './health.js';
-import { isAbsent, isRunning, otherColorOf, type LiveInstance } from './live.js';
+import { isAbsent, isRunning, otherColorOf, replicaReadiness, type LiveInstance } from './live.js';
 import type { DesiredInstance, Fleet, ObservedInstance } from './model.js';
 import { buildPlan, DEFAULT_MAX_PARALLEL, DEFAULT_ON_FAILURE, type Plan, type PlanStep, type Route } from './plan.js';
 import { liveness, type Liveness, type Repair } from './repairs.js';
@@ -194,6 +194,9 @@ function healthOf(l: LiveInstance | undefined, lv: Liveness | undefined, now: nu
     const next = lv.nextRestartAt !== undefined ? `; next restart in ${Math.max(0, Math.ceil((lv.nextRestartAt - now) / 1000))} s` : '; restarting';
     return { status: 'Degraded', message: `CrashLoop: restarted ${lv.restarts} times${next} — ${lv.message ?? h.message}` };
   }
+  // A colour serving with fewer replicas than it has is degraded: capacity is down, and a repair is under way.
+  const replicas = routed && h.status === 'Healthy' ? replicaReadiness(l.colors[routed]) : undefined;
+  if (replicas && replicas.ready < replicas.total) return { status: 'Degraded', message: `${replicas.ready}/${replicas.total} replicas ready${lv?.message ? ` — ${lv.message}` : ''}` };
   return h;
 }
 
@@ -220,7 +223,13 @@ export function chooseRoute(step: PlanStep, desired: DesiredInstance | undefined
   const other = otherColorOf(active);
   if (step.strategy === 'recreate') return { path: 'recreate', active, target: other };
   const standby = live.colors[other];
-  if (desired && isRunning(standby) && standby.rev === desired.rev && standby.config && configHash(standby.config) === configHash(desired.config)) return { path: 'swap', active, target: other };
+  const warm = Boolean(desired && isRunning(standby) && standby.rev === desired.rev && standby.config && configHash(standby.config) === configHash(desired.config));
+  if (step.strategy === 'canary') {
+    // Level-triggered: a canary the switch still splits to resumes at the weight it has.
+    const weight = warm ? live.switch.canaryWeight : undefined;
+    return { path: 'canary', active, target: other, ...(warm ? { warm } : {}), ...(weight ? { resumeWeight: weight } : {}) };
+  }
+  if (warm) return { path: 'swap', active, target: other };
   return { path: 'blue-green', active, target: other };
 }
 

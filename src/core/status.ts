@@ -9,8 +9,9 @@
 import { capList, capText, count, joinCapped } from './bounds.js';
 import type { Diagnostic } from './diagnostics.js';
 import type { Condition, Decision } from './decide.js';
-import type { LiveInstance } from './live.js';
+import { replicaReadiness, type LiveInstance } from './live.js';
 import type { Phase } from './rollout.js';
+import type { TrafficSummary } from './traffic.js';
 import type { Target } from './revisions.js';
 
 export type RolloutOutcome = 'running' | 'succeeded' | 'failed' | 'rolled-back' | 'superseded' | 'interrupted' | 'invalid';
@@ -28,6 +29,8 @@ export interface InstanceStatus {
   message: string;
   drift: boolean;
   standby?: string;
+  /** Replicas of the routed colour ready, of how many (only when it has several). */
+  replicas?: { ready: number; total: number };
   /** Restarts since it last ran stably. */
   restarts: number;
   nextRestartAt?: string;
@@ -41,7 +44,18 @@ export interface RolloutProgress {
   revision?: string;
   startedAt: string;
   waves: { index: number; instances: string[]; state: 'pending' | 'running' | 'healthy' | 'failed' }[];
-  instances: Record<string, { phase?: Phase; path?: string; outcome?: string; error?: string; wave: number }>;
+  instances: Record<string, { phase?: Phase; path?: string; outcome?: string; error?: string; wave: number; canary?: CanaryProgress }>;
+}
+
+/** A canary under way: the step, the weight the switch applies, both colours' numbers since the step began. */
+export interface CanaryProgress {
+  step: number;
+  steps: number;
+  weight: number;
+  canary: TrafficSummary;
+  baseline: TrafficSummary;
+  verdict: 'pass' | 'fail' | 'wait';
+  reason: string;
 }
 
 export interface SourceStatus {
@@ -149,6 +163,7 @@ export function deriveStatus(input: StatusInput): FleetStatus {
       message: capText(v.message, STATUS_LIMITS.instanceMessageChars),
       drift: v.drift,
       ...(v.standby ? { standby: v.standby } : {}),
+      ...(replicaReadiness(routed) ? { replicas: replicaReadiness(routed)! } : {}),
       restarts: v.restarts,
       ...(v.nextRestartAt !== undefined ? { nextRestartAt: input.iso(v.nextRestartAt) } : {}),
       ...(l?.applied ? { nodeRedVersion: l.applied.config.nodeRedVersion, lastDeploy: l.applied.at } : {}),

@@ -16,6 +16,9 @@ import type { Duplex } from 'node:stream';
 import type { Color } from '../adapters/runtime/types.js';
 import type { Upstream } from '../adapters/switch/types.js';
 import { COLORS, handleControl, isUpstream, sendJson, type RouterDrainResult, type RouterState } from './control.js';
+import { Accounting, isSplit, Splitter, type RequestEnd, type WeightedUpstream } from './split.js';
+import type { TrafficStats } from '../core/traffic.js';
+import { replicaPicker, spreads } from './replicas.js';
 
 /** Upstreams are always local: the colours bind loopback only. */
 const UPSTREAM_HOST = '127.0.0.1';
@@ -36,6 +39,12 @@ export interface RouterOptions {
   token?: string;
   /** Runs before a new route takes effect; throwing refuses the route (main.ts persists it here). */
   onRoute?: (upstream: Upstream) => void;
+  /** A weighted split between the routed colour and the other one to resume (see split.ts). */
+  split?: WeightedUpstream[];
+  /** Runs before a new split (or its end: undefined) takes effect; main.ts persists it here. */
+  onSplit?: (split: WeightedUpstream[] | undefined) => void;
+  /** Count requests, outcomes and latency per colour (default true; the bench turns it off for its baseline). */
+  accounting?: boolean;
   log?: (line: string) => void;
 }
 
@@ -45,6 +54,9 @@ export interface RouterHandle {
   readonly token: string;
   state(): RouterState;
   route(upstream: Upstream): void;
+  /** Splits new connections between the routed colour and the other by weight; undefined ends the split. */
+  split(upstreams: WeightedUpstream[] | undefined): void;
+  stats(): TrafficStats;
   drain(color: Color, timeoutMs: number): Promise<RouterDrainResult>;
   /** Stops accepting, lets requests in flight finish for up to graceMs, then closes everything. */
   close(graceMs?: number): Promise<void>;
@@ -85,8 +97,8 @@ function plain(res: ServerResponse, status: number, text: string, extra: Outgoin
   res.end(`${text}\n`);
 }
 
-function errorReason(err: NodeJS.ErrnoException, upstream: Upstream): { status: number; text: string } {
-  const where = `upstream ${upstream.color} (${UPSTREAM_HOST}:${upstream.port})`;
+function errorReason(err: NodeJS.ErrnoException, upstream: Upstream, port = upstream.port): { status: number; text: string } {
+  const where = `upstream ${upstream.color} (${UPSTREAM_HOST}:${port})`;
   if (err.code === 'ETIMEDOUT') return { status: 504, text: `gateway timeout: ${where} sent nothing for too long` };
   return { status: 502, text: `bad gateway: ${where}: ${err.code ?? err.message}` };
 }
@@ -104,23 +116,51 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   const agents = perColor(() => new http.Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS, maxFreeSockets: 64 }));
   const waiters = new Set<() => void>();
   const notify = (): void => waiters.forEach((check) => check());
+  const splitter = new Splitter();
+  const accounting = options.accounting === false ? undefined : new Accounting(`${process.pid}@${new Date().toISOString()}`);
+  if (options.split && active && isSplit(options.split) && options.split.some((u) => u.color === active!.color)) splitter.set(options.split);
+
+  /** Where a new request on this connection goes: its share of a split, else the route. */
+  const choose = (connection: object): Upstream | undefined => (active ? (splitter.pick(connection) ?? active) : undefined);
+  const replicas = replicaPicker();
 
   function proxy(req: IncomingMessage, res: ServerResponse): void {
-    const upstream = active; // read once: this request stays on this colour
+    const upstream = choose(req.socket); // chosen once: this request stays on this colour
     if (!upstream) {
       plain(res, 503, `no upstream for instance ${instance} yet`, { 'retry-after': '1' });
       return;
     }
     const { color } = upstream;
     inflight[color] += 1;
+    const startedAt = accounting ? performance.now() : 0;
+    /** failed: the colour gave no (whole) answer — the switch answered for it, or cut the body. */
+    const outcome = { failed: false };
     res.once('close', () => {
       inflight[color] -= 1;
+      if (accounting) {
+        const end: RequestEnd = outcome.failed ? 'failed' : res.writableFinished ? { status: res.statusCode } : 'aborted';
+        accounting.record(color, end, performance.now() - startedAt);
+      }
       notify();
     });
+    send(req, res, upstream, replicas.pick(req.socket, upstream), new Set(), outcome);
+  }
+
+  /** Forwards to one replica (the colour's one port, or one of its replicas' ports); a refused replica passes the request on. */
+  function send(req: IncomingMessage, res: ServerResponse, upstream: Upstream, port: number, tried: Set<number>, outcome: { failed: boolean }): void {
+    const { color } = upstream;
+    tried.add(port);
     const forward = http.request({
-      host: UPSTREAM_HOST, port: upstream.port, method: req.method, path: req.url,
+      host: UPSTREAM_HOST, port, method: req.method, path: req.url,
       headers: requestHeaders(req), agent: agents[color],
     });
+    // Over replicas, the body waits for the connection: a replica that refuses has read none of it, so another may take it.
+    let connected = !spreads(upstream);
+    const pipeBody = (): void => {
+      connected = true;
+      req.pipe(forward);
+    };
+    if (!connected) forward.once('socket', (s) => (s.connecting ? s.once('connect', pipeBody) : pipeBody()));
     forward.setTimeout(idleTimeoutMs, () => forward.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     forward.on('response', (answer) => {
       try {
@@ -131,12 +171,19 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
       }
       answer.pipe(res);
       answer.on('close', () => {
-        if (!answer.complete) res.destroy(); // upstream died mid-body: the client must not see a short body as complete
+        if (answer.complete) return;
+        outcome.failed = !res.destroyed; // upstream died mid-body (not the client leaving)
+        res.destroy(); // the client must not see a short body as complete
       });
     });
-    forward.on('error', (err) => {
+    forward.on('error', (err: NodeJS.ErrnoException) => {
       if (res.destroyed) return; // the client left first; nobody to tell
-      const { status, text } = errorReason(err, upstream);
+      if (!connected && err.code === 'ECONNREFUSED') {
+        const other = replicas.refused(req.socket, upstream, port, tried);
+        if (other !== undefined) return send(req, res, upstream, other, tried, outcome);
+      }
+      outcome.failed = true;
+      const { status, text } = errorReason(err, upstream, port);
       log(`${req.method} ${req.url}: ${text}`);
       // The rest of the request body is unread: close the connection after answering.
       plain(res, status, text, { connection: 'close' });
@@ -145,12 +192,12 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
     res.on('close', () => {
       if (!res.writableFinished) forward.destroy(); // the client went away
     });
-    req.pipe(forward);
+    if (connected) req.pipe(forward);
   }
 
   function upgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
     client.on('error', () => client.destroy());
-    const upstream = active;
+    const upstream = choose(client);
     if (!upstream) {
       client.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
@@ -163,7 +210,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
       notify();
     });
     const headers = { ...requestHeaders(req), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
-    const forward = http.request({ host: UPSTREAM_HOST, port: upstream.port, method: req.method, path: req.url, headers, agent: false });
+    const forward = http.request({ host: UPSTREAM_HOST, port: replicas.pick(client, upstream), method: req.method, path: req.url, headers, agent: false });
     forward.setTimeout(idleTimeoutMs, () => forward.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     forward.on('upgrade', (answer, socket, upHead) => {
       if (client.destroyed) {
@@ -200,6 +247,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   function state(): RouterState {
     return {
       instance, pid: process.pid, listenPort: address(server).port, active,
+      ...(splitter.current ? { split: splitter.current } : {}),
       inflight: { ...inflight },
       websockets: { blue: websockets.blue.size, green: websockets.green.size },
     };
@@ -208,8 +256,24 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   function route(upstream: Upstream): void {
     if (!isUpstream(upstream)) throw new Error('route needs {color: blue|green, port: 1..65535}');
     options.onRoute?.(upstream);
-    active = { color: upstream.color, port: upstream.port }; // the switch: one assignment
-    log(`route -> ${upstream.color} (${UPSTREAM_HOST}:${upstream.port})`);
+    active = { color: upstream.color, port: upstream.port, ...(spreads(upstream) ? { ports: [...upstream.ports!] } : {}) }; // the switch: one assignment
+    if (splitter.current) splitter.set(undefined); // a route sends everything to one colour: a split ends
+    log(`route -> ${upstream.color} (${UPSTREAM_HOST}:${active.ports?.join(', ') ?? upstream.port})`);
+  }
+
+  function split(upstreams: WeightedUpstream[] | undefined): void {
+    if (upstreams !== undefined) {
+      if (!isSplit(upstreams)) throw new Error('split needs two colours {color, port, weight: 0..100} whose weights add up to 100');
+      const routed = upstreams.find((u) => u.color === active?.color);
+      if (!routed || routed.port !== active?.port) throw new Error(`split needs the routed colour ${active ? `${active.color} (port ${active.port})` : '(none yet)'} as one of its two`);
+    }
+    options.onSplit?.(upstreams);
+    splitter.set(upstreams);
+    log(upstreams ? `split -> ${upstreams.map((u) => `${u.color} ${u.weight}%`).join(', ')}` : 'split ended');
+  }
+
+  function stats(): TrafficStats {
+    return accounting?.snapshot() ?? { since: 'off', colors: {} };
   }
 
   function drain(color: Color, timeoutMs: number): Promise<RouterDrainResult> {
@@ -236,7 +300,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   server.on('clientError', (_err, socket) => socket.destroy());
 
   const control = http.createServer((req, res) => {
-    handleControl(req, res, { token, state, route, drain }).catch((err: Error) => sendJson(res, 500, { error: err.message }));
+    handleControl(req, res, { token, state, route, split, stats, drain }).catch((err: Error) => sendJson(res, 500, { error: err.message }));
   });
   control.on('clientError', (_err, socket) => socket.destroy());
 
@@ -262,7 +326,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   return {
     listenPort: address(server).port,
     controlPort: address(control).port,
-    token, state, route, drain, close,
+    token, state, route, split, stats, drain, close,
   };
 }
 
