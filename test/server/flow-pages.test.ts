@@ -152,7 +152,7 @@ function sources(opts: { live: LiveInstance[]; desired?: LoadedRevision; revisio
       return r;
     },
     rolloutBase: () => undefined,
-    colors: async () => [{ color: 'green', runtime: 'process', status: 'running', port: 41000, startedAt: new Date(NOW.getTime() - 3_600_000).toISOString(), usage: { cpuSeconds: 12.5, rssBytes: 80 * 1024 * 1024 } }],
+    colors: async () => [{ color: 'green', runtime: 'process', status: 'running', port: 41000, startedAt: new Date(NOW.getTime() - 3_600_000).toISOString(), usage: { cpuSeconds: 12.5, rssBytes: 80 * 1024 * 1024 }, replicas: { running: 2, total: 3 } }],
     logs: async (_name, lines) => ({ color: 'green', lines: ['Welcome to Node-RED', 'password=[redacted] <b>bold</b>'].slice(0, lines) }),
   };
 }
@@ -178,6 +178,7 @@ describe('the instance and plan pages', () => {
     expect(page).toContain('data-fact="uptime">1 h 0 min');
     expect(page).toContain('data-fact="memory">80.0 MiB');
     expect(page).toContain('data-fact="cpu">12.5 s');
+    expect(page).toContain('(2/3 replicas)');
     expect(page).toMatch(/1 node differs/);
     expect(page).toContain(`data-node-id="${flows[1]!.id}" data-name="changed in the editor" data-mark="changed"`);
     expect(page).toContain('changed live (differs from Git)');
