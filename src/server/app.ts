@@ -155,7 +155,7 @@ export function createApp(deps: AppDeps): Hono {
     const history = (await deps.history(50).catch(() => [])).map(boundRecord);
     try {
       const model = await plans.model(sha, { status: deps.status(), version: deps.version, history });
-      if (!model) return c.json({ error: `Tower knows no revision ${sha.slice(0, 64)}: it shows the revisions it is rolling out, rejected, runs or rolled out lately` }, 404);
+      if (!model) return c.json({ error: `Tower knows no revision ${sha.slice(0, 64)}: it shows the revisions it is rolling out, rejected, runs or rolled out lately, and the heads of pull requests it planned since it started` }, 404);
       return c.html(renderPlanPage(model, { now: now() }), 200, flowHeaders);
     } catch (err) {
       if (err instanceof TooBusy) return c.json({ error: err.message }, 503, retryAfter);
