@@ -205,7 +205,7 @@ describe('the instance and plan pages', () => {
     expect(page).toContain('rolling out');
     expect(page).toMatch(/<section class="card plan-instance" data-instance="ingest" data-action="update"/);
     expect(page).toContain('data-node-id="new-one" data-name="new &lt;debug&gt;" data-mark="added"');
-    expect(page).toContain('Unchanged: query.');
+    expect(page).toContain('Flows unchanged: query.');
   });
 
   it('makes at most limits.instancePages instance pages at once: beyond, 503 with Retry-After; then again', async () => {
