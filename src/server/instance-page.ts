@@ -68,7 +68,7 @@ function facts(m: InstancePageModel, opts: RenderOptions): SafeHtml {
 <div><dt>Last deploy</dt><dd>${when(i.lastDeploy, opts)}</dd></div>
 <div class="wide"><dt>Health over time</dt><dd>${healthStrip(i.name, m.health, opts.now.getTime())}</dd></div>
 </dl>
-${m.rollingOut ? html`<p class="alert tone-info">A rollout is under way: <a href="/revisions/${m.rollingOut}">see its plan for ${revCode(m.rollingOut)}</a>.</p>` : ''}
+${m.rollingOut ? html`<p class="alert tone-info">A rollout is under way: <a href="/revisions/${encodeURIComponent(m.rollingOut)}">see its plan for ${revCode(m.rollingOut)}</a>.</p>` : ''}
 </section>`;
 }
 
@@ -100,7 +100,7 @@ function rolloutsSection(m: InstancePageModel, opts: RenderOptions): SafeHtml {
   const rows = m.history.map((r) => {
     const mine = r.instances?.[m.instance.name];
     const phases = (mine?.phases ?? []).map((p) => `${p.phase} ${p.ms !== undefined ? formatDuration(p.ms) : '…'}`).join(' · ');
-    return html`<tr data-rollout="${r.id}"><td>${when(r.startedAt, opts)}</td><td>${r.revision ? html`<a href="/revisions/${r.revision}">${revCode(r.revision)}</a>` : '—'}</td><td>${outcomeBadge(mine?.outcome === 'succeeded' || !mine ? r.outcome : mine.outcome)}</td><td>${mine?.path ?? '—'}</td><td class="wide-col">${phases || html`<span class="muted">—</span>`}${mine?.error ? html`<span class="sub error-text">${mine.error}</span>` : ''}</td></tr>`;
+    return html`<tr data-rollout="${r.id}"><td>${when(r.startedAt, opts)}</td><td>${r.revision ? html`<a href="/revisions/${encodeURIComponent(r.revision)}">${revCode(r.revision)}</a>` : '—'}</td><td>${outcomeBadge(mine?.outcome === 'succeeded' || !mine ? r.outcome : mine.outcome)}</td><td>${mine?.path ?? '—'}</td><td class="wide-col">${phases || html`<span class="muted">—</span>`}${mine?.error ? html`<span class="sub error-text">${mine.error}</span>` : ''}</td></tr>`;
   });
   return html`<section class="card" aria-labelledby="inst-history-title"><h2 id="inst-history-title">Rollouts</h2>
 ${rows.length ? html`<div class="table-wrap"><table><thead><tr><th scope="col">When</th><th scope="col">Revision</th><th scope="col">Outcome</th><th scope="col">Path</th><th scope="col">Phases</th></tr></thead><tbody>${rows}</tbody></table></div>` : html`<p class="muted">No rollout touched this instance lately.</p>`}

@@ -269,6 +269,8 @@ describe('the fleet page pictures', () => {
     const grid = waveGrid(rollingOutStatus().rollout!).html;
     expect(grid).toContain('data-instance="ingest" data-state="current"');
     expect(grid).toContain('data-instance="storage" data-state="pending"');
+    expect(grid).toContain('<a href="/instances/ingest"><g class="cell');
+    expect(chart).toContain(`<a href="/revisions/${REV_A}"><g class="bar`);
     const strip = healthStrip('ingest', [{ at: NOW.getTime() - 60_000, health: 'Healthy' }, { at: NOW.getTime() - 30_000, health: 'Degraded' }], NOW.getTime()).html;
     expect(strip).toContain('class="h-ok"');
     expect(strip).toContain('class="h-bad"');

@@ -44,7 +44,9 @@ ${bars.map((b, k) => {
       y -= h;
       return html`<rect class="ph ph-${p}" x="${x}" y="${num(y)}" width="${num(bw)}" height="${num(Math.max(h, 0.5))}"><title>${shortRev(b.r.revision) || 'rollout'}: ${p} ${formatDuration(ms)}</title></rect>`;
     });
-    return html`<g class="bar outcome-${b.r.outcome}" data-rollout="${b.r.id}"><title>${shortRev(b.r.revision) || 'rollout'} — ${b.r.outcome}, ${formatDuration(b.wall)} in all</title>${segs}${b.sum === 0 ? html`<rect class="ph ph-none" x="${x}" y="${H - bottom - 2}" width="${num(bw)}" height="2"/>` : ''}<text x="${num(x + bw / 2)}" y="${H - bottom + 12}" text-anchor="middle">${shortRev(b.r.revision).slice(0, 7) || '—'}</text><text class="muted" x="${num(x + bw / 2)}" y="${H - bottom + 24}" text-anchor="middle">${formatDuration(b.wall)}</text></g>`;
+    const bar = html`<g class="bar outcome-${b.r.outcome}" data-rollout="${b.r.id}"><title>${shortRev(b.r.revision) || 'rollout'} — ${b.r.outcome}, ${formatDuration(b.wall)} in all</title>${segs}${b.sum === 0 ? html`<rect class="ph ph-none" x="${x}" y="${H - bottom - 2}" width="${num(bw)}" height="2"/>` : ''}<text x="${num(x + bw / 2)}" y="${H - bottom + 12}" text-anchor="middle">${shortRev(b.r.revision).slice(0, 7) || '—'}</text><text class="muted" x="${num(x + bw / 2)}" y="${H - bottom + 24}" text-anchor="middle">${formatDuration(b.wall)}</text></g>`;
+    // Each bar leads to its revision's plan page.
+    return b.r.revision ? html`<a href="/revisions/${encodeURIComponent(b.r.revision)}">${bar}</a>` : bar;
   })}
 </svg>
 <ul class="legend">${PHASES.map((p) => html`<li><span class="swatch ph-${p}" aria-hidden="true"></span>${p}</li>`)}</ul>`;
@@ -73,7 +75,7 @@ export function waveGrid(r: RolloutProgress): SafeHtml {
       const state = i?.outcome === 'rolled-back' || i?.outcome === 'failed' ? 'failed' : i?.outcome === 'succeeded' || i?.outcome === 'awaiting-cleanup' ? 'done' : current ? 'current' : 'pending';
       const x = left + c * (cw + 6);
       const text = name.length > CHART_LIMITS.cellChars ? `${name.slice(0, CHART_LIMITS.cellChars - 1)}…` : name;
-      return html`<g class="cell cell-${CELL_STATE[state] ?? 'pending'}" data-instance="${name}" data-state="${state}"><title>${name}: ${state}${current ? ` (${current})` : ''}, ${done} of ${PHASES.length} phases done</title><rect x="${x}" y="${y}" width="${cw}" height="${ch}" rx="4"/><text x="${x + 6}" y="${y + 14}">${text}</text><text class="sub" x="${x + 6}" y="${y + 27}">${state === 'current' ? current : state}</text></g>`;
+      return html`<a href="/instances/${encodeURIComponent(name)}"><g class="cell cell-${CELL_STATE[state] ?? 'pending'}" data-instance="${name}" data-state="${state}"><title>${name}: ${state}${current ? ` (${current})` : ''}, ${done} of ${PHASES.length} phases done</title><rect x="${x}" y="${y}" width="${cw}" height="${ch}" rx="4"/><text x="${x + 6}" y="${y + 14}">${text}</text><text class="sub" x="${x + 6}" y="${y + 27}">${state === 'current' ? current : state}</text></g></a>`;
     })}</g>`;
   });
   return html`<svg class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="Rollout grid: ${plural(r.waves.length, 'wave')}">${rows}</svg>${hidden ? html`<p class="muted small">${plural(hidden, 'instance')} not drawn.</p>` : ''}`;
