@@ -22,7 +22,7 @@ import { MAX_BACKLOG_BYTES, pumpStatus, STALL_MS, StatusFeed, type StatusStreamO
 import { readBounded, UploadGate, type UploadLimits } from './upload.js';
 import { instanceModel, PlanViews, TooBusy, type PageSources } from './flow-views.js';
 import { HealthRing } from './health-ring.js';
-import { renderInstancePage } from './instance-page.js';
+import { renderInstanceFacts, renderInstancePage } from './instance-page.js';
 import { ASSET_PATHS, FLOW_PAGE_CSP, FLOWS_SCRIPT, rendererAssets } from './page/flow-assets.js';
 import { renderPlanPage } from './plan-page.js';
 
@@ -142,9 +142,11 @@ export function createApp(deps: AppDeps): Hono {
     try {
       health.record(deps.status(), now().getTime());
       const history = (await deps.history(50).catch(() => [])).map(boundRecord);
-      const model = await instanceModel(name, { status: deps.status(), version: deps.version, history, health: health.of(name), ...(deps.pages ? { sources: deps.pages } : {}) });
+      const factsOnly = c.req.query('fragment') === 'facts';
+      const model = await instanceModel(name, { status: deps.status(), version: deps.version, history, health: health.of(name), factsOnly, ...(deps.pages ? { sources: deps.pages } : {}) });
       if (!model) return c.json({ error: `no instance ${name.slice(0, 200)} in this fleet` }, 404);
-      return c.html(renderInstancePage(model, { now: now() }), 200, flowHeaders);
+      // `?fragment=facts`: the facts card alone, which the page's script swaps in on each status event.
+      return c.html(factsOnly ? renderInstanceFacts(model, { now: now() }) : renderInstancePage(model, { now: now() }), 200, flowHeaders);
     } finally {
       instanceViews--;
     }

@@ -47,7 +47,8 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-export async function instanceModel(name: string, ctx: { status: FleetStatus; version: string; history: RolloutRecord[]; health: readonly HealthSample[]; sources?: PageSources }): Promise<InstancePageModel | undefined> {
+/** The instance page's model; `factsOnly`: without the log (the live facts card needs none). */
+export async function instanceModel(name: string, ctx: { status: FleetStatus; version: string; history: RolloutRecord[]; health: readonly HealthSample[]; sources?: PageSources; factsOnly?: boolean }): Promise<InstancePageModel | undefined> {
   const { status, sources } = ctx;
   const instance = status.instances.find((i) => i.name === name);
   if (!instance) return undefined;
@@ -56,7 +57,7 @@ export async function instanceModel(name: string, ctx: { status: FleetStatus; ve
   const desired = observed?.desired?.repo.instances.find((i) => i.name === name);
   const [colors, log] = await Promise.all([
     sources?.colors ? within(sources.colors(name), VIEW_TIMEOUT_MS, 'the runtime').catch(() => [] as ColorView[]) : Promise.resolve([] as ColorView[]),
-    sources?.logs ? within(sources.logs(name, LOG_LINES_ON_PAGE), VIEW_TIMEOUT_MS, 'the log').catch((err: Error) => ({ lines: [] as string[], error: err.message })) : Promise.resolve(undefined),
+    sources?.logs && !ctx.factsOnly ? within(sources.logs(name, LOG_LINES_ON_PAGE), VIEW_TIMEOUT_MS, 'the log').catch((err: Error) => ({ lines: [] as string[], error: err.message })) : Promise.resolve(undefined),
   ]);
   return {
     version: ctx.version,

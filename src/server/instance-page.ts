@@ -2,7 +2,9 @@
  * /instances/<name>: one instance at a glance — its colour, rev, health, uptime, restarts,
  * CPU and memory; its flows drawn as the editor lays them out, with what drifted from Git
  * marked; its rollouts; the last lines of its Node-RED log (redacted by the driver).
- * Pure rendering: the model in, one HTML document out (see flow-views.ts for the model).
+ * Pure rendering: the model in, one HTML document out (see flow-views.ts for the model). The
+ * facts card follows the status live (the page's script swaps in `?fragment=facts`); the
+ * drawing and the log are as they were when the page was loaded.
  */
 import type { FlowNode } from '../core/model.js';
 import type { InstanceStatus } from '../core/status.js';
@@ -52,7 +54,7 @@ function facts(m: InstancePageModel, opts: RenderOptions): SafeHtml {
   const routed = m.colors.find((c) => c.color === i.color);
   const uptime = routed?.startedAt && routed.status === 'running' ? opts.now.getTime() - Date.parse(routed.startedAt) : Number.NaN;
   const [tone, icon] = HEALTH[i.health] ?? HEALTH.Unknown!;
-  return html`<section class="card" aria-labelledby="inst-title">
+  return html`<section class="card" id="facts" aria-labelledby="inst-title">
 <p class="crumbs"><a href="/">${m.fleet ?? 'Fleet'}</a> › instance</p>
 <div class="title-row"><h1 id="inst-title">${i.name}</h1> ${badge(tone, icon, i.health, i.healthMessage)} ${i.drift ? badge('warn', '⚠', 'Drifted', 'Live flows differ from what Tower applied') : badge(i.condition === 'Synced' ? 'ok' : 'neutral', i.condition === 'Synced' ? '✓' : '•', i.condition, i.message)}</div>
 <p class="summary">${i.message}${i.healthMessage ? html` · <span class="muted">${i.healthMessage}</span>` : ''}</p>
@@ -119,8 +121,13 @@ function logSection(m: InstancePageModel): SafeHtml {
   return html`<section class="card" aria-labelledby="log-title"><h2 id="log-title">Node-RED log${l?.color ? html` <span class="muted">(${l.color}, last ${plural(l.lines.length, 'line')}, secrets redacted)</span>` : ''}</h2>${body}</section>`;
 }
 
+/** The facts card alone: what `?fragment=facts` returns and the page's script swaps in on each status event. */
+export function renderInstanceFacts(m: InstancePageModel, opts: RenderOptions): string {
+  return facts(m, opts).html;
+}
+
 export function renderInstancePage(m: InstancePageModel, opts: RenderOptions): string {
-  const main = html`<main id="instance" data-instance="${m.instance.name}">
+  const main = html`<main id="instance" data-instance="${m.instance.name}" data-live-facts>
 ${facts(m, opts)}
 ${flowsSection(m)}
 ${colorsTable(m, opts)}
@@ -128,5 +135,5 @@ ${rolloutsSection(m, opts)}
 ${logSection(m)}
 <p class="rendered muted">Rendered ${opts.now.toISOString()} · Tower ${m.version}</p>
 </main>`;
-  return flowPageDocument(`${m.instance.name} — ${m.instance.health} — RedForge Tower`, main, Boolean(m.flows?.live));
+  return flowPageDocument(`${m.instance.name} — ${m.instance.health} — RedForge Tower`, main, true);
 }

@@ -16,7 +16,7 @@ import { createApp } from '../../src/server/app.js';
 import { listen, type Listening } from '../../src/server/listen.js';
 import { flowDrawing } from '../../src/server/page/flows.js';
 import { launchChromium } from '../helpers/browser.js';
-import { statusProvider, syncedStatus } from '../helpers/status-fixture.js';
+import { statusProvider, syncedStatus, type StatusProvider } from '../helpers/status-fixture.js';
 
 const CORPUS = join(import.meta.dirname, '../fixtures/corpus/flows');
 const OUT = join(import.meta.dirname, '..', '..', 'test-output');
@@ -25,6 +25,7 @@ const nodes = (f: string) => parseFlowFile(f, readFileSync(join(CORPUS, f), 'utf
 const HOSTILE = ['say "hi" to \'them\'', '<img src=x onerror="window.__xss=1">', '<script>window.__xss=2</script>', '"><svg onload="window.__xss=3">', 'Müll 🗑️ עברית Ω≈ç', '&amp; &lt; #35;', '{{constructor.constructor("window.__xss=4")()}}', '${window.__xss=5}'];
 
 let browser: Browser;
+let provider: StatusProvider;
 let server: Listening | undefined;
 let flowsOf: Record<string, FlowNode[]> = {};
 let gitOf: Record<string, FlowNode[]> = {};
@@ -35,8 +36,11 @@ beforeAll(async () => {
   mkdirSync(OUT, { recursive: true });
   const status = syncedStatus();
   status.instances.find((i) => i.name === 'storage')!.drift = true;
+  provider = statusProvider(status);
   const app = createApp({
-    ...statusProvider(status).deps,
+    ...provider.deps,
+    limits: { eventStreams: 8 },
+    events: { minIntervalMs: 10 },
     pages: {
       observed: () => ({ live: Object.entries(flowsOf).map(([name, flows]) => ({ name, colors: {}, flows, adminUp: true })), desired: { revision: 'a'.repeat(40), valid: true, repo: { instances: Object.entries(gitOf).map(([name, flowList]) => ({ name, flowList })), plans: [], diagnostics: [], valid: true } } as unknown as LoadedRevision }),
       loadRevision: async () => {
@@ -140,6 +144,29 @@ describe('corpus flows drawn in Chromium', () => {
     const expectedDrawn = Object.fromEntries(Object.entries(expected).filter(([id]) => drawnIds.has(id)));
     expect(seen).toEqual(expectedDrawn);
     expect(Object.keys(seen).length).toBeGreaterThan(0);
+    await page.close();
+    expect(errors).toEqual([]);
+  });
+
+  it('the facts card follows the status live: a status event swaps in the new facts, without a reload', async () => {
+    flowsOf = { ingest: nodes('node-red__node-red__packages__node_modules__@node-red__nodes__examples__common__link__03_-_Link_call.json') };
+    const page = await open('/instances/ingest');
+    let navigations = 0;
+    page.on('framenavigated', (f) => void (f === page.mainFrame() && navigations++));
+    expect(await page.textContent('#facts')).toContain('Healthy');
+    const next = structuredClone(provider.status);
+    const ingest = next.instances.find((i) => i.name === 'ingest')!;
+    ingest.health = 'Degraded';
+    ingest.healthMessage = 'CrashLoop: restarted 3 times <b>now</b>';
+    ingest.restarts = 3;
+    provider.status = next;
+    provider.emit();
+    await expect.poll(() => page.textContent('#facts'), { timeout: 10_000 }).toContain('Degraded');
+    expect(await page.textContent('[data-fact="restarts"]')).toContain('3');
+    expect(await page.textContent('#facts')).toContain('CrashLoop: restarted 3 times <b>now</b>');
+    expect(navigations).toBe(0);
+    // The drawing stays as it was drawn.
+    expect(await page.getAttribute('#live-flows', 'data-renderer')).toBe('ok');
     await page.close();
     expect(errors).toEqual([]);
   });

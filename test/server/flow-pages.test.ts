@@ -186,6 +186,11 @@ describe('the instance and plan pages', () => {
     expect(page).toContain(`href="/revisions/${REV_A}"`);
     expect(page).toContain('password=[redacted] &lt;b&gt;bold&lt;/b&gt;');
     expect((await app.request('/instances/nope')).status).toBe(404);
+    // The live facts card alone: no document around it, and no log read for it.
+    const facts = await (await app.request('/instances/ingest?fragment=facts')).text();
+    expect(facts.startsWith('<section class="card" id="facts"')).toBe(true);
+    expect(facts.endsWith('</section>')).toBe(true);
+    expect(facts).toContain('data-fact="uptime"');
   });
 
   it('GET /revisions/<sha>: only revisions the daemon knows; drawn against what runs, with the changes marked', async () => {

@@ -59,6 +59,28 @@ document.querySelectorAll('[data-flow-drawing]').forEach(function (figure) {
     figure.insertBefore(note, fallback);
   }
 });
+// The instance page's facts follow the status: on each status event, the server's facts card
+// (?fragment=facts) is fetched and swapped in; one fetch at a time, the last event wins.
+(function () {
+  if (!document.querySelector('[data-live-facts]') || !window.EventSource || !window.fetch) return;
+  var busy = false, again = false;
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true; again = false;
+    fetch(location.pathname + '?fragment=facts', { cache: 'no-store', headers: { accept: 'text/html' } })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.text(); })
+      .then(function (text) {
+        var t = document.createElement('template');
+        t.innerHTML = text;
+        var next = t.content.querySelector('#facts');
+        var cur = document.getElementById('facts');
+        if (next && cur) cur.replaceWith(next);
+      })
+      .catch(function () {})
+      .then(function () { busy = false; if (again) setTimeout(refresh, 1000); });
+  }
+  new EventSource('/api/v1/events').addEventListener('status', refresh);
+})();
 `;
 
 let renderer: { js: string; css: string } | undefined;
