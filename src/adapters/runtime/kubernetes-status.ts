@@ -14,6 +14,7 @@
  * the pod IP from inside the cluster. Its pods count as one unit: a colour with a ready pod runs.
  */
 import type { KubeObject } from '../kubernetes/api.js';
+import { exitInfo, signalOfExitCode } from './exit.js';
 import { KUBE_ANNOTATIONS, KUBE_LABELS, NODE_RED_PORT } from './kubernetes-objects.js';
 import type { ColorIdentity, ExitRecord, RunningColor } from './types.js';
 
@@ -77,12 +78,13 @@ export function podProblem(pod: KubeObject): ExitRecord | undefined {
     const waiting = c.state?.waiting;
     if (!waiting?.reason || !STUCK_REASONS.has(waiting.reason)) continue;
     const last = c.lastState?.terminated;
-    const died = last ? ` (last exit: code ${last.exitCode ?? '?'}${last.reason ? `, ${last.reason}` : ''}; ${c.restartCount ?? 0} restarts)` : '';
+    const code = last?.exitCode ?? null;
+    const ended = last ? exitInfo(last.finishedAt ?? '', code, signalOfExitCode(code), last.reason === 'OOMKilled') : undefined;
     return {
       at: last?.finishedAt ?? status.startTime ?? pod.metadata.creationTimestamp ?? '',
-      code: last?.exitCode ?? null,
-      signal: last?.signal ? `signal ${last.signal}` : null,
-      reason: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}${died}`,
+      code,
+      signal: ended?.signal ?? null,
+      reason: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}${ended ? ` (last: ${ended.reason}; ${c.restartCount ?? 0} restarts)` : ''}`,
     };
   }
   return undefined;
