@@ -217,7 +217,7 @@ export class InstanceActions {
       if (!failed) return;
       const c = await this.driverOf(color).inspect(this.ref(color));
       if (c?.status !== 'running') throw new TowerError(`${color} exited while starting (${c?.exit?.reason ?? 'gone'})`, 'ExitedWhileStarting');
-      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${color}) not ready after ${timeoutMs} ms: ${failed.message}`, 'NotReady');
+      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${color}) not ready after ${timeoutMs} ms: ${failed.message}${c.notReady ? ` (${c.notReady})` : ''}`, 'NotReady');
     }
   }
 

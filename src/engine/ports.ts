@@ -70,6 +70,8 @@ export interface RunningColor extends ColorIdentity {
   logFile?: string;
   /** The last exit the driver knows of, for a colour that stopped by itself. */
   exit?: ExitRecord;
+  /** Why a colour that runs does not serve yet, as its runtime sees it (a pod not Ready): for the message of a readiness timeout. */
+  notReady?: string;
 }
 
 /** A colour stopped running without being asked to (crash, kill, OOM, container removed). */

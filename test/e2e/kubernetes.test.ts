@@ -41,7 +41,7 @@ let kubeconfig: string;
 const dirs: string[] = [];
 
 beforeAll(async () => {
-  s = await startStandin({ images: { 'nodered/node-red:4.1': 'node-red', 'nodered/node-red:4.1.8': 'node-red' }, crashBackoffMs: 1_000 });
+  s = await startStandin({ images: { 'nodered/node-red:4.1': 'node-red', 'nodered/node-red:4.1.8': 'node-red', 'nodered/node-red:4.1-hangs': 'never-ready' }, crashBackoffMs: 1_000 });
   s.namespace(NS);
   kubeconfig = s.kubeconfig(join(tmp('tower-kube-'), 'config'), NS);
 });
@@ -168,6 +168,19 @@ describe('runtime: kubernetes on the stand-in', () => {
     expect(r.out + r.err).toContain('db: rolled back — it runs what it ran before');
     const deployments = await api<{ items: { metadata: { name: string } }[] }>(s, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments?labelSelector=tower.redforge.dev%2Ffleet%3Dk3`);
     expect(deployments.body.items.map((d) => d.metadata.name)).toEqual(['k3-db-blue']);
+  }, 120_000);
+
+  it('fails DEPLOY at the readiness timeout when the new colour runs but never becomes ready, with the pod\'s state', async () => {
+    const dir = tmp('tower-kube-fleet-');
+    const state = tmp('tower-kube-state-');
+    const ports = await writeKubeFleet(dir, 'k4', [{ name: 'slow', text: 'v1' }]);
+    expect((await tower('apply', dir, '--state-dir', state)).code).toBe(0);
+    await writeKubeFleet(dir, 'k4', [{ name: 'slow', text: 'v2', extra: ['      image: nodered/node-red:4.1-hangs'] }], ports);
+    const r = await tower('apply', dir, '--state-dir', state);
+    expect(r.code).not.toBe(0);
+    expect(r.out + r.err).toMatch(/failed: slow in DEPLOY: start green: Node-RED \(green\) not ready after 30000 ms: .*\(pod k4-slow-green-\w+-\w+ is not Ready: ContainersNotReady.*readiness probe GET \/auth\/login on port http has not passed/);
+    expect(r.out + r.err).toContain('slow: rolled back — it runs what it ran before');
+    expect(await hello('k4', 'slow')).toEqual({ ok: true, body: 'v1 blue' });
   }, 120_000);
 
   it('is what the real kubectl lists and describes: Deployments, Services, ConfigMaps, pods Tower created', async () => {

@@ -116,6 +116,7 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
     exit = pods.map(podProblem).find((p) => p !== undefined) ?? replicaFailure(deployment);
     if (exit) status = 'exited';
   }
+  const notReady = status === 'running' && ready.length === 0 ? (pods[0] ? whyNotReady(pods[0]) : `Deployment ${deployment.metadata.name} has no pod yet`) : undefined;
   const started = shown ? ((shown.status as PodStatus | undefined)?.containerStatuses?.[0]?.state?.running?.startedAt ?? (shown.status as PodStatus | undefined)?.startTime) : undefined;
   return {
     runtime: 'kubernetes',
@@ -128,7 +129,18 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
     ...(started ? { startedAt: started } : {}),
     url: podUrl(shown, at),
     ...(exit ? { exit } : {}),
+    ...(notReady ? { notReady } : {}),
   };
+}
+
+/** A running pod that is not Ready: its Ready condition and what its readiness probe asks. */
+function whyNotReady(pod: KubeObject): string {
+  const status = (pod.status ?? {}) as PodStatus;
+  const cond = (status.conditions ?? []).find((c) => c.type === 'Ready');
+  const container = status.containerStatuses?.[0];
+  const probe = ((pod.spec as { containers?: { readinessProbe?: { httpGet?: { path?: string; port?: unknown } } }[] } | undefined)?.containers?.[0]?.readinessProbe)?.httpGet;
+  const waiting = container?.state?.waiting?.reason;
+  return `pod ${pod.metadata.name} is not Ready: ${cond?.reason ?? status.phase ?? 'unknown'}${cond?.message ? ` (${cond.message})` : ''}${waiting ? `, container ${waiting}` : ''}${probe ? `; its readiness probe GET ${probe.path ?? '/'} on port ${String(probe.port)} has not passed` : ''}; ${container?.restartCount ?? 0} restarts`;
 }
 
 /** A Deployment that cannot make its pods at all (a quota, an admission webhook) says so in a ReplicaFailure condition. */
