@@ -319,5 +319,15 @@ describe('runtime: kubernetes with RBAC and without a cluster', () => {
     expect(code).not.toBe(0);
     expect(io.out + io.err).toContain('kubernetes: cannot load the kubeconfig');
     expect(io.out + io.err).toContain('no-such-kubeconfig');
+
+    // The daemon says so in its status and keeps running.
+    const d = await startDaemon(['--repo', dir, '--state-dir', tmp('tower-kube-state-'), '--interval', '1s'], { ...process.env, KUBECONFIG: join(dir, 'no-such-kubeconfig'), KUBERNETES_SERVICE_HOST: '' });
+    try {
+      const st = await d.waitFor((x) => `${x.lastError ?? ''} ${x.message} ${x.attempted?.error ?? ''}`.includes('cannot load the kubeconfig'), 30_000, 'the kubeconfig error in status');
+      expect(JSON.stringify(st)).toContain('no-such-kubeconfig');
+      expect(d.child.exitCode).toBeNull();
+    } finally {
+      await d.kill('SIGTERM');
+    }
   }, 60_000);
 });

@@ -116,6 +116,18 @@ describe('kubernetes driver', () => {
     expect(s.store.get('configmaps', NS, `${FLEET}-keep-blue`)).toBeUndefined();
   }, 60_000);
 
+  it('starts the Deployment at the instance\'s replicas; its pods count as one colour', async () => {
+    await driver.create(spec('two', { replicas: 2 }));
+    expect((s.store.get('deployments', NS, `${FLEET}-two-blue`)!.spec as { replicas: number }).replicas).toBe(0);
+    await driver.start({ fleet: FLEET, instance: 'two', color: 'blue' });
+    expect((s.store.get('deployments', NS, `${FLEET}-two-blue`)!.spec as { replicas: number }).replicas).toBe(2);
+    await eventually(() => s.store.list('pods', NS, (p) => p.metadata.name.startsWith(`${FLEET}-two-blue-`)).length === 2, 10_000, 'two pods');
+    const colors = (await driver.list(FLEET)).filter((c) => c.instance === 'two');
+    expect(colors).toHaveLength(1);
+    expect(colors[0]!.status).toBe('running');
+    await driver.remove({ fleet: FLEET, instance: 'two', color: 'blue' });
+  }, 30_000);
+
   it('reports a colour Kubernetes cannot run as exited, with its reason: ImagePullBackOff, unschedulable', async () => {
     await driver.create(spec('pull', { image: 'registry.example/none:1' }));
     const pulled = await driver.start({ fleet: FLEET, instance: 'pull', color: 'blue' });
