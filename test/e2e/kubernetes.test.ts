@@ -76,9 +76,9 @@ interface KubeInstance {
 }
 
 /** A fleet of hello instances on runtime: kubernetes in the stand-in's namespace. */
-async function writeKubeFleet(dir: string, fleet: string, instances: KubeInstance[], ports: Record<string, number> = {}): Promise<Record<string, number>> {
+async function writeKubeFleet(dir: string, fleet: string, instances: KubeInstance[], ports: Record<string, number> = {}, keepWarm = '1m'): Promise<Record<string, number>> {
   mkdirSync(join(dir, 'flows'), { recursive: true });
-  const lines = ['apiVersion: tower.redforge.dev/v1', 'kind: Fleet', `metadata: { name: ${fleet} }`, 'spec:', `  kubernetes: { namespace: ${NS}, access: kubeconfig }`, '  defaults: { runtime: kubernetes, keepWarm: 1m, drainTimeout: 2s, nodeRedVersion: "4.1" }', '  plan: { order: sequential }', '  instances:'];
+  const lines = ['apiVersion: tower.redforge.dev/v1', 'kind: Fleet', `metadata: { name: ${fleet} }`, 'spec:', `  kubernetes: { namespace: ${NS}, access: kubeconfig }`, `  defaults: { runtime: kubernetes, keepWarm: ${keepWarm}, drainTimeout: 2s, nodeRedVersion: "4.1" }`, '  plan: { order: sequential }', '  instances:'];
   for (const i of instances) {
     ports[i.name] ??= await freePort();
     writeFileSync(join(dir, 'flows', `${i.name}.json`), JSON.stringify(helloFlow(i.name, i.text, i.delayMs ?? 0), null, 2));
@@ -98,14 +98,15 @@ describe('runtime: kubernetes on the stand-in', () => {
   it('applies a fleet from nothing, then swaps it blue-green through the Service under open-loop load without a failed request', async () => {
     const dir = tmp('tower-kube-fleet-');
     const state = tmp('tower-kube-state-');
-    const ports = await writeKubeFleet(dir, 'k1', [{ name: 'web', text: 'v1', delayMs: 200 }]);
+    const ports = await writeKubeFleet(dir, 'k1', [{ name: 'web', text: 'v1', delayMs: 1500 }]);
     const first = await tower('apply', dir, '--state-dir', state);
     expect(first.code, first.err + first.out).toBe(0);
     expect(await hello('k1', 'web')).toEqual({ ok: true, body: 'v1 blue' });
     const status = await tower('status', '--state-dir', state, '--format', 'json');
     expect(JSON.parse(status.out).instances).toEqual([expect.objectContaining({ name: 'web', color: 'blue', runtime: 'kubernetes', health: 'Healthy' })]);
 
-    await writeKubeFleet(dir, 'k1', [{ name: 'web', text: 'v2', delayMs: 200 }], ports);
+    // keepWarm 0s: blue is removed right after the drain, with requests still in flight on it (each takes 1.5 s, longer than the drain's settle time); its pod's preStop lets them finish.
+    await writeKubeFleet(dir, 'k1', [{ name: 'web', text: 'v2', delayMs: 1500 }], ports, '0s');
     const results: { ok: boolean; body: string }[] = [];
     const pending: Promise<void>[] = [];
     // Open loop: a request every 20 ms whatever the answers do, at most 500.
@@ -122,6 +123,8 @@ describe('runtime: kubernetes on the stand-in', () => {
     expect(results.some((x) => x.body === 'v1 blue')).toBe(true);
     expect(results.some((x) => x.body === 'v2 green')).toBe(true);
     expect(await hello('k1', 'web')).toEqual({ ok: true, body: 'v2 green' });
+    const deployments = await api<{ items: { metadata: { name: string } }[] }>(s, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments?labelSelector=tower.redforge.dev%2Ffleet%3Dk1`);
+    expect(deployments.body.items.map((d) => d.metadata.name)).toEqual(['k1-web-green']);
   }, 120_000);
 
   it('rolls back a colour whose smoke check fails: the old colour keeps serving through the Service', async () => {
