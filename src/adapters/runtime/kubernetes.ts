@@ -133,8 +133,9 @@ export function kubernetesDriver(options: KubernetesDriverOptions): RuntimeDrive
       const name = objectName(ref);
       const deployment = await api.request<KubeObject>('GET', deploymentPath(name), { ok: [404] });
       if (!deployment || deployment.metadata.labels?.[KUBE_LABELS.fleet] !== ref.fleet) throw new RuntimeError(`${name} does not exist`, 'NotFound');
-      const color = colorOf(deployment, (await colorPods(ref))?.items ?? [], addressing);
-      const pod = podsOf(deployment, (await colorPods(ref))?.items ?? []).find((p) => p.metadata.name === color?.id);
+      const pods = (await colorPods(ref))?.items ?? [];
+      const color = colorOf(deployment, pods, addressing);
+      const pod = podsOf(deployment, pods).find((p) => p.metadata.name === color?.id);
       if (!pod) throw new RuntimeError(`${name} has no pod (it is not running)`, 'NotFound');
       const stored = await api.request<KubeObject>('GET', api.core(`secrets/${encodeURIComponent(name)}`), { ok: [404] });
       const secretData = Object.fromEntries(Object.entries((stored?.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
