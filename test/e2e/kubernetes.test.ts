@@ -236,7 +236,7 @@ describe('fleet-example on runtime: kubernetes, by the daemon', () => {
     for (const d of daemons) await d.kill('SIGKILL').catch(() => undefined);
   });
 
-  it('goes from nothing to Synced, reports a crashed pod, and a restarted Tower adopts what runs', async () => {
+  it('goes from nothing to Synced, reports a crashed pod, a restarted Tower adopts what runs and rolls out a change of an MQTT-gated instance', async () => {
     const dir = await kubeExampleFleet();
     const state = tmp('tower-kube-state-');
     const daemonEnv = { ...env(), TOWER_LOG_LEVEL: 'debug' };
@@ -263,6 +263,15 @@ describe('fleet-example on runtime: kubernetes, by the daemon', () => {
     const after = await api<{ items: { metadata: { name: string; uid: string } }[] }>(s, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments?labelSelector=tower.redforge.dev%2Ffleet%3Dredforge`);
     // Adopted: the same Deployments, none made again.
     expect(after.body.items.map((d) => d.metadata.uid).sort()).toEqual(before.body.items.map((d) => d.metadata.uid).sort());
+
+    // A change of embeddings (its MQTT consumer behind the deploy gate) rolls out blue-green: green's gate opens before blue's closes.
+    const applied = (await second.status()).appliedRevision;
+    const doc = parseDocument(readFileSync(join(dir, 'fleet.yaml'), 'utf8'));
+    doc.setIn(['spec', 'instances', 1, 'env', 'EMBEDDINGS_NOTE'], 'second revision');
+    writeFileSync(join(dir, 'fleet.yaml'), doc.toString());
+    const swapped = await second.waitFor((st) => st.sync === 'Synced' && st.appliedRevision !== applied && st.instances.every((i) => i.health === 'Healthy'), 60_000, 'the change of embeddings applied');
+    expect(swapped.instances.find((i) => i.name === 'embeddings')?.color).toBe('green');
+    expect(swapped.history[0]).toMatchObject({ outcome: 'succeeded' });
     await second.kill('SIGTERM');
   }, 200_000);
 });
