@@ -83,6 +83,8 @@ export function kubernetesDriver(options: KubernetesDriverOptions): RuntimeDrive
     async create(spec) {
       const objects = colorObjects(spec, { image: spec.image ?? imageFor(spec), credentialSecret: await credentialSecret(), drainMs: spec.drainMs ?? 30_000, replicas: spec.replicas ?? 1 });
       const name = objects.deployment.metadata.name;
+      // The Redis store and its client are not in the Node-RED image; a pod's context is its own.
+      if (spec.context === 'shared') log(`kubernetes: ${name} wants context: shared, which runtime: kubernetes does not wire to Redis yet; its context stays in the pod and is lost on a swap`);
       const existing = await api.request<KubeObject>('GET', deploymentPath(name), { ok: [404] });
       if (existing && existing.metadata.labels?.[KUBE_LABELS.fleet] !== spec.fleet) {
         throw new RuntimeError(`kubernetes: Deployment ${name} in namespace ${api.namespace} exists but is not Tower's (no label ${KUBE_LABELS.fleet}=${spec.fleet}): rename or remove it`, 'NameConflict');
