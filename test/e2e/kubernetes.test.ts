@@ -277,7 +277,7 @@ describe('fleet-example on runtime: kubernetes, by the daemon', () => {
 });
 
 describe('runtime: kubernetes with RBAC and without a cluster', () => {
-  it('holds to its Role: a verb missing is a stalled error with the API server\'s message; with the Role, apply, swap, logs and destroy work', async () => {
+  it('holds to its Role: a verb missing is a stalled error with the API server\'s message; with the Role, apply, swap, logs (secrets redacted) and destroy work', async () => {
     const rules = TOWER_ROLE.map((r) => ({ ...r, verbs: [...r.verbs] }));
     const services = rules.find((r) => r.resources.includes('services'))!;
     services.verbs = services.verbs.filter((v) => v !== 'create');
@@ -286,13 +286,18 @@ describe('runtime: kubernetes with RBAC and without a cluster', () => {
       b.namespace(NS);
       const config = b.kubeconfig(join(tmp('tower-kube-rbac-'), 'config'), NS);
       const run = async (...args: string[]) => {
-        const io = bufferIo({ ...process.env, KUBECONFIG: config, KUBERNETES_SERVICE_HOST: '' });
+        const io = bufferIo({ ...process.env, KUBECONFIG: config, KUBERNETES_SERVICE_HOST: '', KUBE_E2E_TOKEN: 'tok-3f9a8c7e1d2b' });
         const code = await main(args, io);
         return { code, out: io.out, err: io.err };
       };
       const dir = tmp('tower-kube-fleet-');
       const state = tmp('tower-kube-state-');
-      const ports = await writeKubeFleet(dir, 'r1', [{ name: 'web', text: 'v1' }]);
+      // A secret given by reference, which the flows write to Node-RED's log: tower logs must not show it.
+      const secretEnv = ['      env: { API_TOKEN: { fromEnv: KUBE_E2E_TOKEN } }'];
+      const ports = await writeKubeFleet(dir, 'r1', [{ name: 'web', text: 'v1', extra: secretEnv }]);
+      const flows = JSON.parse(readFileSync(join(dir, 'flows', 'web.json'), 'utf8')) as object[];
+      const leaky = [...flows, { id: 'leak-in', type: 'inject', z: 'web-tab', once: true, onceDelay: 0.1, repeat: '', props: [], wires: [['leak-fn']] }, { id: 'leak-fn', type: 'function', z: 'web-tab', func: "node.warn('the token is ' + env.get('API_TOKEN'));\nreturn null;", outputs: 1, wires: [[]] }];
+      writeFileSync(join(dir, 'flows', 'web.json'), JSON.stringify(leaky));
       const refused = await run('apply', dir, '--state-dir', state);
       expect(refused.code).not.toBe(0);
       expect(refused.out + refused.err).toContain('services is forbidden: User "system:serviceaccount:tower" cannot create resource "services" in API group "" in the namespace "tower-e2e"');
@@ -301,7 +306,10 @@ describe('runtime: kubernetes with RBAC and without a cluster', () => {
       b.used.clear();
       const first = await run('apply', dir, '--state-dir', state);
       expect(first.code, first.out + first.err).toBe(0);
-      await writeKubeFleet(dir, 'r1', [{ name: 'web', text: 'v2' }], ports);
+      const logsBefore = await run('logs', 'web', '--state-dir', state, '--lines', '50');
+      expect(logsBefore.out).toContain('the token is [redacted]');
+      expect(logsBefore.out).not.toContain('tok-3f9a8c7e1d2b');
+      await writeKubeFleet(dir, 'r1', [{ name: 'web', text: 'v2', extra: secretEnv }], ports);
       const second = await run('apply', dir, '--state-dir', state);
       expect(second.code, second.out + second.err).toBe(0);
       const logs = await run('logs', 'web', '--state-dir', state, '--lines', '50');
