@@ -72,8 +72,10 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
         drivers.kubernetes = kubernetesDriver({ api, stateDir: state.root, ...(options.log ? { log: options.log } : {}) });
         cluster = { key, api, service: serviceSwitch({ api, fleet }) };
       } catch (err) {
-        // Stalled with the reason (no kubeconfig, no such context): shown in status when a colour needs it.
+        // Stalled with the reason (no kubeconfig, no such context). The driver stays, failing: a pass
+        // must not take a cluster it cannot see for an empty one.
         cluster = { key, error: err instanceof TowerError ? err : new TowerError(`kubernetes: ${(err as Error).message}`, 'KubeConfigInvalid', 'stalled') };
+        drivers.kubernetes = unreachableDriver(cluster.error!);
       }
     },
     driverFor(kind) {
@@ -138,6 +140,26 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
   // A broker given by URL costs nothing to know about; the gate client connects on first use.
   if (options.env.MQTT_URL || options.needsBroker) await rt.ensureBroker();
   return rt;
+}
+
+/** The kubernetes driver when the cluster cannot be reached at all: every call fails with why. */
+function unreachableDriver(error: TowerError): RuntimeDriver {
+  const fail = (): Promise<never> => Promise.reject(error);
+  return {
+    kind: 'kubernetes',
+    list: fail,
+    create: fail,
+    start: fail,
+    stop: fail,
+    remove: fail,
+    inspect: fail,
+    cannotRun: fail,
+    // eslint-disable-next-line require-yield
+    logs: async function* () {
+      throw error;
+    },
+    watch: () => () => {},
+  };
 }
 
 /** Where the fleet's cluster is (fleet.yaml spec.kubernetes, no secret in it), once a fleet used runtime: kubernetes. */

@@ -189,7 +189,7 @@ function healthOf(l: LiveInstance | undefined, lv: Liveness | undefined, now: nu
   if (!l || isAbsent(l)) return { status: 'Missing', message: 'nothing runs for this instance' };
   const routed = l.switch?.routed;
   const anyRunning = Object.values(l.colors).some(isRunning);
-  const h = assessInstance({ switchUp: l.switch?.running ?? false, ...(routed ? { routedTo: routed } : {}), activeRunning: routed ? isRunning(l.colors[routed]) : !l.switch && anyRunning, adminUp: l.adminUp });
+  const h = assessInstance({ switchUp: l.switch?.running ?? false, ...(routed ? { routedTo: routed } : {}), activeRunning: routed ? isRunning(l.colors[routed]) : !l.switch && anyRunning, ...(routed && l.colors[routed]?.exit ? { activeExit: l.colors[routed]!.exit!.reason } : {}), adminUp: l.adminUp });
   if (lv?.crashLoop && lv.down) {
     const next = lv.nextRestartAt !== undefined ? `; next restart in ${Math.max(0, Math.ceil((lv.nextRestartAt - now) / 1000))} s` : '; restarting';
     return { status: 'Degraded', message: `CrashLoop: restarted ${lv.restarts} times${next} — ${lv.message ?? h.message}` };

@@ -245,7 +245,7 @@ export class InstanceActions {
       const replica = c?.replicas?.find((r) => r.index === index);
       const status = replica ? replica.status : c?.status;
       if (status !== 'running') throw new TowerError(`${who} exited while starting (${replica?.reason ?? c?.exit?.reason ?? 'gone'})`, 'ExitedWhileStarting');
-      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${who}) not ready after ${timeoutMs} ms: ${failed.message}`, 'NotReady');
+      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${who}) not ready after ${timeoutMs} ms: ${failed.message}${c?.notReady ? ` (${c.notReady})` : ''}`, 'NotReady');
     }
   }
 

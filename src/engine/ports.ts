@@ -80,6 +80,8 @@ export interface RunningColor extends ColorIdentity {
   exit?: ExitRecord;
   /** Every replica when the colour has more than one (absent: the colour is its one replica); the colour's own fields are replica 1's. */
   replicas?: ReplicaView[];
+  /** Why a colour that runs does not serve yet, as its runtime sees it (a pod not Ready): for the message of a readiness timeout. */
+  notReady?: string;
 }
 
 /**
