@@ -3,9 +3,17 @@
  * the fleet's broker and deploy gate, the Redis of shared context, Node-RED's Admin API clients. Commands open it; the
  * engine acts through it (src/engine/ports.ts FleetRuntime) and never builds an adapter.
  */
+import type { Agent } from 'node:https';
 import Dockerode from 'dockerode';
-import type { RuntimeKind } from './core/model.js';
-import type { AdminClient, FleetRuntime, RuntimeDriver } from './engine/ports.js';
+import { readFileSync } from 'node:fs';
+import type { ClusterSettings, RuntimeKind } from './core/model.js';
+import { writeAtomic } from './adapters/fs/atomic.js';
+import type { AdminClient, FleetRuntime, RuntimeDriver, TrafficSwitch } from './engine/ports.js';
+import { connectKube, type KubeApi } from './adapters/kubernetes/api.js';
+import { adminToken } from './adapters/runtime/kubernetes-objects.js';
+import { kubernetesDriver } from './adapters/runtime/kubernetes.js';
+import { ADMIN_TOKEN_HEADER } from './adapters/runtime/settings.js';
+import { serviceSwitch } from './adapters/switch/service.js';
 import { StateDir } from './adapters/fs/state-dir.js';
 import { ensureEmbeddedBroker, stopEmbeddedBroker } from './adapters/mqtt/embedded-broker.js';
 import { brokerFromEnv } from './adapters/mqtt/external-broker.js';
@@ -16,6 +24,7 @@ import { NodeRedAdmin } from './adapters/nodered/admin.js';
 import { dockerDriver } from './adapters/runtime/docker.js';
 import { processDriver } from './adapters/runtime/process.js';
 import { runSmokeChecks } from './adapters/smoke.js';
+import { queryPrometheus } from './adapters/metrics/prometheus.js';
 import { builtinSwitch } from './adapters/switch/builtin.js';
 import { nginxFromEnv } from './adapters/switch/nginx-env.js';
 import { TowerError } from './engine/ports.js';
@@ -43,18 +52,47 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
   if (options.env.DOCKER_HOST || usesDocker(state)) docker();
   const builtin = builtinSwitch({ stateDir: state.root });
   const nginx = nginxFromEnv(options.env);
+  // runtime: kubernetes is wired when a fleet asks for it (useCluster), never otherwise.
+  let cluster: { key: string; api?: KubeApi; service?: TrafficSwitch; error?: TowerError } | undefined;
+  const clusterError = () => cluster?.error ?? new TowerError('runtime: kubernetes needs to know where the cluster is: fleet.yaml spec.kubernetes (namespace, access) — Tower was not told', 'KubernetesNotConfigured', 'stalled');
+  const via = clusterTransport(() => cluster?.api);
   const rt: LocalRuntime = {
     state,
     registry: state,
     adminCredentials: credentials,
     drivers: () => Object.values(drivers),
-    driverFor: (kind) => (kind === 'docker' ? docker() : drivers.process!),
+    useCluster(fleet, settings) {
+      const key = JSON.stringify([fleet, settings ?? {}]);
+      if (cluster?.key === key && !cluster.error) return;
+      // Remembered, so that tower status, logs and destroy (which read no fleet.yaml) reach the cluster too.
+      if (cluster?.key !== key) writeAtomic(state.path(CLUSTER_FILE), JSON.stringify({ fleet, settings: settings ?? {} }), 0o600);
+      delete drivers.kubernetes;
+      try {
+        const api = connectKube(settings, options.env);
+        drivers.kubernetes = kubernetesDriver({ api, stateDir: state.root, ...(options.log ? { log: options.log } : {}) });
+        cluster = { key, api, service: serviceSwitch({ api, fleet }) };
+      } catch (err) {
+        // Stalled with the reason (no kubeconfig, no such context): shown in status when a colour needs it.
+        cluster = { key, error: err instanceof TowerError ? err : new TowerError(`kubernetes: ${(err as Error).message}`, 'KubeConfigInvalid', 'stalled') };
+      }
+    },
+    driverFor(kind) {
+      if (kind === 'kubernetes') {
+        if (!drivers.kubernetes) throw clusterError();
+        return drivers.kubernetes;
+      }
+      return kind === 'docker' ? docker() : drivers.process!;
+    },
     switchFor(kind) {
       if (kind === 'builtin') return builtin;
+      if (kind === 'service') {
+        if (!cluster?.service) throw clusterError();
+        return cluster.service;
+      }
       if (!nginx) throw new TowerError('switch: nginx needs the nginx Tower writes to: set TOWER_NGINX_CONF_DIR (a directory that nginx includes inside http {}), and TOWER_NGINX_RELOAD if `nginx -s reload` is not how it reloads', 'NginxNotConfigured', 'stalled');
       return nginx;
     },
-    switches: () => (nginx ? [builtin, nginx] : [builtin]),
+    switches: () => [builtin, ...(nginx ? [nginx] : []), ...(cluster?.service ? [cluster.service] : [])],
     async ensureBroker() {
       if (!rt.broker) {
         // MQTT_URL, with MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE, MQTT_REJECT_UNAUTHORIZED for mqtts.
@@ -69,12 +107,15 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
     admin(url) {
       let client = admins.get(url);
       if (!client) {
-        client = new NodeRedAdmin({ baseUrl: url, credentials, timeoutMs: 10_000 });
+        // Through the API server's proxies: its login is the Authorization header, Tower's admin token goes in its own.
+        const proxied = cluster?.api && url.startsWith(`${cluster.api.server}/`);
+        client = new NodeRedAdmin({ baseUrl: url, credentials, timeoutMs: 10_000, ...(proxied ? { transport: via, tokenHeader: { name: ADMIN_TOKEN_HEADER, value: adminToken(credentials.password) } } : {}) });
         admins.set(url, client);
       }
       return client;
     },
-    smoke: (opts) => runSmokeChecks(opts),
+    smoke: (opts) => runSmokeChecks({ ...opts, ...(cluster?.api && opts.baseUrl.startsWith(`${cluster.api.server}/`) ? { transport: via } : {}) }),
+    readMetric: queryPrometheus,
     freePort,
     ...(options.env.REDIS_URL ? { redisUrl: options.env.REDIS_URL } : {}),
     async ensureSharedContext() {
@@ -92,9 +133,37 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
       await rt.gate?.end();
     },
   };
+  const remembered = readCluster(state);
+  if (remembered) rt.useCluster!(remembered.fleet, remembered.settings);
   // A broker given by URL costs nothing to know about; the gate client connects on first use.
   if (options.env.MQTT_URL || options.needsBroker) await rt.ensureBroker();
   return rt;
+}
+
+/** Where the fleet's cluster is (fleet.yaml spec.kubernetes, no secret in it), once a fleet used runtime: kubernetes. */
+const CLUSTER_FILE = 'kubernetes.json';
+
+function readCluster(state: StateDir): { fleet: string; settings: ClusterSettings } | undefined {
+  try {
+    const saved = JSON.parse(readFileSync(state.path(CLUSTER_FILE), 'utf8')) as { fleet?: unknown; settings?: unknown };
+    return typeof saved.fleet === 'string' && saved.settings && typeof saved.settings === 'object' ? { fleet: saved.fleet, settings: saved.settings as ClusterSettings } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How a request through the API server authenticates (its agent and Authorization), renewed every 30 s: tokens rotate. */
+function clusterTransport(api: () => KubeApi | undefined): () => Promise<{ httpsAgent: Agent; headers: Record<string, string> }> {
+  let cached: { at: number; of: KubeApi; value: Promise<{ httpsAgent: Agent; headers: Record<string, string> }> } | undefined;
+  return () => {
+    const of = api();
+    if (!of) return Promise.reject(new TowerError('kubernetes: not connected', 'KubernetesNotConfigured', 'stalled'));
+    if (!cached || cached.of !== of || Date.now() - cached.at > 30_000) {
+      cached = { at: Date.now(), of, value: of.via() };
+      cached.value.catch(() => (cached = undefined));
+    }
+    return cached.value;
+  };
 }
 
 function usesDocker(state: StateDir): boolean {

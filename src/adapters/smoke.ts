@@ -3,6 +3,7 @@
  * the fleet's broker. A check that cannot even be attempted (connection refused, timeout, no
  * broker) is a failed check with a message, never an exception: the rollout decides.
  */
+import type { Agent } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import axios, { AxiosError } from 'axios';
@@ -42,6 +43,8 @@ export interface RunSmokeChecksOptions {
   defaultTimeoutMs?: number;
   /** Takes the instance's secrets out of what the checks quote of its answers (before quoting and cutting). */
   redact?: (text: string) => string;
+  /** How HTTP checks reach baseUrl when it is behind an HTTPS proxy with its own login (the Kubernetes API server's pod proxy): agent and headers. */
+  transport?: () => Promise<{ httpsAgent?: Agent; headers?: Record<string, string> }>;
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -57,7 +60,7 @@ export async function runSmokeChecks(opts: RunSmokeChecksOptions): Promise<Smoke
     let outcome: SmokeOutcome;
     try {
       const timeoutMs = check.timeout !== undefined ? parseDuration(check.timeout) : (opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS);
-      if (check.http) outcome = await runHttpCheck(opts.baseUrl, check.http, timeoutMs, redact);
+      if (check.http) outcome = await runHttpCheck(opts.baseUrl, check.http, timeoutMs, redact, opts.transport);
       else if (check.mqtt) outcome = opts.mqtt ? await runMqttCheck(opts.mqtt, check.mqtt, timeoutMs, redact) : { ok: false, message: 'MQTT check, but the fleet has no MQTT broker configured' };
       else outcome = { ok: false, message: 'the check has neither http nor mqtt' };
     } catch (err) {
@@ -69,14 +72,17 @@ export async function runSmokeChecks(opts: RunSmokeChecksOptions): Promise<Smoke
   return results;
 }
 
-async function runHttpCheck(baseUrl: string, check: HttpSmokeCheck, timeoutMs: number, redact: (text: string) => string): Promise<SmokeOutcome> {
+async function runHttpCheck(baseUrl: string, check: HttpSmokeCheck, timeoutMs: number, redact: (text: string) => string, transport: RunSmokeChecksOptions['transport']): Promise<SmokeOutcome> {
   const req = buildHttpRequest(check);
   const url = baseUrl.replace(/\/+$/, '') + req.path;
   try {
+    const via = transport ? await transport() : undefined;
     const res = await axios.request<string>({
       method: req.method,
       url,
-      headers: req.headers,
+      // The check's own headers go to Node-RED; the proxy's login (its Authorization) stays the proxy's.
+      headers: { ...req.headers, ...via?.headers },
+      ...(via?.httpsAgent ? { httpsAgent: via.httpsAgent, proxy: false as const } : {}),
       data: req.body,
       timeout: timeoutMs,
       validateStatus: () => true,

@@ -61,6 +61,20 @@ export async function logsCommand(instance: string, options: LogsOptions, io: Io
   }
 }
 
+/**
+ * The last lines of the log of the colour that serves an instance, redacted as above: for the
+ * status page's instance page. Undefined when no colour of it runs anywhere.
+ */
+export async function lastLogLines(rt: LocalRuntime, fleet: string, instance: string, lines: number, env: NodeJS.ProcessEnv): Promise<{ color: Color; lines: string[] } | undefined> {
+  const colors = (await Promise.all(rt.drivers().map(async (driver) => (await driver.list(fleet)).filter((c) => c.instance === instance).map((c) => ({ c, driver }))))).flat();
+  const color = await servingColor(rt, instance, colors.map((x) => x.c));
+  const found = colors.find((x) => x.c.color === color);
+  if (!found) return undefined;
+  const out: string[] = [];
+  for await (const line of logsOf(rt, found.driver, found.c, { stateDir: '', lines }, env, undefined)) out.push(line);
+  return { color: found.c.color, lines: out.slice(-lines) };
+}
+
 function logsOf(rt: LocalRuntime, driver: RuntimeDriver, c: RunningColor, options: LogsOptions, env: NodeJS.ProcessEnv, signal: AbortSignal | undefined): AsyncIterable<string> {
   const instance = rt.registry.read().instances[c.instance];
   // The env references Tower started the colour with (fromEnv/fromFile): their values are secrets, whatever their names.

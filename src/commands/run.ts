@@ -23,10 +23,13 @@ import { chosenLeadership, fleetIdentity } from './leadership.js';
 import { parseRunConfig, type RunConfig, type RunFlags } from './run-config.js';
 import { Daemon } from '../engine/daemon.js';
 import type { FleetSource, Leadership } from '../engine/ports.js';
-import { openRuntime } from '../runtime.js';
+import { openRuntime, type LocalRuntime } from '../runtime.js';
+import type { ColorView } from '../server/instance-page.js';
+import { lastLogLines } from './logs.js';
 import { LIBRARY_DIR, VERSION } from '../paths.js';
 import { createApp } from '../server/app.js';
 import { listen } from '../server/listen.js';
+import { HealthRing } from '../server/health-ring.js';
 import { FleetMetrics } from '../server/metrics.js';
 import type { Io } from './io.js';
 
@@ -106,8 +109,23 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   });
   daemon.setMaxListeners(MAX_PAGES);
 
+  // Health over time for the page's pictures: sampled on every status change (bounded ring).
+  const health = new HealthRing();
+  daemon.on('status', () => health.record(daemon.state, Date.now()));
   const app = createApp({
     status: () => daemon.state,
+    health,
+    pages: {
+      observed: () => daemon.observed,
+      loadRevision: (revision) => daemon.loadRevision(revision),
+      rolloutBase: (revision) => daemon.rolloutBase(revision),
+      colors: (instance) => colorsOf(rt, fleetName(), instance),
+      logs: async (instance, lines) => {
+        const fleet = fleetName();
+        const got = fleet ? await lastLogLines(rt, fleet, instance, lines, io.env) : undefined;
+        return got ?? { lines: [] };
+      },
+    },
     history: (limit) => (daemon.state.fleet ? store.history(daemon.state.fleet, limit) : Promise.resolve([])),
     subscribe: (listener) => {
       daemon.on('status', listener);
@@ -194,6 +212,19 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   log.info('tower run stopped');
   log.flush();
   return 0;
+}
+
+/** Every colour of an instance the drivers know, with its CPU and memory when the driver can tell. */
+async function colorsOf(rt: LocalRuntime, fleet: string | undefined, instance: string): Promise<ColorView[]> {
+  if (!fleet) return [];
+  const out: ColorView[] = [];
+  for (const driver of rt.drivers()) {
+    for (const c of (await driver.list(fleet)).filter((x) => x.instance === instance)) {
+      const usage = c.status === 'running' ? await driver.usage?.(c).catch(() => undefined) : undefined;
+      out.push({ color: c.color, runtime: c.runtime, status: c.status, port: c.port, ...(c.startedAt ? { startedAt: c.startedAt } : {}), ...(usage ? { usage: { cpuSeconds: usage.cpuSeconds, rssBytes: usage.rssBytes } } : {}) });
+    }
+  }
+  return out.sort((a, b) => a.color.localeCompare(b.color));
 }
 
 function openSource(config: RunConfig, env: NodeJS.ProcessEnv, log: Logger): FleetSource {

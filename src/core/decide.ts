@@ -220,7 +220,13 @@ export function chooseRoute(step: PlanStep, desired: DesiredInstance | undefined
   const other = otherColorOf(active);
   if (step.strategy === 'recreate') return { path: 'recreate', active, target: other };
   const standby = live.colors[other];
-  if (desired && isRunning(standby) && standby.rev === desired.rev && standby.config && configHash(standby.config) === configHash(desired.config)) return { path: 'swap', active, target: other };
+  const warm = Boolean(desired && isRunning(standby) && standby.rev === desired.rev && standby.config && configHash(standby.config) === configHash(desired.config));
+  if (step.strategy === 'canary') {
+    // Level-triggered: a canary the switch still splits to resumes at the weight it has.
+    const weight = warm ? live.switch.canaryWeight : undefined;
+    return { path: 'canary', active, target: other, ...(warm ? { warm } : {}), ...(weight ? { resumeWeight: weight } : {}) };
+  }
+  if (warm) return { path: 'swap', active, target: other };
   return { path: 'blue-green', active, target: other };
 }
 

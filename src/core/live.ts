@@ -47,6 +47,8 @@ export interface LiveSwitch {
   url: string;
   /** The colour it sends new requests to; absent until the first route. */
   routed?: Color;
+  /** The other colour's share of new connections, percent, while a canary splits them (the routed colour has the rest). */
+  canaryWeight?: number;
 }
 
 export interface LiveInstance {

@@ -18,6 +18,7 @@ import {
   type PlanSpec,
 } from './model.js';
 import { credentialRefDiagnostics } from './credentials.js';
+import { canaryProblems, canarySpec, type RawCanary } from './canary.js';
 import { validatePlan } from './plan.js';
 import { SCHEMA_IDS, validateAgainstSchema, type Kind } from './schema.js';
 import { parseYamlFile, type PathSegment, type YamlDocument } from './yaml-source.js';
@@ -169,6 +170,9 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     return finish();
   }
 
+  const defaultsCanary = canaryOf(defaults.strategy);
+  if (defaultsCanary) diagnostics.push(...canaryDiagnostics(defaultsCanary, (path) => located(fleetDoc, ['spec', 'defaults', 'strategy', 'canary', ...path])));
+
   // Instances, with defaults applied. Malformed entries were reported by the schema; skip them.
   const instances: { instance: Instance; index: number }[] = [];
   const byName = new Map<string, number>();
@@ -200,6 +204,12 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     if (mismatch) {
       const where = located(fleetDoc, isObject(raw) && raw.switch !== undefined ? ['spec', 'instances', index, 'switch'] : isObject(raw) && raw.runtime !== undefined ? ['spec', 'instances', index, 'runtime'] : ['spec', 'instances', index, 'name']);
       diagnostics.push(error('SwitchMismatch', where.file, where.line, where.col, `instance "${name}": ${mismatch}`, 'runtime: kubernetes goes with switch: service (the default for it); process and docker with builtin or nginx'));
+    }
+    const ownCanary = canaryOf(raw.strategy);
+    if (ownCanary) diagnostics.push(...canaryDiagnostics(ownCanary, (path) => located(fleetDoc, ['spec', 'instances', index, 'strategy', 'canary', ...path])));
+    if (instance.strategy === 'canary' && (instance.switch ?? 'builtin') !== 'builtin') {
+      const where = located(fleetDoc, ownCanary ? ['spec', 'instances', index, 'strategy'] : ['spec', 'instances', index, 'name']);
+      diagnostics.push(error('InvalidCanary', where.file, where.line, where.col, `instance "${name}": strategy: canary needs switch: builtin (the ${instance.switch} switch cannot split traffic by weight or count it per colour)`, 'use switch: builtin for this instance, or strategy: blue-green'));
     }
     instances.push({ instance, index });
   });
@@ -305,7 +315,7 @@ function buildInstance(
     port,
     flows,
     smoke: Array.isArray(raw.smoke) ? raw.smoke : [],
-    strategy: pick('strategy') ?? DEFAULT_SETTINGS.strategy,
+    ...strategyOf(pick('strategy')),
     labels: { ...(defaults.labels ?? {}), ...(raw.labels ?? {}) },
     keepWarm: pick('keepWarm') ?? DEFAULT_SETTINGS.keepWarm,
     // runtime: kubernetes is served by a Service (and only by one): see switchMismatch.
@@ -324,6 +334,30 @@ function buildInstance(
       ...(raw.credentials && Object.keys(raw.credentials).length ? { credentials: raw.credentials } : {}),
     },
   };
+}
+
+function canaryOf(strategy: unknown): RawCanary | undefined {
+  return isObject(strategy) && isObject(strategy.canary) ? (strategy.canary as RawCanary) : undefined;
+}
+
+function canaryDiagnostics(raw: RawCanary, at: (path: PathSegment[]) => Location): Diagnostic[] {
+  return canaryProblems(raw).map((p) => {
+    const where = at(p.path);
+    return error('InvalidCanary', where.file, where.line, where.col, `strategy.canary: ${p.message}`, p.hint);
+  });
+}
+
+/** The strategy and, for a canary that makes sense (canaryDiagnostics found nothing), its spec. */
+function strategyOf(setting: InstanceSettings['strategy']): Pick<Instance, 'strategy' | 'canary'> {
+  const canary = canaryOf(setting);
+  if (canary) {
+    try {
+      return canaryProblems(canary).length ? { strategy: 'canary' } : { strategy: 'canary', canary: canarySpec(canary) };
+    } catch {
+      return { strategy: 'canary' }; // a duration the schema reported
+    }
+  }
+  return { strategy: setting === 'recreate' ? 'recreate' : DEFAULT_SETTINGS.strategy };
 }
 
 /** Why the instance's switch cannot serve its runtime, or undefined. */

@@ -2,6 +2,7 @@
  * The fleet model: what fleet.yaml and the deploy plans say, after defaults are applied.
  * Field names mirror the YAML, which is a public contract (see schemas/).
  */
+import type { CanarySpec, RawCanary } from './canary.js';
 
 export const API_VERSION = 'tower.redforge.dev/v1';
 
@@ -45,7 +46,10 @@ export interface SmokeCheck {
 }
 
 export type RuntimeKind = 'process' | 'docker' | 'kubernetes';
-export type Strategy = 'blue-green' | 'recreate';
+/** How an update reaches traffic; canary's steps and analysis are Instance.canary. */
+export type Strategy = 'blue-green' | 'recreate' | 'canary';
+/** strategy as fleet.yaml writes it: a name, or { canary: … }. */
+export type StrategySetting = 'blue-green' | 'recreate' | { canary: RawCanary };
 export type ContextMode = 'memory' | 'shared';
 /** What serves an instance's stable address: Tower's own router (builtin), the operator's nginx, or a Kubernetes Service (runtime: kubernetes). */
 export type SwitchKind = 'builtin' | 'nginx' | 'service';
@@ -67,7 +71,7 @@ export interface ClusterSettings {
 /** Settings an instance inherits from spec.defaults unless it sets its own. */
 export interface InstanceSettings {
   runtime?: RuntimeKind;
-  strategy?: Strategy;
+  strategy?: StrategySetting;
   nodeRedVersion?: string;
   image?: string;
   env?: Record<string, EnvValue>;
@@ -118,6 +122,8 @@ export interface Instance {
   flows: string[];
   smoke: SmokeCheck[];
   strategy: Strategy;
+  /** strategy: canary's steps and analysis. */
+  canary?: CanarySpec;
   labels: Record<string, string>;
   keepWarm: string;
   drainTimeout: string;

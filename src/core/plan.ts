@@ -38,6 +38,10 @@ export interface Route {
   target?: Color;
   /** A switch serves the stable port already (a create that fails leaves it be). */
   switchExists?: boolean;
+  /** canary: the target runs the desired flows already (a canary under way when Tower restarted, or a warm standby). */
+  warm?: boolean;
+  /** canary: the target's share of new connections as the switch applies it now; the canary resumes at this step. */
+  resumeWeight?: number;
 }
 
 export interface PlanWave {

@@ -17,6 +17,10 @@
  *   AUDIT    confirm through the stable address that the new colour serves the desired rev.
  *   CLEANUP  once the whole rollout has succeeded: stop the old colour, or keep it warm for an
  *            instant swap back. Until then it stays, so any wave can still be rolled back.
+ * A canary (path canary) is a blue-green whose RESUME goes step by step: the switch sends
+ * each step's weight of new connections to the target and the step's analysis judges what it
+ * measured (actions split, analyse); the last step (100 %) ends in the route as blue-green's.
+ * A failed analysis routes everything back, drains the canary and removes it.
  * A failure before the switch removes the target and leaves the active colour untouched; a
  * failure after it switches back. Cosmetic changes, first creations, swap-backs to a warm
  * colour and prunes take shorter paths through the same phases (skipped phases say so).
@@ -33,6 +37,7 @@ export type RolloutPath =
   | 'in-place' // cosmetic change: a `nodes` deploy restarts nothing
   | 'recreate' // stop, then start (for instances that must never run twice)
   | 'create' // a new instance: start, verify, route
+  | 'canary' // as blue-green, but traffic moves to the new colour step by step, each step analysed
   | 'delete'; // prune: drain and remove
 
 export type Outcome =
@@ -57,6 +62,8 @@ export type Action =
   | { type: 'openGate'; color: Color }
   | { type: 'closeGate'; color: Color }
   | { type: 'route'; color: Color }
+  | { type: 'split'; color: Color; weight: number } // the canary colour's share of new connections; the active colour keeps the rest
+  | { type: 'analyse'; color: Color; step: number } // judge the canary over step `step` (an index into the instance's canary.steps); throws when it fails
   | { type: 'unroute' } // recreate only: nothing serves until the new colour is routed (the switch answers 502)
   | { type: 'drain'; color: Color }
   | { type: 'audit'; color: Color }
@@ -76,6 +83,10 @@ export interface SwapState {
   targetStarted: boolean;
   targetGateOpen: boolean;
   switched: boolean;
+  /** canary: the target has had a share of the traffic (a rollback routes it all back and drains it). */
+  split?: boolean;
+  /** canary: the steps this rollout runs (their index in the instance's canary.steps, and weight); a resumed canary starts where the switch is. */
+  canarySteps?: { step: number; weight: number }[];
   /** The stable address answers 503 (recreate, between stop and start). */
   unrouted: boolean;
   activeGateClosed: boolean;
@@ -115,16 +126,24 @@ const SKIPPED: Record<RolloutPath, Phase[]> = {
   'in-place': ['DRAIN', 'RESUME'],
   recreate: [],
   create: [],
+  canary: [],
   delete: ['DEPLOY', 'VERIFY', 'RESUME', 'AUDIT'],
 };
 
+/** A canary's steps, and whether its target runs already (a resumed canary): DRAIN and DEPLOY are then skipped. */
+export interface CanaryPlan {
+  steps: { step: number; weight: number }[];
+  warm: boolean;
+}
+
 /** The state before the first step. For create, target is the first colour (blue). */
-export function initialState(instance: string, path: RolloutPath, active: Color | undefined, target?: Color, switchExisted = false): SwapState {
+export function initialState(instance: string, path: RolloutPath, active: Color | undefined, target?: Color, switchExisted = false, canary?: CanaryPlan): SwapState {
   const t = target ?? (path === 'in-place' || path === 'delete' ? active! : active ? otherColor(active) : 'blue');
+  const skipped = path === 'canary' && canary?.warm ? SKIPPED.swap : SKIPPED[path];
   return {
     instance,
     path,
-    phase: firstPhase(path),
+    phase: skipped.includes('DRAIN') && skipped.includes('DEPLOY') ? 'VERIFY' : firstPhase(path),
     outcome: 'running',
     ...(active ? { active } : {}),
     target: t,
@@ -136,7 +155,8 @@ export function initialState(instance: string, path: RolloutPath, active: Color 
     activeStopped: false,
     switchCreated: false,
     ...(switchExisted ? { switchExisted } : {}),
-    skipped: SKIPPED[path],
+    ...(path === 'canary' ? { canarySteps: canary?.steps ?? [] } : {}),
+    skipped,
   };
 }
 
@@ -171,6 +191,10 @@ function phasesOf(s: SwapState): Partial<Record<Phase, Action[]>> {
       };
     case 'create':
       return { DRAIN: clearSlot, DEPLOY: start, VERIFY: verify, RESUME: [{ type: 'route', color: t }], AUDIT: audit };
+    case 'canary': {
+      const steps = (s.canarySteps ?? []).flatMap(({ step, weight }): Action[] => [{ type: 'split', color: t, weight }, { type: 'analyse', color: t, step }]);
+      return { DRAIN: clearSlot, DEPLOY: start, VERIFY: verify, RESUME: [...steps, { type: 'route', color: t }, { type: 'closeGate', color: a }, { type: 'drain', color: a }], AUDIT: audit };
+    }
     case 'in-place':
       return { DEPLOY: [{ type: 'deployInPlace', color: t }], VERIFY: [{ type: 'checkRev', color: t }, { type: 'smoke', color: t, kind: 'http' }, { type: 'smoke', color: t, kind: 'mqtt' }], AUDIT: audit };
     case 'delete':
@@ -194,6 +218,7 @@ function applyCompleted(s: SwapState, completed: readonly Action[]): SwapState {
     if (a.type === 'start' && a.color === s.target) next.targetStarted = true;
     if (a.type === 'openGate' && a.color === s.target) next.targetGateOpen = true;
     if (a.type === 'route' && a.color === s.target) next.switched = true;
+    if (a.type === 'split' && a.color === s.target) next.split = true;
     if (a.type === 'stop' && a.color === s.active) next.activeStopped = true;
     if (a.type === 'unroute') next.unrouted = true;
     if (a.type === 'closeGate' && a.color === s.active) next.activeGateClosed = true;
@@ -218,6 +243,16 @@ export function rollbackActions(s: SwapState): Action[] {
     }
     case 'delete':
       return [];
+    case 'canary': {
+      // Everything back to the active colour, the canary's requests finish, and it goes.
+      const out: Action[] = [];
+      if (a && (s.switched || s.split)) out.push({ type: 'route', color: a });
+      if (a && s.activeGateClosed) out.push({ type: 'openGate', color: a });
+      if (s.targetGateOpen || s.switched) out.push({ type: 'closeGate', color: t });
+      if (s.switched || s.split) out.push({ type: 'drain', color: t });
+      if (s.phase !== 'DRAIN' || s.targetStarted) out.push({ type: 'remove', color: t });
+      return out;
+    }
     case 'swap':
     case 'blue-green':
     case 'recreate': {

@@ -11,6 +11,7 @@ import type { Diagnostic } from './diagnostics.js';
 import type { Condition, Decision } from './decide.js';
 import type { LiveInstance } from './live.js';
 import type { Phase } from './rollout.js';
+import type { TrafficSummary } from './traffic.js';
 import type { Target } from './revisions.js';
 
 export type RolloutOutcome = 'running' | 'succeeded' | 'failed' | 'rolled-back' | 'superseded' | 'interrupted' | 'invalid';
@@ -41,7 +42,18 @@ export interface RolloutProgress {
   revision?: string;
   startedAt: string;
   waves: { index: number; instances: string[]; state: 'pending' | 'running' | 'healthy' | 'failed' }[];
-  instances: Record<string, { phase?: Phase; path?: string; outcome?: string; error?: string; wave: number }>;
+  instances: Record<string, { phase?: Phase; path?: string; outcome?: string; error?: string; wave: number; canary?: CanaryProgress }>;
+}
+
+/** A canary under way: the step, the weight the switch applies, both colours' numbers since the step began. */
+export interface CanaryProgress {
+  step: number;
+  steps: number;
+  weight: number;
+  canary: TrafficSummary;
+  baseline: TrafficSummary;
+  verdict: 'pass' | 'fail' | 'wait';
+  reason: string;
 }
 
 export interface SourceStatus {

@@ -17,6 +17,8 @@ import { withCredentials } from '../core/credentials.js';
 import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credentials.js';
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
+import type { TrafficSummary } from '../core/traffic.js';
+import { analyseStep, splitTraffic } from './canary.js';
 
 export interface ActDeps {
   fleet: string;
@@ -40,6 +42,8 @@ export class InstanceActions {
   /** The flows the active colour ran before an in-place deploy, and Tower's record of them, to restore both. */
   previousFlows?: FlowNode[];
   previousRecord?: { rev: string; flowsHash: string };
+  /** canary: the baseline's numbers of the last step that had enough of them, for steps that leave it too little traffic. */
+  canaryReference?: TrafficSummary;
   /** When each colour's gate closed: MQTT work it had taken (and acknowledged) may still run. */
   readonly gateClosedAt: Partial<Record<Color, number>> = {};
 
@@ -179,6 +183,8 @@ export class InstanceActions {
       context: desired.config.context,
       labels: desired.labels,
       admin: rt.adminCredentials,
+      ...(desired.config.replicas ? { replicas: desired.config.replicas } : {}),
+      drainMs: this.drainMs(),
       // Colours of one instance share one context namespace, so context survives the swap.
       ...(desired.config.context === 'shared' && rt.redisUrl ? { sharedContext: { url: rt.redisUrl, prefix: `tower:${deps.fleet}:${this.instance}` } } : {}),
     };
@@ -352,6 +358,12 @@ const HANDLERS: Handlers = {
     if (!c) throw new TowerError(`no ${color} colour to route to`, 'ColorMissing');
     await a.sw().route(a.instance, { color, port: c.port });
     a.recordApplied(color);
+  },
+  async split(a, { color, weight }) {
+    await splitTraffic(a, color, weight);
+  },
+  async analyse(a, { color, step }) {
+    await analyseStep(a, color, step, a.deps.runtime.readMetric?.bind(a.deps.runtime));
   },
   async unroute() {
     // the switch keeps the old route; with the old colour stopped it answers 502 until the new one is routed

@@ -13,6 +13,8 @@ import type { RepoReader } from '../core/load.js';
 import type { FleetStatus } from '../core/status.js';
 import type { FleetRuntime, FleetSource, Leadership, MetricsSink, Reporter, RuntimeDriver, StateStore, TrafficSwitch } from './ports.js';
 import { Reconciler } from './reconciler.js';
+import type { LiveInstance } from '../core/live.js';
+import type { LoadedRevision } from './revisions.js';
 
 /** After these, the next pass runs at once (to confirm what was done); after the others — a failed repair included, lest it loop — at the next trigger or wake-up. */
 const AGAIN_AT_ONCE = new Set(['repaired', 'housekeeping', 'rolled-out', 'failed', 'superseded', 'interrupted']);
@@ -77,6 +79,19 @@ export class Daemon extends EventEmitter {
   /** The status as the last pass derived it (with the rollout's live progress). */
   get state(): FleetStatus {
     return { ...this.reconciler.status, leader: this.leader };
+  }
+
+  /** Read-only views for the status page's drawings: the last observation, a revision's flows, what ran when a rollout started. */
+  get observed(): Reconciler['observed'] {
+    return this.reconciler.observed;
+  }
+
+  loadRevision(revision: string): Promise<LoadedRevision> {
+    return this.reconciler.revisions.load(revision);
+  }
+
+  rolloutBase(revision: string): readonly LiveInstance[] | undefined {
+    return this.reconciler.rolloutBase.get(revision);
   }
 
   /**

@@ -47,7 +47,7 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
       return {
         name,
         ...(record?.port ? { port: record.port } : {}),
-        ...(sw ? { switch: { kind: found!.of.kind, running: sw.running, port: sw.listenPort, url: found!.of.url(sw.listenPort, name), ...(routed ? { routed } : {}) } } : {}),
+        ...(sw ? { switch: { kind: found!.of.kind, running: sw.running, port: sw.listenPort, url: found!.of.url(sw.listenPort, name), ...(routed ? { routed } : {}), ...canaryWeightOf(sw.split, routed) } } : {}),
         colors,
         flows,
         ...(rev ? { rev } : {}),
@@ -58,6 +58,12 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
       };
     }),
   );
+}
+
+/** The weight of the colour that is not routed, in a split. */
+function canaryWeightOf(split: { color: Color; weight: number }[] | undefined, routed: Color | undefined): { canaryWeight?: number } {
+  const canary = routed ? split?.find((u) => u.color !== routed) : undefined;
+  return canary ? { canaryWeight: canary.weight } : {};
 }
 
 function liveColor(r: RunningColor, record: { rev: string; config: LiveColor['config']; keepWarmUntil?: string } | undefined): LiveColor {

@@ -10,6 +10,7 @@ import type { Color, Phase } from '../core/rollout.js';
 import type { CommitInfo, FleetStatus, RolloutOutcome } from '../core/status.js';
 import type { ExitInfo } from '../core/live.js';
 import type { BrokerConnection } from '../core/broker-credentials.js';
+import type { TrafficStats, TrafficSummary } from '../core/traffic.js';
 
 export type { Color, CommitInfo, RolloutOutcome };
 export { TowerError } from './errors.js';
@@ -46,6 +47,9 @@ export interface ColorSpec extends ColorIdentity {
   labels: Record<string, string>;
   /** adminAuth credentials Node-RED is configured with. Never logged. */
   admin: AdminCredentials;
+  /** Copies of the colour (fleet.yaml replicas; absent: 1) and how long its requests in flight may take (drainTimeout), for a runtime that sizes them itself (kubernetes). */
+  replicas?: number;
+  drainMs?: number;
 }
 
 export type ColorStatus = 'created' | 'running' | 'exited' | 'unknown';
@@ -110,11 +114,18 @@ export interface Upstream {
   port: number;
 }
 
+/** A colour's share of new connections in a split, percent. */
+export interface WeightedUpstream extends Upstream {
+  weight: number;
+}
+
 export interface SwitchStatus {
   instance: string;
   listenPort: number;
   /** Where new requests go; undefined until the first route. */
   active?: Upstream;
+  /** A weighted split between the routed colour and the other (a canary), when one is set. */
+  split?: WeightedUpstream[];
   /** Requests in flight, per colour. */
   inflight: Partial<Record<Color, number>>;
   running: boolean;
@@ -133,6 +144,14 @@ export interface TrafficSwitch {
   ensure(instance: string, listenPort: number): Promise<SwitchStatus>;
   /** Atomically sends new requests to upstream; requests in flight finish where they started. */
   route(instance: string, upstream: Upstream): Promise<SwitchStatus>;
+  /**
+   * Splits new connections between the routed colour and the other by weight (two entries,
+   * weights adding up to 100); undefined ends the split. Switches that cannot weigh or count
+   * traffic leave split and stats out (fleet.yaml's canary asks for the builtin switch).
+   */
+  split?(instance: string, upstreams: WeightedUpstream[] | undefined): Promise<SwitchStatus>;
+  /** Cumulative per-colour counters since the switch started (see core/traffic.ts). */
+  stats?(instance: string): Promise<TrafficStats>;
   /** Resolves when no request is in flight to color, or when timeoutMs has passed. */
   drain(instance: string, color: Color, timeoutMs: number): Promise<DrainResult>;
   status(instance: string): Promise<SwitchStatus | undefined>;
@@ -379,6 +398,8 @@ export interface FleetRuntime {
   redisUrl?: string;
   /** REDIS_URL, or the embedded Redis, started now (again, if it died); undefined without either (redis-server not installed). */
   ensureSharedContext(): Promise<string | undefined>;
+  /** The value of a Prometheus query (a canary's analysis.prometheus): one number, or an error. */
+  readMetric?(url: string, query: string): Promise<number>;
   /** Stops the embedded broker and Redis, if Tower runs them (destroy); their data stays in the state directory. */
   stopEmbedded(): Promise<void>;
   close(): Promise<void>;
@@ -391,4 +412,6 @@ export interface MetricsSink {
   appliedRevisionAt(at: Date): void;
   restart(instance: string, what: string, kind: string): void;
   fromStatus(status: FleetStatus): void;
+  /** A canary's weight and both colours' numbers over its current step. */
+  canary?(instance: string, weight: number, canary: TrafficSummary, baseline: TrafficSummary): void;
 }

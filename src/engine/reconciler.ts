@@ -61,6 +61,10 @@ export class Reconciler {
   private asideBusy = false;
   /** When the pass wants to run again at the latest (a backoff ends, a standby expires). */
   wakeAt?: number;
+  /** What the last pass observed and the revision it compared with (read-only, for the status page's drawings). */
+  observed?: { live: readonly LiveInstance[]; desired?: LoadedRevision };
+  /** What ran when the last rollouts started, by revision (the plan page draws a rollout against it); the newest few. */
+  readonly rolloutBase = new Map<string, readonly LiveInstance[]>();
   private readonly now: () => Date;
 
   constructor(private readonly opts: ReconcilerOptions) {
@@ -121,6 +125,7 @@ export class Reconciler {
     if (desired && usesSharedContext(desired.repo.instances)) await rt.ensureSharedContext();
     if (desired && usesKubernetes(desired.repo.instances)) rt.useCluster?.(fleet, desired.repo.fleet?.kubernetes);
     const live = await observeFleet(rt, fleet);
+    this.observed = { live, ...(desired ? { desired } : {}) };
     this.restarts = settleRestarts(this.restarts, (key) => restartState(live, key), now.getTime());
     // decide
     const decision = decide({ ...(desired ? { desired: { fleet: desired.repo.fleet!, instances: desired.repo.instances } } : {}), mode: target.mode, canPlan: target.canPlan, live, restarts: this.restarts, repairFailures: this.repairFailures, now: now.getTime() });
@@ -277,6 +282,9 @@ export class Reconciler {
       { id: randomUUID(), fleet, revision: desired.revision, ...(desired.commit ? { commit: desired.commit } : {}), plan: decision.plan, report: { fleet, revision: desired.revision, valid: true, plan: decision.plan, instances: decision.diffs, diagnostics: repo.diagnostics, flows: diagramFlows(decision.diffs, repo.instances, live) }, newRevision, actor: newRevision ? 'tower' : decision.instances.some((i) => i.planned && i.drift) ? 'self-heal' : 'repair' },
     );
     await recorder.begin();
+    this.rolloutBase.delete(desired.revision);
+    this.rolloutBase.set(desired.revision, live);
+    while (this.rolloutBase.size > 2) this.rolloutBase.delete(this.rolloutBase.keys().next().value!);
     let result: RolloutResult | undefined;
     let thrown: string | undefined;
     this.rolling = { fleet, desired, instances: new Set(decision.plan.waves.flatMap((w) => w.steps.map((st) => st.instance))) };

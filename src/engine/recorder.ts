@@ -120,6 +120,12 @@ export class RolloutRecorder {
         for (const name of e.instances) if (r.instances[name]) r.instances[name]!.phase = 'CLEANUP';
         log.info({ instances: e.instances }, 'cleaning up: old colours are stopped or parked warm');
         break;
+      case 'canary': {
+        if (r.instances[e.instance]) r.instances[e.instance]!.canary = { step: e.step + 1, steps: e.steps, weight: e.weight, canary: e.canary, baseline: e.baseline, verdict: e.verdict.verdict, reason: bounded(e.verdict.reason) };
+        if (e.verdict.verdict !== 'wait') log[e.verdict.verdict === 'pass' ? 'info' : 'warn']({ instance: e.instance, step: e.step + 1, weight: e.weight, canary: e.canary, baseline: e.baseline }, `canary step ${e.step + 1} (${e.weight}%): ${e.verdict.verdict}: ${e.verdict.reason}`);
+        this.deps.metrics?.canary?.(e.instance, e.weight, e.canary, e.baseline);
+        break;
+      }
       case 'warning':
         log.warn({ ...(e.instance ? { instance: e.instance } : {}) }, e.message);
         break;

@@ -6,7 +6,7 @@
 import type { LiveInstance } from '../core/live.js';
 import type { DesiredInstance } from '../core/model.js';
 import type { Route } from '../core/plan.js';
-import { initialState, isFinal, step, type Action, type Observation, type Phase, type RolloutPath, type SwapState } from '../core/rollout.js';
+import { initialState, isFinal, step, type Action, type CanaryPlan, type Observation, type Phase, type RolloutPath, type SwapState } from '../core/rollout.js';
 import { InstanceActions, type ActDeps } from './actions.js';
 import { TowerError } from './ports.js';
 
@@ -43,7 +43,7 @@ export class InstanceRunner {
       journal?: (instance: string, state: SwapState) => Promise<void>;
     },
   ) {
-    this.state = initialState(instance, route.path, route.active, route.target, route.switchExists);
+    this.state = initialState(instance, route.path, route.active, route.target, route.switchExists, canaryPlan(route, desired));
     this.actions = new InstanceActions(instance, desired, live, deps, this.state.target);
   }
 
@@ -117,6 +117,15 @@ export class InstanceRunner {
     else this.phases.push({ phase, ms });
     this.phaseStarted = Date.now();
   }
+}
+
+/** The steps a canary runs: all of them, or — resuming — from the one at the weight the switch applies. */
+function canaryPlan(route: Route, desired: DesiredInstance | undefined): CanaryPlan | undefined {
+  if (route.path !== 'canary') return undefined;
+  const all = (desired?.canary?.steps ?? []).map((s, step) => ({ step, weight: s.weight }));
+  const from = route.resumeWeight ?? 0;
+  const rest = all.filter((s) => s.weight >= from);
+  return { steps: rest.length ? rest : all.slice(-1), warm: route.warm === true };
 }
 
 export function describeError(action: Action, err: unknown): string {

@@ -20,6 +20,11 @@ import type { RolloutRecord } from '../engine/ports.js';
 import { renderStatusMain, renderStatusPage, STATUS_PAGE_CSP, type StatusPageModel } from './page.js';
 import { MAX_BACKLOG_BYTES, pumpStatus, STALL_MS, StatusFeed, type StatusStreamOptions } from './sse.js';
 import { readBounded, UploadGate, type UploadLimits } from './upload.js';
+import { instanceModel, PlanViews, TooBusy, type PageSources } from './flow-views.js';
+import { HealthRing } from './health-ring.js';
+import { renderInstancePage } from './instance-page.js';
+import { ASSET_PATHS, FLOW_PAGE_CSP, FLOWS_SCRIPT, rendererAssets } from './page/flow-assets.js';
+import { renderPlanPage } from './plan-page.js';
 
 export interface WebhookResult {
   status: number;
@@ -68,6 +73,12 @@ export interface AppDeps {
   /** Tighter or looser bounds than SERVER_LIMITS (tests); the event stream's pacing too. */
   limits?: Partial<Omit<ServerLimits, 'webhook'>> & { webhook?: Partial<UploadLimits> };
   events?: Pick<StatusStreamOptions, 'heartbeatMs' | 'minIntervalMs'>;
+  /** What the instance and plan pages draw from (flow-views.ts); without it they answer 404. */
+  pages?: PageSources;
+  /** Health over time per instance; the caller feeds it (run.ts: on every status change). Without it, the app samples when a page is rendered. */
+  health?: HealthRing;
+  /** The clock of the pages (tests). */
+  now?: () => Date;
 }
 
 /** How many rollouts the status API, the page and the events carry. */
@@ -86,6 +97,9 @@ export function createApp(deps: AppDeps): Hono {
   const limits: ServerLimits = { ...SERVER_LIMITS, ...deps.limits, webhook: { ...SERVER_LIMITS.webhook, ...deps.limits?.webhook } };
   const retryAfter = { 'retry-after': String(limits.retryAfterSeconds) };
 
+  const now = deps.now ?? (() => new Date());
+  const health = deps.health ?? new HealthRing();
+
   /** What the status API, the page and the events show: one shape for all three. */
   async function snapshot(): Promise<StatusPageModel> {
     const status = deps.status();
@@ -103,12 +117,48 @@ export function createApp(deps: AppDeps): Hono {
 
   // The status page; `?fragment=1` is its <main> alone, which the page's script swaps in live.
   app.get('/', async (c) => {
-    const model = await snapshot();
-    const opts = { now: new Date() };
+    const snap = await snapshot();
+    health.record(snap, now().getTime());
+    const model = { ...snap, health: health.all() };
+    const opts = { now: now() };
     const headers = { 'cache-control': 'no-store', 'content-security-policy': STATUS_PAGE_CSP, 'referrer-policy': 'no-referrer' };
     if (c.req.query('fragment') !== undefined) return c.html(renderStatusMain(model, opts), 200, headers);
     return c.html(renderStatusPage(model, opts), 200, headers);
   });
+
+  // An instance, and a revision's plan, drawn (read-only; see flow-views.ts for their bounds).
+  const flowHeaders = { 'cache-control': 'no-store', 'content-security-policy': FLOW_PAGE_CSP, 'referrer-policy': 'no-referrer' };
+  const plans = deps.pages ? new PlanViews(deps.pages) : undefined;
+  app.get('/instances/:name', async (c) => {
+    const name = c.req.param('name');
+    health.record(deps.status(), now().getTime());
+    const history = (await deps.history(50).catch(() => [])).map(boundRecord);
+    const model = await instanceModel(name, { status: deps.status(), version: deps.version, history, health: health.of(name), ...(deps.pages ? { sources: deps.pages } : {}) });
+    if (!model) return c.json({ error: `no instance ${name.slice(0, 200)} in this fleet` }, 404);
+    return c.html(renderInstancePage(model, { now: now() }), 200, flowHeaders);
+  });
+  app.get('/revisions/:sha', async (c) => {
+    if (!plans) return c.json({ error: 'plans are not available here' }, 404);
+    const sha = c.req.param('sha');
+    const history = (await deps.history(50).catch(() => [])).map(boundRecord);
+    try {
+      const model = await plans.model(sha, { status: deps.status(), version: deps.version, history });
+      if (!model) return c.json({ error: `Tower knows no revision ${sha.slice(0, 64)}: it shows the revisions it is rolling out, rejected, runs or rolled out lately` }, 404);
+      return c.html(renderPlanPage(model, { now: now() }), 200, flowHeaders);
+    } catch (err) {
+      if (err instanceof TooBusy) return c.json({ error: err.message }, 503, retryAfter);
+      return c.json({ error: `the revision cannot be loaded: ${(err as Error).message.slice(0, 500)}` }, 502);
+    }
+  });
+  // The renderer (FlowFuse's, from its npm package) and our script: same-origin files, so the CSP needs no inline script.
+  const asset = (c: Context, body: string, type: string) => {
+    c.header('content-type', type);
+    c.header('cache-control', 'public, max-age=3600');
+    return c.body(body, 200);
+  };
+  app.get(ASSET_PATHS.renderer, (c) => asset(c, rendererAssets().js, 'text/javascript; charset=utf-8'));
+  app.get(ASSET_PATHS.rendererCss, (c) => asset(c, rendererAssets().css, 'text/css; charset=utf-8'));
+  app.get(ASSET_PATHS.script, (c) => asset(c, FLOWS_SCRIPT, 'text/javascript; charset=utf-8'));
 
   app.get('/api/v1/status', async (c) => c.json(await snapshot(), 200, { 'cache-control': 'no-store' }));
 

@@ -15,6 +15,7 @@ import type { FleetStatus, InstanceStatus } from '../core/status.js';
 import { CSS, SCRIPT } from './page/assets.js';
 import { absolute, badge, colorBadge, escapeHtml, firstLine, formatDuration, HEALTH, html, OUTCOME, outcomeBadge, plural, revCode, shortRev, SYNC, when, type RenderOptions, type SafeHtml, type StatusPageModel, type Tone } from './page/html.js';
 import { rolloutPanel, rolloutProgress } from './page/rollout.js';
+import { picturesSection } from './page/pictures.js';
 
 export { STATUS_PAGE_CSP } from './page/assets.js';
 export { escapeHtml, formatDuration, relativeTime, shortRev, type RenderOptions, type StatusPageModel } from './page/html.js';
@@ -109,7 +110,7 @@ function healthBadge(i: InstanceStatus): SafeHtml {
 function instancesTable(s: StatusPageModel, opts: RenderOptions): SafeHtml {
   const rows = s.instances.map(
     (i) => html`<tr data-instance="${i.name}" data-health="${i.health}"${i.drift ? html` class="drifted"` : ''}>
-<th scope="row">${i.name}${i.runtime ? html`<span class="sub muted">${i.runtime}</span>` : ''}</th>
+<th scope="row"><a class="inst-link" href="/instances/${encodeURIComponent(i.name)}">${i.name}</a>${i.runtime ? html`<span class="sub muted">${i.runtime}</span>` : ''}</th>
 <td>${colorBadge(i.color)}</td>
 <td>${i.port ?? html`<span class="muted">—</span>`}</td>
 <td>${healthBadge(i)}${i.healthMessage ? html`<span class="sub">${i.healthMessage}</span>` : ''}${i.restarts ? html`<span class="sub muted">restarted ${i.restarts}×${i.nextRestartAt ? html`, next ${when(i.nextRestartAt, opts)}` : ''}</span>` : ''}</td>
@@ -193,6 +194,7 @@ ${overview(s, opts)}
 ${s.rollout ? rolloutPanel(s.rollout, opts) : ''}
 ${validationSection(s)}
 ${instancesTable(s, opts)}
+${picturesSection(s, opts)}
 ${historySection(s, opts)}
 <p class="rendered muted">Rendered <time datetime="${opts.now.toISOString()}">${absolute(opts.now)}</time> · Tower ${s.version}</p>
 </main>`.html;

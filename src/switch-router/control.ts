@@ -1,6 +1,7 @@
 /**
  * The router's control channel: HTTP on 127.0.0.1 (an ephemeral port), a bearer token
- * compared in constant time, and three calls — GET /state, POST /route {color, port},
+ * compared in constant time, and these calls — GET /state, GET /stats (per-colour counters),
+ * POST /route {color, port}, POST /split {upstreams: [{color, port, weight}×2] | null},
  * POST /drain {color, timeoutMs}. Bodies are JSON objects of at most 64 KiB; anything else
  * is a 400.
  */
@@ -8,6 +9,8 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Color } from '../adapters/runtime/types.js';
 import type { DrainResult, Upstream } from '../adapters/switch/types.js';
+import type { TrafficStats } from '../core/traffic.js';
+import type { WeightedUpstream } from './split.js';
 
 export const COLORS: readonly Color[] = ['blue', 'green'];
 const MAX_CONTROL_BODY = 64 * 1024;
@@ -18,6 +21,8 @@ export interface RouterState {
   pid: number;
   listenPort: number;
   active?: Upstream;
+  /** A weighted split of new connections between the routed colour and the other, when one is set. */
+  split?: WeightedUpstream[];
   inflight: Record<Color, number>;
   websockets: Record<Color, number>;
 }
@@ -37,6 +42,9 @@ export interface ControlDeps {
   token: string;
   state: () => RouterState;
   route: (upstream: Upstream) => void;
+  /** Throws (a 400) when the split is not one. */
+  split: (upstreams: WeightedUpstream[] | undefined) => void;
+  stats: () => TrafficStats;
   drain: (color: Color, timeoutMs: number) => Promise<RouterDrainResult>;
 }
 
@@ -45,12 +53,22 @@ export async function handleControl(req: IncomingMessage, res: ServerResponse, d
   if (!authorized(req.headers.authorization, deps.token)) return sendJson(res, 401, { error: 'unauthorized' });
   const key = `${req.method} ${req.url}`;
   if (key === 'GET /state') return sendJson(res, 200, deps.state());
-  if (key !== 'POST /route' && key !== 'POST /drain') return sendJson(res, 404, { error: `no such endpoint: ${key}` });
+  if (key === 'GET /stats') return sendJson(res, 200, deps.stats());
+  if (key !== 'POST /route' && key !== 'POST /drain' && key !== 'POST /split') return sendJson(res, 404, { error: `no such endpoint: ${key}` });
   const body = await readJson(req);
   if (body === undefined) return sendJson(res, 400, { error: 'body must be a JSON object of at most 64 KiB' });
   if (key === 'POST /route') {
     if (!isUpstream(body)) return sendJson(res, 400, { error: 'route needs {color: blue|green, port: 1..65535}' });
     deps.route(body);
+    return sendJson(res, 200, deps.state());
+  }
+  if (key === 'POST /split') {
+    const { upstreams } = body as { upstreams?: WeightedUpstream[] | null };
+    try {
+      deps.split(upstreams ?? undefined);
+    } catch (err) {
+      return sendJson(res, 400, { error: (err as Error).message });
+    }
     return sendJson(res, 200, deps.state());
   }
   const { color, timeoutMs } = body as { color?: unknown; timeoutMs?: unknown };

@@ -56,13 +56,18 @@ async function main(): Promise<void> {
   // A restarted router resumes where the last one was routing.
   const previous = readRecord(stateFile);
   const resumed = previous?.instance === instance ? previous.active : undefined;
+  const resumedSplit = previous?.instance === instance ? previous.split : undefined;
   let record: RouterRecord | undefined;
 
   const router = await startRouter({
     instance, listenPort, host: values.host, idleTimeoutMs, active: resumed, log: say,
+    ...(resumedSplit ? { split: resumedSplit } : {}),
     // Persist first: a route the file does not hold would be lost by a restart.
     onRoute: (active) => {
-      if (record) writeRecord(stateFile, (record = { ...record, active }));
+      if (record) writeRecord(stateFile, (record = { ...record, active, split: undefined }));
+    },
+    onSplit: (split) => {
+      if (record) writeRecord(stateFile, (record = { ...record, split }));
     },
   }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRINUSE') fail(3, `${values.host}:${listenPort} is already in use (instance ${instance})`);
@@ -70,7 +75,7 @@ async function main(): Promise<void> {
   });
   record = {
     instance, pid: process.pid, listenPort: router.listenPort, controlPort: router.controlPort,
-    token: router.token, active: resumed, startedAt: new Date().toISOString(),
+    token: router.token, active: resumed, ...(router.state().split ? { split: router.state().split } : {}), startedAt: new Date().toISOString(),
   };
   writeRecord(stateFile, record);
   say(`instance ${instance}: serving ${values.host}:${router.listenPort}, control on 127.0.0.1:${router.controlPort}`

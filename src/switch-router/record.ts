@@ -4,6 +4,7 @@
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Upstream } from '../adapters/switch/types.js';
+import type { WeightedUpstream } from './split.js';
 
 /** What main.ts keeps in stateDir/switch/<instance>.json (mode 0600) and the adapter reads. */
 export interface RouterRecord {
@@ -13,6 +14,8 @@ export interface RouterRecord {
   controlPort: number;
   token: string;
   active?: Upstream;
+  /** A weighted split a restarted router resumes (see split.ts). */
+  split?: WeightedUpstream[];
   startedAt: string;
 }
 

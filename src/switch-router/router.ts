@@ -16,6 +16,8 @@ import type { Duplex } from 'node:stream';
 import type { Color } from '../adapters/runtime/types.js';
 import type { Upstream } from '../adapters/switch/types.js';
 import { COLORS, handleControl, isUpstream, sendJson, type RouterDrainResult, type RouterState } from './control.js';
+import { Accounting, isSplit, Splitter, type RequestEnd, type WeightedUpstream } from './split.js';
+import type { TrafficStats } from '../core/traffic.js';
 
 /** Upstreams are always local: the colours bind loopback only. */
 const UPSTREAM_HOST = '127.0.0.1';
@@ -36,6 +38,12 @@ export interface RouterOptions {
   token?: string;
   /** Runs before a new route takes effect; throwing refuses the route (main.ts persists it here). */
   onRoute?: (upstream: Upstream) => void;
+  /** A weighted split between the routed colour and the other one to resume (see split.ts). */
+  split?: WeightedUpstream[];
+  /** Runs before a new split (or its end: undefined) takes effect; main.ts persists it here. */
+  onSplit?: (split: WeightedUpstream[] | undefined) => void;
+  /** Count requests, outcomes and latency per colour (default true; the bench turns it off for its baseline). */
+  accounting?: boolean;
   log?: (line: string) => void;
 }
 
@@ -45,6 +53,9 @@ export interface RouterHandle {
   readonly token: string;
   state(): RouterState;
   route(upstream: Upstream): void;
+  /** Splits new connections between the routed colour and the other by weight; undefined ends the split. */
+  split(upstreams: WeightedUpstream[] | undefined): void;
+  stats(): TrafficStats;
   drain(color: Color, timeoutMs: number): Promise<RouterDrainResult>;
   /** Stops accepting, lets requests in flight finish for up to graceMs, then closes everything. */
   close(graceMs?: number): Promise<void>;
@@ -104,17 +115,30 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   const agents = perColor(() => new http.Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS, maxFreeSockets: 64 }));
   const waiters = new Set<() => void>();
   const notify = (): void => waiters.forEach((check) => check());
+  const splitter = new Splitter();
+  const accounting = options.accounting === false ? undefined : new Accounting(`${process.pid}@${new Date().toISOString()}`);
+  if (options.split && active && isSplit(options.split) && options.split.some((u) => u.color === active!.color)) splitter.set(options.split);
+
+  /** Where a new request on this connection goes: its share of a split, else the route. */
+  const choose = (connection: object): Upstream | undefined => (active ? (splitter.pick(connection) ?? active) : undefined);
 
   function proxy(req: IncomingMessage, res: ServerResponse): void {
-    const upstream = active; // read once: this request stays on this colour
+    const upstream = choose(req.socket); // chosen once: this request stays on this colour
     if (!upstream) {
       plain(res, 503, `no upstream for instance ${instance} yet`, { 'retry-after': '1' });
       return;
     }
     const { color } = upstream;
     inflight[color] += 1;
+    const startedAt = accounting ? performance.now() : 0;
+    /** Set when the colour gave no (whole) answer: the switch answered for it, or cut the body. */
+    let failed = false;
     res.once('close', () => {
       inflight[color] -= 1;
+      if (accounting) {
+        const end: RequestEnd = failed ? 'failed' : res.writableFinished ? { status: res.statusCode } : 'aborted';
+        accounting.record(color, end, performance.now() - startedAt);
+      }
       notify();
     });
     const forward = http.request({
@@ -131,11 +155,14 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
       }
       answer.pipe(res);
       answer.on('close', () => {
-        if (!answer.complete) res.destroy(); // upstream died mid-body: the client must not see a short body as complete
+        if (answer.complete) return;
+        failed = !res.destroyed; // upstream died mid-body (not the client leaving)
+        res.destroy(); // the client must not see a short body as complete
       });
     });
     forward.on('error', (err) => {
       if (res.destroyed) return; // the client left first; nobody to tell
+      failed = true;
       const { status, text } = errorReason(err, upstream);
       log(`${req.method} ${req.url}: ${text}`);
       // The rest of the request body is unread: close the connection after answering.
@@ -150,7 +177,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
 
   function upgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
     client.on('error', () => client.destroy());
-    const upstream = active;
+    const upstream = choose(client);
     if (!upstream) {
       client.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
@@ -200,6 +227,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   function state(): RouterState {
     return {
       instance, pid: process.pid, listenPort: address(server).port, active,
+      ...(splitter.current ? { split: splitter.current } : {}),
       inflight: { ...inflight },
       websockets: { blue: websockets.blue.size, green: websockets.green.size },
     };
@@ -209,7 +237,23 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
     if (!isUpstream(upstream)) throw new Error('route needs {color: blue|green, port: 1..65535}');
     options.onRoute?.(upstream);
     active = { color: upstream.color, port: upstream.port }; // the switch: one assignment
+    if (splitter.current) splitter.set(undefined); // a route sends everything to one colour: a split ends
     log(`route -> ${upstream.color} (${UPSTREAM_HOST}:${upstream.port})`);
+  }
+
+  function split(upstreams: WeightedUpstream[] | undefined): void {
+    if (upstreams !== undefined) {
+      if (!isSplit(upstreams)) throw new Error('split needs two colours {color, port, weight: 0..100} whose weights add up to 100');
+      const routed = upstreams.find((u) => u.color === active?.color);
+      if (!routed || routed.port !== active?.port) throw new Error(`split needs the routed colour ${active ? `${active.color} (port ${active.port})` : '(none yet)'} as one of its two`);
+    }
+    options.onSplit?.(upstreams);
+    splitter.set(upstreams);
+    log(upstreams ? `split -> ${upstreams.map((u) => `${u.color} ${u.weight}%`).join(', ')}` : 'split ended');
+  }
+
+  function stats(): TrafficStats {
+    return accounting?.snapshot() ?? { since: 'off', colors: {} };
   }
 
   function drain(color: Color, timeoutMs: number): Promise<RouterDrainResult> {
@@ -236,7 +280,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   server.on('clientError', (_err, socket) => socket.destroy());
 
   const control = http.createServer((req, res) => {
-    handleControl(req, res, { token, state, route, drain }).catch((err: Error) => sendJson(res, 500, { error: err.message }));
+    handleControl(req, res, { token, state, route, split, stats, drain }).catch((err: Error) => sendJson(res, 500, { error: err.message }));
   });
   control.on('clientError', (_err, socket) => socket.destroy());
 
@@ -262,7 +306,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   return {
     listenPort: address(server).port,
     controlPort: address(control).port,
-    token, state, route, drain, close,
+    token, state, route, split, stats, drain, close,
   };
 }
 

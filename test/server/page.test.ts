@@ -51,7 +51,7 @@ describe('renderStatusPage', () => {
     const table = section(page, 'instances');
     for (const name of ['embeddings', 'errors', 'ingest', 'query', 'storage']) expect(table).toContain(`<tr data-instance="${name}" data-health="Healthy">`);
     expect(table).toContain('<th scope="col">Health</th>');
-    expect(table).toContain('<th scope="row">ingest');
+    expect(table).toContain('<th scope="row"><a class="inst-link" href="/instances/ingest">ingest</a>');
     expect(table).toContain('colour-green');
     expect(table).toContain('1881');
     expect(table).toContain('4.1.8');
@@ -188,8 +188,9 @@ describe('renderStatusPage', () => {
     expect(page).not.toContain(xss);
     expect(page).not.toContain(img);
     expect(page).not.toContain(attr);
-    expect(page).not.toContain('<svg');
+    expect(page).not.toContain('<svg onload');
     expect(page).not.toContain('<img');
+    expect(page).toContain('href="/instances/evil%22%3E%3Csvg%20onload%3Dalert(3)%3E"');
     expect(page.match(/<script/g)).toHaveLength(1); // ours only
     expect(page).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(page).toContain('&quot;&gt;&lt;svg onload=alert(3)&gt;');
@@ -261,7 +262,9 @@ describe('createApp: the page and the event stream', () => {
 
   it('is read-only: anything but GET answers 405, on the page and the event stream too', async () => {
     const app = createApp(statusProvider(syncedStatus()).deps);
-    for (const [method, path] of [['POST', '/'], ['PUT', '/api/v1/status'], ['DELETE', '/'], ['POST', '/api/v1/events'], ['PATCH', '/?fragment=1']] as const) {
+    const drawn = ['/instances/ingest', `/revisions/${REV_A}`, '/assets/flows.js', '/assets/flow-renderer.js', '/assets/flow-renderer.css'];
+    const others = drawn.flatMap((path) => (['POST', 'PUT', 'DELETE', 'PATCH'] as const).map((method) => [method, path] as const));
+    for (const [method, path] of [['POST', '/'], ['PUT', '/api/v1/status'], ['DELETE', '/'], ['POST', '/api/v1/events'], ['PATCH', '/?fragment=1'], ...others] as const) {
       const res = await app.request(path, { method });
       expect(res.status, `${method} ${path}`).toBe(405);
       expect(res.headers.get('allow')).toBe('GET, HEAD');

@@ -28,7 +28,7 @@ export interface KubeEvent {
 export interface KubeObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string>; creationTimestamp?: string; deletionTimestamp?: string; ownerReferences?: { uid: string; kind: string; name: string }[] };
+  metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string>; creationTimestamp?: string; deletionTimestamp?: string; ownerReferences?: { apiVersion?: string; uid: string; kind: string; name: string; controller?: boolean; blockOwnerDeletion?: boolean }[] };
   spec?: unknown;
   status?: unknown;
   [key: string]: unknown;

@@ -18,6 +18,19 @@ export interface NodeRedAdminOptions {
   credentials?: { username: string; password: string };
   /** Timeout of each request; default 5 s. */
   timeoutMs?: number;
+  /**
+   * A token Node-RED takes in a header of its own (adminAuth.tokens / tokenHeader) instead of a
+   * login: for a Node-RED behind a proxy that authenticates with the Authorization header itself
+   * (the Kubernetes API server's pod and service proxies). Never logged.
+   */
+  tokenHeader?: { name: string; value: string };
+  /** How each request reaches baseUrl when it is not plain HTTP to Node-RED (an HTTPS proxy with its own login): agent and headers. */
+  transport?: () => Promise<RequestTransport>;
+}
+
+export interface RequestTransport {
+  httpsAgent?: https.Agent;
+  headers?: Record<string, string>;
 }
 
 export type DeploymentType = 'full' | 'flows' | 'nodes' | 'reload';
@@ -99,6 +112,8 @@ export class NodeRedAdmin {
   private readonly timeoutMs: number;
   // Kept out of enumerable fields so that inspecting the client shows no secret.
   readonly #credentials: { username: string; password: string } | undefined;
+  readonly #tokenHeader: { name: string; value: string } | undefined;
+  readonly #transport: (() => Promise<RequestTransport>) | undefined;
   readonly #http: AxiosInstance;
   #session: Session | undefined;
   #login: Promise<Session> | undefined;
@@ -107,6 +122,8 @@ export class NodeRedAdmin {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.#credentials = options.credentials;
+    this.#tokenHeader = options.tokenHeader;
+    this.#transport = options.transport;
     this.#http = axios.create({
       baseURL: this.baseUrl,
       timeout: this.timeoutMs,
@@ -203,11 +220,12 @@ export class NodeRedAdmin {
 
   /** The current bearer token (logging in if needed), e.g. for Node-RED's /comms websocket. undefined without credentials. */
   async accessToken(): Promise<string | undefined> {
-    return this.#credentials ? (await this.session()).token : undefined;
+    return this.#credentials && !this.#tokenHeader ? (await this.session()).token : undefined;
   }
 
   private async request(method: Method, path: string, options: RequestOptions = {}): Promise<AxiosResponse> {
     if (options.auth === false || !this.#credentials) return this.send(method, path, options);
+    if (this.#tokenHeader) return this.send(method, path, { ...options, headers: { ...options.headers, [this.#tokenHeader.name]: this.#tokenHeader.value } });
     const res = await this.send(method, path, options, (await this.session()).token);
     if (res.status !== 401) return res;
     // The token expired or was revoked (or Node-RED lost its sessions): log in again, once.
@@ -219,7 +237,8 @@ export class NodeRedAdmin {
     const headers: Record<string, string> = { ...options.headers };
     if (token) headers.Authorization = `Bearer ${token}`;
     try {
-      return await this.#http.request({ method, url: path, data: options.data, headers, timeout: options.timeoutMs ?? this.timeoutMs });
+      const via = this.#transport ? await this.#transport() : undefined;
+      return await this.#http.request({ method, url: path, data: options.data, headers: { ...via?.headers, ...headers }, timeout: options.timeoutMs ?? this.timeoutMs, ...(via?.httpsAgent ? { httpsAgent: via.httpsAgent } : {}) });
     } catch (err) {
       // Rebuilt from the code and message only: the axios error holds the headers and body sent.
       const code = (err as { code?: unknown }).code;

@@ -14,6 +14,7 @@
  *    encrypted flows_cred.json. ConfigMap and Secret are owned by the Deployment, so they go with it.
  * The rev is an annotation, not a label: a label value is at most 63 characters, a rev 64.
  */
+import { createHash, createHmac } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { deployableFlows } from '../../core/flows.js';
 import type { KubeObject } from '../kubernetes/api.js';
@@ -23,12 +24,21 @@ import { RuntimeError, type ColorIdentity, type ColorSpec } from './types.js';
 
 const DOMAIN = 'tower.redforge.dev';
 export const KUBE_LABELS = { fleet: `${DOMAIN}/fleet`, instance: `${DOMAIN}/instance`, color: `${DOMAIN}/color` } as const;
-export const KUBE_ANNOTATIONS = { rev: `${DOMAIN}/rev`, flowsHash: `${DOMAIN}/flows-hash`, nodeRedVersion: `${DOMAIN}/node-red-version`, stopped: `${DOMAIN}/stopped` } as const;
+export const KUBE_ANNOTATIONS = { rev: `${DOMAIN}/rev`, flowsHash: `${DOMAIN}/flows-hash`, nodeRedVersion: `${DOMAIN}/node-red-version`, stopped: `${DOMAIN}/stopped`, replicas: `${DOMAIN}/replicas` } as const;
 /** The port Node-RED listens on in every pod (each pod has its own address). */
 export const NODE_RED_PORT = 1880;
 export const CONTAINER = 'node-red';
 const ENV_CREDENTIAL_SECRET = 'TOWER_CREDENTIAL_SECRET';
 const ENV_ADMIN_HASH = 'TOWER_ADMIN_PASSWORD_HASH';
+const ENV_ADMIN_TOKEN_SHA = 'TOWER_ADMIN_TOKEN_SHA256';
+
+/**
+ * The token Tower sends Node-RED in pods (settings.ts adminTokenAuth), derived from the admin
+ * password so that every Tower replica knows it and nothing else needs storing; pods get its hash.
+ */
+export function adminToken(password: string): string {
+  return createHmac('sha256', password).update('redforge-tower kubernetes admin token v1').digest('hex');
+}
 
 export function objectName(ref: ColorIdentity): string {
   const name = `${ref.fleet}-${ref.instance}-${ref.color}`;
@@ -67,10 +77,12 @@ export interface ColorObjects {
   secret: KubeObject;
 }
 
-export function colorObjects(spec: ColorSpec, opts: { image: string; credentialSecret: string; drainMs: number }): ColorObjects {
+export function colorObjects(spec: ColorSpec, opts: { image: string; credentialSecret: string; drainMs: number; replicas: number }): ColorObjects {
   const name = objectName(spec);
   const labels = { ...userLabels(spec.labels), ...colorLabels(spec), 'app.kubernetes.io/name': 'node-red', 'app.kubernetes.io/instance': spec.instance, 'app.kubernetes.io/managed-by': 'redforge-tower' };
   const annotations = { [KUBE_ANNOTATIONS.rev]: spec.rev, [KUBE_ANNOTATIONS.flowsHash]: spec.flowsHash, [KUBE_ANNOTATIONS.nodeRedVersion]: spec.nodeRedVersion };
+  // What start scales to: create makes the Deployment at 0.
+  const deploymentAnnotations = { ...annotations, [KUBE_ANNOTATIONS.replicas]: String(opts.replicas) };
   const resources = quantities(spec.resources);
   const secretNames = new Set(spec.secretEnv ?? []);
   const credentials = extractCredentials(spec.flows);
@@ -81,12 +93,13 @@ export function colorObjects(spec: ColorSpec, opts: { image: string; credentialS
     admin: spec.admin,
     credentialSecret: '',
     settings: spec.settings,
-    secretsFromEnv: { credentialSecret: ENV_CREDENTIAL_SECRET, adminPasswordHash: ENV_ADMIN_HASH },
+    secretsFromEnv: { credentialSecret: ENV_CREDENTIAL_SECRET, adminPasswordHash: ENV_ADMIN_HASH, adminTokenSha256: ENV_ADMIN_TOKEN_SHA },
     seedFromSettingsDir: credentials ? ['flows.json', 'flows_cred.json'] : ['flows.json'],
   });
   const secretData: Record<string, string> = {
     [ENV_CREDENTIAL_SECRET]: opts.credentialSecret,
     [ENV_ADMIN_HASH]: bcrypt.hashSync(spec.admin.password, 8),
+    [ENV_ADMIN_TOKEN_SHA]: createHash('sha256').update(adminToken(spec.admin.password)).digest('hex'),
   };
   for (const k of secretNames) if (k in spec.env) secretData[k] = spec.env[k]!;
   if (credentials) secretData['flows_cred.json'] = JSON.stringify(encryptCredentials(opts.credentialSecret, credentials));
@@ -95,12 +108,13 @@ export function colorObjects(spec: ColorSpec, opts: { image: string; credentialS
     ...Object.entries(spec.env).map(([k, v]) => (secretNames.has(k) ? secretRef(k) : { name: k, value: v })),
     secretRef(ENV_CREDENTIAL_SECRET),
     secretRef(ENV_ADMIN_HASH),
+    secretRef(ENV_ADMIN_TOKEN_SHA),
   ];
   const drainSeconds = Math.max(1, Math.ceil(opts.drainMs / 1000));
   const deployment: KubeObject = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name, labels, annotations },
+    metadata: { name, labels, annotations: deploymentAnnotations },
     spec: {
       replicas: 0,
       // One pod of a colour at a time; a colour's Deployment is replaced, never rolled.
@@ -154,6 +168,11 @@ export function colorObjects(spec: ColorSpec, opts: { image: string; credentialS
   const size = Buffer.byteLength(JSON.stringify(configMap.data));
   if (size > 1024 * 1024 - 4096) throw new RuntimeError(`kubernetes: the flows and settings of ${name} take ${size} bytes; a ConfigMap holds at most 1 MiB`, 'FlowsTooLarge');
   return { deployment, configMap, secret };
+}
+
+/** The ConfigMap or Secret, owned by its colour's Deployment: deleting the Deployment (by hand too) takes them along. */
+export function ownedBy(obj: KubeObject, deployment: KubeObject): KubeObject {
+  return { ...obj, metadata: { ...obj.metadata, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name, uid: deployment.metadata.uid!, controller: true, blockOwnerDeletion: false }] } };
 }
 
 /** fleet.yaml labels that are valid Kubernetes labels (others are Tower's own business and stay out). */

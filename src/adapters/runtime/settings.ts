@@ -31,7 +31,7 @@ export interface SettingsOptions {
    * Read the credentialSecret and the admin password's bcrypt hash from these environment
    * variables at start (kubernetes: from the colour's Secret), rather than writing them into the file.
    */
-  secretsFromEnv?: { credentialSecret: string; adminPasswordHash: string };
+  secretsFromEnv?: { credentialSecret: string; adminPasswordHash: string; adminTokenSha256?: string };
   /**
    * Files beside settings.js (a ConfigMap) copied into the userDir when it has none yet: the
    * flows a colour starts with, in a userDir Node-RED may write to (deploys).
@@ -67,8 +67,29 @@ export function renderSettings(options: SettingsOptions): string {
   if (fromEnv) {
     text += `module.exports.credentialSecret = process.env[${JSON.stringify(fromEnv.credentialSecret)}];\n`;
     text += `module.exports.adminAuth.users[0].password = process.env[${JSON.stringify(fromEnv.adminPasswordHash)}];\n`;
+    if (fromEnv.adminTokenSha256) text += adminTokenAuth(options.admin.username, fromEnv.adminTokenSha256);
   }
   return options.sharedContext ? text + sharedContextStorage(options.sharedContext) : text;
+}
+
+/** The header Tower's admin token travels in when a proxy takes the Authorization header for itself. */
+export const ADMIN_TOKEN_HEADER = 'x-tower-admin-token';
+
+/**
+ * adminAuth.tokens: Node-RED also accepts Tower's admin token in its own header (the Kubernetes
+ * API server's proxies authenticate with, and drop, the Authorization header). The pod knows
+ * only the token's SHA-256, from its Secret.
+ */
+function adminTokenAuth(username: string, shaEnv: string): string {
+  return (
+    `module.exports.adminAuth.tokenHeader = ${JSON.stringify(ADMIN_TOKEN_HEADER)};\n` +
+    `module.exports.adminAuth.tokens = function (token) {\n` +
+    `  const crypto = require('crypto');\n` +
+    `  const want = Buffer.from(process.env[${JSON.stringify(shaEnv)}] || '', 'hex');\n` +
+    `  const got = crypto.createHash('sha256').update(String(token)).digest();\n` +
+    `  return Promise.resolve(want.length === 32 && crypto.timingSafeEqual(want, got) ? { username: ${JSON.stringify(username)}, permissions: '*' } : null);\n` +
+    `};\n`
+  );
 }
 
 /** Copies files beside settings.js into the userDir (--userDir, as the official image passes it; else /data) unless already there. */

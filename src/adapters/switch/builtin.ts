@@ -15,7 +15,8 @@ import { PACKAGE_ROOT } from '../../paths.js';
 import type { RouterDrainResult, RouterState } from '../../switch-router/control.js';
 import { readRecord, type RouterRecord } from '../../switch-router/record.js';
 import type { Color } from '../runtime/types.js';
-import type { SwitchStatus, TrafficSwitch, Upstream } from './types.js';
+import type { TrafficStats } from '../../core/traffic.js';
+import type { SwitchStatus, TrafficSwitch, Upstream, WeightedUpstream } from './types.js';
 
 /** The subset of a pino logger the switch uses. */
 export interface SwitchLog {
@@ -47,6 +48,8 @@ export interface BuiltinSwitchStatus extends SwitchStatus {
 export interface BuiltinSwitch extends TrafficSwitch {
   ensure(instance: string, listenPort: number): Promise<BuiltinSwitchStatus>;
   route(instance: string, upstream: Upstream): Promise<BuiltinSwitchStatus>;
+  split(instance: string, upstreams: WeightedUpstream[] | undefined): Promise<BuiltinSwitchStatus>;
+  stats(instance: string): Promise<TrafficStats>;
   drain(instance: string, color: Color, timeoutMs: number): Promise<RouterDrainResult>;
   status(instance: string): Promise<BuiltinSwitchStatus | undefined>;
   list(): Promise<BuiltinSwitchStatus[]>;
@@ -142,9 +145,9 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
 
   function toStatus(instance: string, record: RouterRecord | undefined, state: RouterState | undefined): BuiltinSwitchStatus {
     if (state) {
-      return { instance, listenPort: state.listenPort, active: state.active, inflight: state.inflight, websockets: state.websockets, running: true, pid: state.pid };
+      return { instance, listenPort: state.listenPort, active: state.active, ...(state.split ? { split: state.split } : {}), inflight: state.inflight, websockets: state.websockets, running: true, pid: state.pid };
     }
-    return { instance, listenPort: record?.listenPort ?? 0, active: record?.active, inflight: {}, websockets: {}, running: false };
+    return { instance, listenPort: record?.listenPort ?? 0, active: record?.active, ...(record?.split ? { split: record.split } : {}), inflight: {}, websockets: {}, running: false };
   }
 
   /** The instances that have a router record (none before the first switch). */
@@ -203,6 +206,18 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
       const state = await call<RouterState>(record, 'POST', '/route', { color: upstream.color, port: upstream.port });
       log?.info({ instance, color: upstream.color, port: upstream.port }, 'switch routed');
       return toStatus(instance, record, state);
+    },
+
+    async split(instance, upstreams) {
+      const { record } = await live(instance);
+      const state = await call<RouterState>(record, 'POST', '/split', { upstreams: upstreams ?? null });
+      log?.info({ instance, split: upstreams ?? null }, 'switch split');
+      return toStatus(instance, record, state);
+    },
+
+    async stats(instance) {
+      const { record } = await live(instance);
+      return call<TrafficStats>(record, 'GET', '/stats');
     },
 
     async drain(instance, color, timeoutMs) {

@@ -5,4 +5,4 @@
  * engine's (src/engine/ports.ts): Tower ships a built-in switch (a small router process)
  * and an nginx one.
  */
-export type { DrainResult, SwitchStatus, TrafficSwitch, Upstream } from '../../engine/ports.js';
+export type { DrainResult, SwitchStatus, TrafficSwitch, Upstream, WeightedUpstream } from '../../engine/ports.js';

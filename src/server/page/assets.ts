@@ -1,10 +1,11 @@
 /** The page's one inline stylesheet and one inline script, and the Content-Security-Policy that allows exactly them. */
 import { createHash } from 'node:crypto';
+import { PICTURES_CSS } from './pictures-css.js';
 
 // ---------------------------------------------------------------------------------------
 // The document
 
-export const CSS = `
+const BASE_CSS = `
 :root{--bg:#f6f7f9;--card:#fff;--fg:#1c2330;--muted:#5b6577;--border:#dde2ea;
 --ok:#1a7f37;--ok-bg:#dafbe1;--warn:#8a5a00;--warn-bg:#fff4c2;--bad:#c4212c;--bad-bg:#ffebe9;
 --info:#0a5fc2;--info-bg:#ddf0ff;--neutral:#57606a;--neutral-bg:#eaeef2;--blue:#2f6feb;--green:#2da44e;
@@ -85,6 +86,9 @@ progress{width:100%;height:.6rem;margin-bottom:.75rem;accent-color:var(--info)}
 .steps{grid-template-columns:repeat(3,minmax(0,1fr))}.topbar{padding:.5rem .6rem}}
 `;
 
+/** One stylesheet for every page: the fleet page's, and the pictures' (charts, flow sheets). */
+export const CSS = BASE_CSS + PICTURES_CSS;
+
 // Kept small and dependency-free. On every status event it fetches the server-rendered
 // <main> and swaps it in (one renderer); open <details> stay open; the summary is copied
 // into the aria-live region so screen readers hear what changed, not the whole page.
@@ -134,7 +138,7 @@ export const SCRIPT = `
 })();
 `;
 
-function sha256(text: string): string {
+export function sha256(text: string): string {
   return `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
 }
 

@@ -5,8 +5,14 @@
  */
 import type { RolloutRecord } from '../../engine/ports.js';
 import type { FleetStatus } from '../../core/status.js';
+import type { HealthSample } from '../health-ring.js';
 
-export type StatusPageModel = FleetStatus & { history: RolloutRecord[]; version: string };
+export type StatusPageModel = FleetStatus & {
+  history: RolloutRecord[];
+  version: string;
+  /** Health samples per instance (the server's ring), for the pictures; absent in the API's JSON. */
+  health?: Record<string, readonly HealthSample[]>;
+};
 
 export interface RenderOptions {
   /** The clock for relative times ("3 min ago"); rendering itself reads no clock. */

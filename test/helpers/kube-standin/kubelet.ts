@@ -117,7 +117,8 @@ interface Running {
 
 export class Kubelet {
   private readonly pods = new Map<string, Running>();
-  private nextIp = 1;
+  // Random per stand-in: two stand-ins (in one test file or in parallel ones) must not hand out the same pod IP.
+  private nextIp = 1 + Math.floor(Math.random() * (2 ** 16 - 4096));
   private readonly queue = new Map<string, Promise<void>>();
   private readonly onEvent = (e: StoreEvent) => {
     if (e.resource !== 'pods') return;
@@ -202,8 +203,10 @@ export class Kubelet {
       retry.unref();
       return;
     }
-    const n = this.nextIp++;
-    const ip = `127.${1 + ((n >> 16) & 0x7f)}.${(n >> 8) & 0xff}.${(n & 0xff) || 1}`;
+    let n = this.nextIp++;
+    // x.y.z.0 is not a host address; using .1 instead would give two pods one IP.
+    if ((n & 0xff) === 0) n = this.nextIp++;
+    const ip = `127.${1 + ((n >> 16) & 0x7f)}.${(n >> 8) & 0xff}.${n & 0xff}`;
     const bind = this.o.store.get('pods', pod.metadata.namespace, pod.metadata.name)!;
     (bind.spec as PodSpec).nodeName = this.o.node.name;
     this.o.store.replace('pods', 'Pod', bind, { ignoreVersion: true });

@@ -1,0 +1,84 @@
+/**
+ * The canary's two actions (see core/rollout.ts, path canary): split — the canary colour gets
+ * a step's weight of new connections, the active colour the rest — and analyse — the switch's
+ * counters are read while the step runs and core/canary.ts judges each reading, until it
+ * passes or fails. The analysis's numbers go out as events (the page, the metrics, the log).
+ */
+import { describeWindow, judge, type Verdict } from '../core/canary.js';
+import { formatDuration } from '../core/duration.js';
+import type { Color } from '../core/rollout.js';
+import { summarize, trafficBetween, type TrafficStats, type TrafficSummary } from '../core/traffic.js';
+import type { InstanceActions } from './actions.js';
+import { TowerError, type TrafficSwitch } from './ports.js';
+
+/** How often a running step reads the switch's counters (at most; short pauses read more often). */
+const READ_EVERY_MS = 1_000;
+
+function otherOf(color: Color): Color {
+  return color === 'blue' ? 'green' : 'blue';
+}
+
+function canarySwitch(a: InstanceActions): Required<Pick<TrafficSwitch, 'split' | 'stats'>> & TrafficSwitch {
+  const sw = a.sw();
+  if (!sw.split || !sw.stats) throw new TowerError(`the ${sw.kind} switch cannot split traffic by weight: strategy canary needs switch: builtin`, 'CanaryUnsupported', 'stalled');
+  return sw as Required<Pick<TrafficSwitch, 'split' | 'stats'>> & TrafficSwitch;
+}
+
+export async function splitTraffic(a: InstanceActions, color: Color, weight: number): Promise<void> {
+  const canary = a.colors[color];
+  const baseline = a.colors[otherOf(color)];
+  if (!canary || !baseline) throw new TowerError(`a canary needs both colours of ${a.instance} running (${!canary ? color : otherOf(color)} is not)`, 'ColorMissing');
+  await canarySwitch(a).split(a.instance, [{ color: otherOf(color), port: baseline.port, weight: 100 - weight }, { color, port: canary.port, weight }]);
+}
+
+export interface CanaryReading {
+  step: number;
+  steps: number;
+  weight: number;
+  canary: TrafficSummary;
+  baseline: TrafficSummary;
+  verdict: Verdict;
+  elapsedMs: number;
+}
+
+/** Runs step `step`'s analysis until it passes (returns) or fails (throws, with the numbers). */
+export async function analyseStep(a: InstanceActions, color: Color, step: number, readMetric?: (url: string, query: string) => Promise<number>): Promise<CanaryReading> {
+  const spec = a.desired?.canary;
+  const s = spec?.steps[step];
+  if (!spec || !s) throw new TowerError(`${a.instance} has no canary step ${step + 1}`, 'CanaryMissing', 'stalled');
+  const sw = canarySwitch(a);
+  const started = Date.now();
+  const first = await sw.stats(a.instance);
+  const every = Math.max(50, Math.min(READ_EVERY_MS, s.pauseMs / 10));
+  for (;;) {
+    if (s.pauseMs > 0) await new Promise((r) => setTimeout(r, Math.min(every, Math.max(0, started + s.pauseMs - Date.now()) || every)));
+    const now = await sw.stats(a.instance);
+    const reading = { ...readingOf(first, now, color, step, s.weight, Date.now() - started), steps: spec.steps.length };
+    let prometheus: number | undefined;
+    const p = spec.analysis.prometheus;
+    if (p && !readMetric) throw new TowerError('analysis.prometheus is set, but this Tower cannot query Prometheus', 'AnalysisFailed', 'stalled');
+    if (p && readMetric) {
+      prometheus = await readMetric(p.url, p.query).catch((err: Error) => {
+        throw new TowerError(`step ${step + 1} (weight ${s.weight}%): the prometheus check cannot be read: ${err.message}`, 'AnalysisFailed', 'stalled');
+      });
+    }
+    const reference = a.canaryReference;
+    const verdict = s.pauseMs === 0 ? { verdict: 'pass' as const, reason: describeWindow(reading.canary, reading.baseline) } : judge({ analysis: spec.analysis, canary: reading.canary, baseline: reading.baseline, elapsedMs: reading.elapsedMs, pauseMs: s.pauseMs, ...(prometheus !== undefined ? { prometheus } : {}), ...(reference ? { reference } : {}) });
+    const result = { ...reading, verdict };
+    a.deps.onEvent({ type: 'canary', instance: a.instance, ...result });
+    if (verdict.verdict === 'pass') {
+      // The next steps leave the baseline less traffic (none at 100 %): they compare with this window.
+      if (reading.baseline.requests >= spec.analysis.minRequests) a.canaryReference = reading.baseline;
+      return result;
+    }
+    if (verdict.verdict === 'fail') throw new TowerError(`step ${step + 1} (weight ${s.weight}%) failed its analysis after ${formatDuration(result.elapsedMs)}: ${verdict.reason}`, 'AnalysisFailed', 'stalled');
+  }
+}
+
+function readingOf(first: TrafficStats, now: TrafficStats, color: Color, step: number, weight: number, elapsedMs: number): Omit<CanaryReading, 'steps'> {
+  // Counters of another lifetime (the router restarted): the window starts over from zero.
+  const from = first.since === now.since ? first : { since: now.since, colors: {} };
+  const canary = summarize(trafficBetween(from.colors[color], now.colors[color]));
+  const baseline = summarize(trafficBetween(from.colors[otherOf(color)], now.colors[otherOf(color)]));
+  return { step, weight, canary, baseline, elapsedMs, verdict: { verdict: 'wait', reason: '' } };
+}
