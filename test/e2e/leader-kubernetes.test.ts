@@ -88,6 +88,8 @@ describe('two daemons with a Kubernetes Lease', () => {
     await b.waitForLog((l) => l.msg === 'another replica leads this fleet; waiting to take over', 15_000);
     const [sa, sb] = [await a.status(), await b.status()];
     expect([sa.leader, sb.leader]).toEqual([true, false]);
+    const leaderGauge = async (d: DaemonProcess) => /^tower_leader (\d)$/m.exec(String((await axios.get(`${d.url}metrics`, { responseType: 'text' })).data))?.[1];
+    expect([await leaderGauge(a), await leaderGauge(b)]).toEqual(['1', '0']);
 
     // Only the leader rolls a change out.
     await writeFleet(clone.dir, [{ name: 'web', text: 'k2' }], ports);
