@@ -142,6 +142,9 @@ describe('deploy/kubernetes/cluster', () => {
     expect(Object.keys(adminJson).sort()).toEqual(['password', 'username']);
     const service = one(docs, 'Service');
     expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    // Every replica is scraped (tower_leader, TowerLeadership), on the container's port.
+    expect(deployment.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(c.ports[0].containerPort), 'prometheus.io/path': '/metrics' });
+    expect(service.metadata.annotations ?? {}).not.toHaveProperty('prometheus.io/scrape');
     expect(service.spec.ports[0].targetPort).toBe(c.ports[0].name);
   });
 
