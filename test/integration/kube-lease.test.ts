@@ -79,7 +79,7 @@ function connect(standin: Pick<Standin, 'kubeconfig'>, url?: string): KubeApi {
 }
 
 function leadership(kube: KubeApi, identity: string, extra: Partial<KubeLeaseOptions> = {}): KubeLeadership {
-  const l = kubeLeaseLeadership({ api: kube, name: LEASE, identity, ...FAST, ...(process.env.LEASE_DEBUG ? { log: { info: (o, m) => console.log(identity, m, JSON.stringify(o)), warn: (o, m) => console.log(identity, 'WARN', m, JSON.stringify(o)) } } : {}), ...extra });
+  const l = kubeLeaseLeadership({ api: kube, name: LEASE, identity, ...FAST, ...extra });
   leaderships.push(l);
   return l;
 }
