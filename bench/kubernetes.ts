@@ -118,7 +118,7 @@ async function main(): Promise<number> {
   // (1) from nothing
   await child.requests();
   const first = await tower('apply', dir, '--state-dir', state);
-  if (first.code !== 0) throw new Error(`tower apply failed (${first.code}): ${first.err.slice(-2000)}`);
+  if (first.code !== 0) throw new Error(`tower apply failed (${first.code}): ${first.err.slice(0, 3000)}`);
   const r1 = summarize(await child.requests());
   log(`(1) rollout from nothing: ${(first.ms / 1000).toFixed(1)} s wall, ${(first.cpuMs / 1000).toFixed(1)} s CPU, ${r1.total} API requests (${(r1.total / N).toFixed(1)} per instance; ${r1.list} lists)`);
 

@@ -98,6 +98,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
     .addOption(new Option('--color <color>', 'the colour to show (default: the one the switch routes to)').choices(['blue', 'green']))
     .option('-f, --follow', 'then print each new line, until Ctrl-C or until the colour stops')
     .addOption(new Option('-n, --lines <n>', 'how many of the last lines to show (1 to 10,000)').default(100).argParser(lineCount))
+    .addOption(new Option('--replica <k>', 'with replicas: N, the replica to show, 1 to N (default 1)').argParser(replicaIndex))
     .addOption(stateDirOption())
     .addHelpText(
       'after',
@@ -108,7 +109,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
         'directory and the runtime: no fleet repository is needed, and it works while the daemon runs.\n' +
         '\nExamples:\n  tower logs ingest\n  tower logs ingest --lines 20 --color green\n  tower logs ingest -f --state-dir /var/lib/tower',
     )
-    .action(async (instance: string, opts: { stateDir: string; color?: 'blue' | 'green'; follow?: boolean; lines: number }) => {
+    .action(async (instance: string, opts: { stateDir: string; color?: 'blue' | 'green'; follow?: boolean; lines: number; replica?: number }) => {
       exitCode = await (await import('./commands/logs.js')).logsCommand(instance, opts, io);
     });
 
@@ -190,6 +191,12 @@ function positiveInt(value: string): number {
 /** --lines: 1 to 10,000 (adapters/runtime/logs.ts MAX_LOG_LINES; not imported, so that --help loads nothing). */
 function lineCount(value: string): number {
   if (!/^[1-9]\d*$/.test(value) || Number(value) > 10_000) throw new InvalidArgumentError('expected a number of lines from 1 to 10000');
+  return Number(value);
+}
+
+/** --replica: 1 to 32, as fleet.yaml's replicas. */
+function replicaIndex(value: string): number {
+  if (!/^[1-9]\d*$/.test(value) || Number(value) > 32) throw new InvalidArgumentError('expected a replica from 1 to 32');
   return Number(value);
 }
 

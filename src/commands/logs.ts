@@ -18,6 +18,8 @@ export interface LogsOptions {
   color?: Color;
   follow?: boolean;
   lines: number;
+  /** Which replica of a colour that has several (default 1). */
+  replica?: number;
 }
 
 /** Exit 0 when the log was shown (to its end, or until Ctrl-C), 1 when the instance or colour does not exist or the log cannot be read. */
@@ -41,6 +43,8 @@ export async function logsCommand(instance: string, options: LogsOptions, io: Io
     if (!color) return fail(`instance ${instance} has a blue and a green colour and neither is routed: say which with --color blue or --color green`);
     const found = colors.find((x) => x.c.color === color);
     if (!found) return fail(`instance ${instance} has no ${color} colour (it has ${colors.map((x) => x.c.color).join(' and ')})`);
+    const replicas = found.c.replicas?.length ?? 1;
+    if ((options.replica ?? 1) > replicas) return fail(`${color} of instance ${instance} has ${replicas === 1 ? 'one replica' : `replicas 1 to ${replicas}`}, not ${options.replica}`);
 
     let abort = signal;
     if (!abort && options.follow) {
@@ -81,7 +85,7 @@ function logsOf(rt: LocalRuntime, driver: RuntimeDriver, c: RunningColor, option
   const config = instance?.colors[c.color]?.config ?? (instance?.applied?.color === c.color ? instance.applied.config : undefined);
   const secretEnv = Object.entries(config?.env ?? {}).filter(([, v]) => isSecretRef(v)).map(([k]) => k);
   const secrets = [rt.adminCredentials.password, ...['REDIS_URL', 'MQTT_URL', 'DATABASE_URL'].flatMap((name) => urlPassword(env[name]))];
-  return driver.logs(c, { lines: options.lines, follow: options.follow ?? false, ...(signal ? { signal } : {}), secrets, secretEnv });
+  return driver.logs(c, { lines: options.lines, follow: options.follow ?? false, ...(signal ? { signal } : {}), secrets, secretEnv, ...(options.replica ? { replica: options.replica } : {}) });
 }
 
 /** The colour the switch routes to; else the one last applied; else the only one. */

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { decide } from '../core/decide.js';
+import { replicaReadiness } from '../core/live.js';
 import { observeFleet } from '../engine/observe.js';
 import { openRuntime } from '../runtime.js';
 import type { Io } from './io.js';
@@ -14,6 +15,8 @@ export interface StatusRow {
   message: string;
   standby?: string;
   runtime?: string;
+  /** Replicas of the serving colour ready, of how many, when it has several. */
+  replicas?: { ready: number; total: number };
 }
 
 /** tower status: what runs — instance, colour, port, rev, health. */
@@ -41,14 +44,17 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
         health: v.health.status,
         message: v.health.message,
         ...(v.standby ? { standby: v.standby } : {}),
+        ...(replicaReadiness(active) ? { replicas: replicaReadiness(active)! } : {}),
       };
     });
     if (options.format === 'json') {
       io.stdout(JSON.stringify({ fleet, instances: rows }, null, 2) + '\n');
     } else {
       io.stdout(`fleet ${fleet}\n`);
-      const header = ['INSTANCE', 'COLOUR', 'PORT', 'REV', 'HEALTH', ''];
-      const table = rows.map((r) => [r.name, r.color ?? '-', r.port ? String(r.port) : '-', r.rev ? r.rev.slice(0, 12) : '-', r.health, r.standby ? `(${r.standby} warm)` : r.health === 'Healthy' ? '' : r.message]);
+      // A REPLICAS column ("2/3" ready) only when an instance has several.
+      const withReplicas = rows.some((r) => r.replicas);
+      const header = ['INSTANCE', 'COLOUR', 'PORT', 'REV', 'HEALTH', ...(withReplicas ? ['REPLICAS'] : []), ''];
+      const table = rows.map((r) => [r.name, r.color ?? '-', r.port ? String(r.port) : '-', r.rev ? r.rev.slice(0, 12) : '-', r.health, ...(withReplicas ? [r.replicas ? `${r.replicas.ready}/${r.replicas.total}` : '-'] : []), r.standby ? `(${r.standby} warm)` : r.health === 'Healthy' ? '' : r.message]);
       const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
       for (const row of [header, ...table]) io.stdout(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
     }

@@ -16,7 +16,7 @@
 import { diffConfig, diffFleet, type InstanceDiff } from './diff.js';
 import { configHash } from './flows.js';
 import { assessInstance, type Health } from './health.js';
-import { isAbsent, isRunning, otherColorOf, type LiveInstance } from './live.js';
+import { isAbsent, isRunning, otherColorOf, replicaReadiness, type LiveInstance } from './live.js';
 import type { DesiredInstance, Fleet, ObservedInstance } from './model.js';
 import { buildPlan, DEFAULT_MAX_PARALLEL, DEFAULT_ON_FAILURE, type Plan, type PlanStep, type Route } from './plan.js';
 import { liveness, type Liveness, type Repair } from './repairs.js';
@@ -194,6 +194,9 @@ function healthOf(l: LiveInstance | undefined, lv: Liveness | undefined, now: nu
     const next = lv.nextRestartAt !== undefined ? `; next restart in ${Math.max(0, Math.ceil((lv.nextRestartAt - now) / 1000))} s` : '; restarting';
     return { status: 'Degraded', message: `CrashLoop: restarted ${lv.restarts} times${next} — ${lv.message ?? h.message}` };
   }
+  // A colour serving with fewer replicas than it has is degraded: capacity is down, and a repair is under way.
+  const replicas = routed && h.status === 'Healthy' ? replicaReadiness(l.colors[routed]) : undefined;
+  if (replicas && replicas.ready < replicas.total) return { status: 'Degraded', message: `${replicas.ready}/${replicas.total} replicas ready${lv?.message ? ` — ${lv.message}` : ''}` };
   return h;
 }
 

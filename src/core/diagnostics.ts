@@ -38,6 +38,8 @@ export type DiagnosticCode =
   | 'CredentialsInFlow'
   | 'UnknownCredentialNode'
   | 'UnknownLibraryFlow'
+  /** An instance with replicas whose gated MQTT consumer is on a plain topic: every replica would process each message. */
+  | 'UnsharedConsumer'
   /** A switch that cannot serve the instance's runtime (runtime: kubernetes is served by switch: service, and only it). */
   | 'SwitchMismatch'
   /** strategy: canary that cannot run as written (weights, durations, percentages, a switch that cannot split). */

@@ -17,8 +17,9 @@ export function urlVariable(instance: string): string {
   return `TOWER_URL_${instance.toUpperCase().replace(/-/g, '_')}`;
 }
 
-export function gateTopicFor(fleet: string, instance: string, color: Color): string {
-  return `tower/gate/${fleet}/${instance}/${color}`;
+/** A colour's deploy gate; replica k > 1 of it has its own, …/<color>/r<k> (replica 1 keeps the colour's, as before replicas). */
+export function gateTopicFor(fleet: string, instance: string, color: Color, replica = 1): string {
+  return `tower/gate/${fleet}/${instance}/${color}${replicaSuffix(replica)}`;
 }
 
 /**
@@ -26,8 +27,28 @@ export function gateTopicFor(fleet: string, instance: string, color: Color): str
  * session per instance and colour, so the broker keeps the colour's messages while it is
  * briefly away. Names are [a-z0-9-], so the slashes keep ids of different fleets apart.
  */
-export function consumerClientIdFor(fleet: string, instance: string, color: Color): string {
-  return `tower/${fleet}/${instance}/${color}`;
+export function consumerClientIdFor(fleet: string, instance: string, color: Color, replica = 1): string {
+  return `tower/${fleet}/${instance}/${color}${replicaSuffix(replica)}`;
+}
+
+function replicaSuffix(replica: number): string {
+  return replica > 1 ? `/r${replica}` : '';
+}
+
+/**
+ * What replica k's environment adds to its colour's, index k-1 for replica k: TOWER_REPLICA,
+ * and its own deploy gate and MQTT session — replicas of a colour must not share a client id
+ * (the broker would hand the session back and forth between them), and each confirms its
+ * gate itself. Work is shared between them by the flows' shared subscriptions
+ * ($share/<group>/<topic>, see gatedConsumerProblems). Empty for a colour of one replica.
+ */
+export function replicaEnvironments(fleet: string, instance: string, color: Color, replicas: number): Record<string, string>[] {
+  if (replicas <= 1) return [];
+  return Array.from({ length: replicas }, (_, i) => ({
+    TOWER_REPLICA: String(i + 1),
+    TOWER_GATE_TOPIC: gateTopicFor(fleet, instance, color, i + 1),
+    TOWER_MQTT_CLIENT_ID: consumerClientIdFor(fleet, instance, color, i + 1),
+  }));
 }
 
 /**

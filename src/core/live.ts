@@ -35,6 +35,31 @@ export interface LiveColor {
   parkedUntil?: number;
   startedAt?: string;
   exit?: ExitInfo;
+  /** Each replica, when the colour has several (absent: the colour is its one replica). The colour runs while any does. */
+  replicas?: LiveReplica[];
+}
+
+/** One replica of a colour (replicas: N): its index 1..N, where it answers, and whether it runs. */
+export interface LiveReplica {
+  index: number;
+  url: string;
+  port?: number;
+  status: LiveColor['status'];
+  /** Why it does not run. */
+  reason?: string;
+  /** Its Admin API answered this pass (looked at for the routed colour only). */
+  ready?: boolean;
+}
+
+/** Replicas that do not run, of a colour that has several. */
+export function deadReplicas(c: LiveColor | undefined): LiveReplica[] {
+  return (c?.replicas ?? []).filter((r) => r.status !== 'running');
+}
+
+/** How many replicas of a colour that has several are ready (run, and answered when asked) — "2/3". */
+export function replicaReadiness(c: LiveColor | undefined): { ready: number; total: number } | undefined {
+  if (!c?.replicas?.length) return undefined;
+  return { ready: c.replicas.filter((r) => r.status === 'running' && r.ready !== false).length, total: c.replicas.length };
 }
 
 /** The traffic switch that serves the instance's stable address. */

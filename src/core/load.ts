@@ -19,6 +19,7 @@ import {
 } from './model.js';
 import { credentialRefDiagnostics } from './credentials.js';
 import { canaryProblems, canarySpec, type RawCanary } from './canary.js';
+import { unsharedConsumerDiagnostics } from './replicas.js';
 import { validatePlan } from './plan.js';
 import { SCHEMA_IDS, validateAgainstSchema, type Kind } from './schema.js';
 import { parseYamlFile, type PathSegment, type YamlDocument } from './yaml-source.js';
@@ -277,6 +278,8 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
     const merged = mergeInstanceFlows(instance.name, files);
     diagnostics.push(...merged.diagnostics);
     diagnostics.push(...credentialRefDiagnostics(instance.name, instance.config.credentials, merged.nodes, (id) => located(fleetDoc, ['spec', 'instances', index, 'credentials', id], true)));
+    const replicasAt = get(fleetValue, ['spec', 'instances', index, 'replicas']) !== undefined ? ['spec', 'instances', index, 'replicas'] : ['spec', 'defaults', 'replicas'];
+    diagnostics.push(...unsharedConsumerDiagnostics(instance.name, instance.config.replicas ?? 1, merged.nodes, located(fleetDoc, replicasAt)));
     for (const { cacheKey } of refs[k]!) {
       if (cacheKey === undefined) continue;
       const left = uses.get(cacheKey)! - 1;

@@ -8,7 +8,7 @@
  * Pure: the observation and the restart book go in, repairs come out.
  */
 import { configHash } from './flows.js';
-import { COLORS, isRunning, otherColorOf, type LiveColor, type LiveInstance } from './live.js';
+import { COLORS, deadReplicas, isRunning, otherColorOf, type LiveColor, type LiveInstance } from './live.js';
 import { restartKey, restartVerdict, type RestartBook, type RestartPolicy } from './restarts.js';
 import type { Action } from './rollout.js';
 
@@ -126,6 +126,12 @@ export function liveness(input: LivenessInput): Liveness {
   } else if (routed && isRunning(routedColor) && live.gate && !live.gate.open) {
     attempt('reopen-gate', `the gate of ${routed} is closed`, [{ type: 'openGate', color: routed }], true);
   }
+  // A replica of the routed colour died while the others serve: the driver starts that replica alone
+  // (restart starts what does not run); its gate reopens by itself from the retained command.
+  if (routed && isRunning(routedColor) && deadReplicas(routedColor).length) {
+    out.message = replicaMessage(routed, routedColor);
+    restart(routed, 'restart', out.message, [{ type: 'restart', color: routed }], true);
+  }
 
   // The colours nobody routes to: standbys Tower keeps warm, or leftovers.
   for (const color of COLORS) {
@@ -136,6 +142,7 @@ export function liveness(input: LivenessInput): Liveness {
       attempt('reap-standby', `the keepWarm of ${color} ran out`, [{ type: 'remove', color }], false, `reap-${color}`);
     } else if (parkedUntil !== undefined) {
       if (!isRunning(c)) restart(color, 'restart', `the warm standby ${color} died (${c.exit?.reason ?? c.status})`, [{ type: 'restart', color }], false);
+      else if (deadReplicas(c).length) restart(color, 'restart', `the warm standby ${replicaMessage(color, c)}`, [{ type: 'restart', color }], false);
     } else {
       const actions: Action[] = isRunning(c) ? [{ type: 'closeGate', color }, { type: 'drain', color }, { type: 'remove', color, graceMs: LEFTOVER_GRACE_MS }] : [{ type: 'remove', color }];
       attempt('remove-leftover', `${color} is neither routed nor kept warm`, actions, false, `leftover-${color}`);
@@ -147,4 +154,11 @@ export function liveness(input: LivenessInput): Liveness {
 /** Two colours run the same thing: the same flows rev and the same runtime config. */
 export function sameRelease(a: Pick<LiveColor, 'rev' | 'config'>, b: Pick<LiveColor, 'rev' | 'config'>): boolean {
   return a.rev === b.rev && a.config !== undefined && b.config !== undefined && configHash(a.config) === configHash(b.config);
+}
+
+/** "blue: 2/3 replicas run; replica 2 died (killed by SIGKILL)". */
+export function replicaMessage(color: string, c: LiveColor): string {
+  const dead = deadReplicas(c);
+  const total = c.replicas?.length ?? 1;
+  return `${color}: ${total - dead.length}/${total} replicas run; ${dead.map((r) => `replica ${r.index} ${r.status === 'exited' ? 'died' : 'is ' + r.status}${r.reason ? ` (${r.reason})` : ''}`).join(', ')}`;
 }

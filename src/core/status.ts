@@ -9,7 +9,7 @@
 import { capList, capText, count, joinCapped } from './bounds.js';
 import type { Diagnostic } from './diagnostics.js';
 import type { Condition, Decision } from './decide.js';
-import type { LiveInstance } from './live.js';
+import { replicaReadiness, type LiveInstance } from './live.js';
 import type { Phase } from './rollout.js';
 import type { TrafficSummary } from './traffic.js';
 import type { Target } from './revisions.js';
@@ -29,6 +29,8 @@ export interface InstanceStatus {
   message: string;
   drift: boolean;
   standby?: string;
+  /** Replicas of the routed colour ready, of how many (only when it has several). */
+  replicas?: { ready: number; total: number };
   /** Restarts since it last ran stably. */
   restarts: number;
   nextRestartAt?: string;
@@ -161,6 +163,7 @@ export function deriveStatus(input: StatusInput): FleetStatus {
       message: capText(v.message, STATUS_LIMITS.instanceMessageChars),
       drift: v.drift,
       ...(v.standby ? { standby: v.standby } : {}),
+      ...(replicaReadiness(routed) ? { replicas: replicaReadiness(routed)! } : {}),
       restarts: v.restarts,
       ...(v.nextRestartAt !== undefined ? { nextRestartAt: input.iso(v.nextRestartAt) } : {}),
       ...(l?.applied ? { nodeRedVersion: l.applied.config.nodeRedVersion, lastDeploy: l.applied.at } : {}),

@@ -6,12 +6,12 @@
  */
 import { parseDuration } from '../core/duration.js';
 import { contentHash } from '../core/flows.js';
-import { consumerClientIdFor, gateTopicFor, towerEnvironment } from '../core/instance-env.js';
+import { consumerClientIdFor, gateTopicFor, replicaEnvironments, towerEnvironment } from '../core/instance-env.js';
 import type { LiveInstance } from '../core/live.js';
 import { flowsUseGate } from '../core/live.js';
 import { isSecretRef, type DesiredInstance, type Fleet, type FlowNode, type RuntimeKind } from '../core/model.js';
 import type { Action, Color } from '../core/rollout.js';
-import { TowerError, type ColorSpec, type FleetRuntime, type RuntimeDriver } from './ports.js';
+import { TowerError, type ColorSpec, type FleetRuntime, type ReplicaView, type RuntimeDriver } from './ports.js';
 import { resolveCredentials, resolveEnv, secretValues } from './secrets.js';
 import { withCredentials } from '../core/credentials.js';
 import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credentials.js';
@@ -37,8 +37,8 @@ export interface ActDeps {
 
 /** One instance's actions in one rollout or repair: what they learn along the way. */
 export class InstanceActions {
-  /** The colours this run knows: where they are and what runs them. */
-  readonly colors: Partial<Record<Color, { port: number; url: string; runtime: RuntimeKind }>> = {};
+  /** The colours this run knows: where they are (each replica, when several) and what runs them. */
+  readonly colors: Partial<Record<Color, KnownColor>> = {};
   /** The flows the active colour ran before an in-place deploy, and Tower's record of them, to restore both. */
   previousFlows?: FlowNode[];
   previousRecord?: { rev: string; flowsHash: string };
@@ -57,7 +57,7 @@ export class InstanceActions {
     /** A repair keeps what runs (its port); a rollout changes it. */
     readonly repairing = false,
   ) {
-    for (const c of Object.values(live?.colors ?? {})) this.colors[c.color] = { port: c.port, url: c.url, runtime: c.runtime };
+    for (const c of Object.values(live?.colors ?? {})) this.colors[c.color] = known(c);
   }
 
   private redactSecrets?: (text: string) => string;
@@ -110,14 +110,28 @@ export class InstanceActions {
     return c.url;
   }
 
+  /** Every replica's Admin API (one URL for a colour of one replica): the actions that act on Node-RED act on each. */
+  replicaUrls(color: Color): { index: number; url: string }[] {
+    this.urlOf(color);
+    const c = this.colors[color]!;
+    return c.replicas?.length ? c.replicas.map((r) => ({ index: r.index, url: r.url })) : [{ index: 1, url: c.url }];
+  }
+
+  /** The replica indexes a colour has or had (its gates and MQTT sessions), as far as this run knows. */
+  replicaIndexes(color: Color): number[] {
+    const c = this.colors[color];
+    const count = Math.max(c?.replicas?.length ?? 1, this.desired?.config.replicas ?? 1);
+    return c?.replicas?.length ? c.replicas.map((r) => r.index) : Array.from({ length: count }, (_, i) => i + 1);
+  }
+
   /** The desired flows or the flows that run use the deploy gate (they differ while a rollout adds or drops it). */
   usesGate(): boolean {
     if (!this.deps.runtime.gate) return false;
     return Boolean(this.desired?.flows.includes('lib:deploy-gate')) || flowsUseGate(this.live?.flows) || this.live?.gated === true;
   }
 
-  topic(color: Color): string {
-    return gateTopicFor(this.deps.fleet, this.instance, color);
+  topic(color: Color, replica = 1): string {
+    return gateTopicFor(this.deps.fleet, this.instance, color, replica);
   }
 
   /** The switch that serves (a repair) or is to serve (a rollout) the stable address. */
@@ -165,7 +179,9 @@ export class InstanceActions {
     const rt = deps.runtime;
     const desired = this.desired;
     if (!desired) throw new TowerError(`${this.instance} is not in the fleet: nothing to start`, 'NotDesired', 'stalled');
-    const port = await rt.freePort();
+    const replicas = desired.config.replicas ?? 1;
+    const ports = await distinctPorts(rt, replicas);
+    const port = ports[0]!;
     const sw = this.sw();
     const env = { ...resolveEnv(this.instance, desired.config.env, deps.secretsEnv), ...(deps.desiredFleet ? towerEnvironment(deps.desiredFleet, this.instance, color, rt.broker, (port, peer) => (sw.peerUrl ? sw.peerUrl(port, peer) : sw.url(port, peer))) : {}) };
     const spec: ColorSpec = {
@@ -187,32 +203,38 @@ export class InstanceActions {
       drainMs: this.drainMs(),
       // Colours of one instance share one context namespace, so context survives the swap.
       ...(desired.config.context === 'shared' && rt.redisUrl ? { sharedContext: { url: rt.redisUrl, prefix: `tower:${deps.fleet}:${this.instance}` } } : {}),
+      ...(replicas > 1 ? { replicas, replicaPorts: ports.slice(1), replicaEnv: replicaEnvironments(deps.fleet, this.instance, color, replicas) } : {}),
     };
     for (const warning of this.fleetBroker().warnings) this.warn(warning);
     // A new colour starts with its MQTT consumers off: clear any retained "open" from before.
-    if (this.usesGate()) await rt.gate!.clear(this.topic(color));
+    if (this.usesGate()) await Promise.all(this.replicaIndexes(color).map((k) => rt.gate!.clear(this.topic(color, k))));
     await this.endSession(color); // a colour that crashed with its gate open left a session collecting work
     const driver = this.driverOf(color);
     const created = await driver.create(spec);
-    this.colors[color] = { port: created.port, url: created.url, runtime: driver.kind };
+    this.colors[color] = known(created);
     rt.registry.update((r) => {
       const rec = (r.instances[this.instance] ??= { port: desired.port, colors: {} });
       rec.port = desired.port;
       rec.colors[color] = { port: created.port, rev: desired.rev, flowsHash: spec.flowsHash, config: desired.config, startedAt: deps.now().toISOString() };
     });
     const started = await driver.start(this.ref(color));
-    this.colors[color] = { port: started.port, url: started.url, runtime: driver.kind };
-    await this.untilReady(color, started.url);
+    this.colors[color] = known(started);
+    await this.untilReady(color);
   }
 
   /**
-   * Until the colour's Node-RED answers its Admin API — or fails fast when the colour exits
-   * meanwhile (a crash at boot is not worth waiting readyTimeout for).
+   * Until the colour's Node-RED answers its Admin API, every replica of it — or fails fast when
+   * a replica exits meanwhile (a crash at boot is not worth waiting readyTimeout for).
    */
-  async untilReady(color: Color, url: string): Promise<void> {
+  async untilReady(color: Color): Promise<void> {
+    await Promise.all(this.replicaUrls(color).map(({ index, url }) => this.replicaReady(color, index, url)));
+  }
+
+  private async replicaReady(color: Color, index: number, url: string): Promise<void> {
     const timeoutMs = this.deps.readyTimeoutMs ?? 30_000;
     const deadline = Date.now() + timeoutMs;
     const admin = this.deps.runtime.admin(url);
+    const who = this.colors[color]?.replicas ? `${color} replica ${index}` : color;
     for (;;) {
       const failed = await admin.waitUntilReady(Math.max(1, Math.min(1_000, deadline - Date.now()))).then(
         () => undefined,
@@ -220,22 +242,29 @@ export class InstanceActions {
       );
       if (!failed) return;
       const c = await this.driverOf(color).inspect(this.ref(color));
-      if (c?.status !== 'running') throw new TowerError(`${color} exited while starting (${c?.exit?.reason ?? 'gone'})`, 'ExitedWhileStarting');
-      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${color}) not ready after ${timeoutMs} ms: ${failed.message}`, 'NotReady');
+      const replica = c?.replicas?.find((r) => r.index === index);
+      const status = replica ? replica.status : c?.status;
+      if (status !== 'running') throw new TowerError(`${who} exited while starting (${replica?.reason ?? c?.exit?.reason ?? 'gone'})`, 'ExitedWhileStarting');
+      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${who}) not ready after ${timeoutMs} ms: ${failed.message}`, 'NotReady');
     }
   }
 
+  /** Closes the gate of every replica that runs; one that does not has nothing to hand over: it would start closed. */
   async closeGate(color: Color, tolerant: boolean): Promise<void> {
     if (!this.usesGate()) return;
     const gate = this.deps.runtime.gate!;
-    const running = (await this.driverOf(color).inspect(this.ref(color)))?.status === 'running';
-    if (!running) {
-      await gate.clear(this.topic(color)); // nothing to hand over; make sure it would start closed
-      await this.endSession(color);
-      return;
-    }
+    const c = await this.driverOf(color).inspect(this.ref(color));
+    const replicas: Pick<ReplicaView, 'index' | 'status'>[] = c?.replicas ?? this.replicaIndexes(color).map((index) => ({ index, status: index === 1 && c ? c.status : 'exited' }));
+    const closing = replicas.filter((r) => r.status === 'running');
+    await Promise.all(
+      replicas.filter((r) => r.status !== 'running').map(async (r) => {
+        await gate.clear(this.topic(color, r.index));
+        await this.endReplicaSession(color, r.index);
+      }),
+    );
+    if (!closing.length) return;
     try {
-      await gate.close(this.topic(color));
+      await Promise.all(closing.map((r) => gate.close(this.topic(color, r.index))));
       this.gateClosedAt[color] = Date.now();
     } catch (err) {
       if (!tolerant) throw err;
@@ -254,13 +283,17 @@ export class InstanceActions {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
 
-  /** Ends the broker session of a colour that no longer runs, so nothing collects work for it. */
+  /** Ends the broker sessions of a colour (each replica's) that no longer runs, so nothing collects work for it. */
   async endSession(color: Color): Promise<void> {
     if (!this.usesGate()) return;
+    await Promise.all(this.replicaIndexes(color).map((k) => this.endReplicaSession(color, k)));
+  }
+
+  private async endReplicaSession(color: Color, replica: number): Promise<void> {
     try {
-      await this.deps.runtime.gate!.endSession(consumerClientIdFor(this.deps.fleet, this.instance, color));
+      await this.deps.runtime.gate!.endSession(consumerClientIdFor(this.deps.fleet, this.instance, color, replica));
     } catch (err) {
-      this.warn(`cannot end the MQTT session of ${color}: ${(err as Error).message}`);
+      this.warn(`cannot end the MQTT session of ${color}${replica > 1 ? ` replica ${replica}` : ''}: ${(err as Error).message}`);
     }
   }
 
@@ -272,7 +305,7 @@ export class InstanceActions {
   async discard(color: Color, graceMs?: number): Promise<void> {
     await this.finishTakenWork(color, graceMs);
     await this.driverOf(color).remove(this.ref(color));
-    if (this.usesGate()) await this.deps.runtime.gate!.clear(this.topic(color));
+    if (this.usesGate()) await Promise.all(this.replicaIndexes(color).map((k) => this.deps.runtime.gate!.clear(this.topic(color, k))));
     await this.endSession(color);
     delete this.colors[color];
     this.deps.runtime.registry.update((r) => void delete r.instances[this.instance]?.colors[color]);
@@ -302,9 +335,10 @@ const HANDLERS: Handlers = {
     await a.startColor(color);
   },
   async restart(a, { color }) {
+    // The driver starts what does not run: one dead replica, or the whole colour.
     const r = await a.driverOf(color).start(a.ref(color));
-    a.colors[color] = { port: r.port, url: r.url, runtime: r.runtime };
-    await a.untilReady(color, r.url);
+    a.colors[color] = known(r);
+    await a.untilReady(color);
   },
   async stop(a, { color }) {
     await a.finishTakenWork(color);
@@ -318,37 +352,50 @@ const HANDLERS: Handlers = {
     a.park(color, until ?? a.deps.now().getTime() + a.keepWarmMs());
   },
   async deployInPlace(a, { color }) {
-    const admin = a.deps.runtime.admin(a.urlOf(color));
-    const live = await admin.getFlows();
-    a.previousFlows = live.flows;
+    a.previousFlows = (await a.deps.runtime.admin(a.urlOf(color)).getFlows()).flows;
     const record = a.deps.runtime.registry.read().instances[a.instance]?.colors[color];
     if (record) a.previousRecord = { rev: record.rev, flowsHash: record.flowsHash };
-    await admin.setFlows(a.deployedFlows(), { rev: live.rev, type: 'nodes' });
+    const flows = a.deployedFlows();
+    for (const { url } of a.replicaUrls(color)) {
+      const admin = a.deps.runtime.admin(url);
+      await admin.setFlows(flows, { rev: (await admin.getFlows()).rev, type: 'nodes' });
+    }
   },
   async restoreInPlace(a, { color }) {
     if (!a.previousFlows) return;
-    const admin = a.deps.runtime.admin(a.urlOf(color));
-    const live = await admin.getFlows();
-    await admin.setFlows(a.previousFlows, { rev: live.rev, type: 'nodes' });
+    for (const { url } of a.replicaUrls(color)) {
+      const admin = a.deps.runtime.admin(url);
+      await admin.setFlows(a.previousFlows, { rev: (await admin.getFlows()).rev, type: 'nodes' });
+    }
     // What Tower deployed is again what it deployed before: the instance is out of date, not drifted.
     const before = a.previousRecord;
     if (before) a.deps.runtime.registry.update((r) => void Object.assign(r.instances[a.instance]?.colors[color] ?? {}, before));
   },
   async checkRev(a, { color }) {
-    const got = await a.deps.runtime.admin(a.urlOf(color)).getFlows();
-    if (got.rev !== a.desired!.rev) throw new TowerError(`Node-RED (${color}) runs flows rev ${got.rev.slice(0, 12)}, expected ${a.desired!.rev.slice(0, 12)}`, 'RevMismatch', 'stalled');
+    // Ready means every replica runs the desired flows.
+    const several = a.replicaUrls(color).length > 1;
+    for (const { index, url } of a.replicaUrls(color)) {
+      const got = await a.deps.runtime.admin(url).getFlows();
+      if (got.rev !== a.desired!.rev) throw new TowerError(`Node-RED (${color}${several ? ` replica ${index}` : ''}) runs flows rev ${got.rev.slice(0, 12)}, expected ${a.desired!.rev.slice(0, 12)}`, 'RevMismatch', 'stalled');
+    }
   },
   async smoke(a, { color, kind }) {
     const rt = a.deps.runtime;
     const checks = (a.desired?.smoke ?? []).filter((c) => (kind === 'http' ? c.http : c.mqtt));
     if (checks.length === 0) return;
     if (kind === 'mqtt' && !rt.broker) throw new TowerError('MQTT smoke checks need a broker (MQTT_URL or the embedded one)', 'NoBroker', 'stalled');
-    const results = await rt.smoke({ baseUrl: a.urlOf(color), checks, ...(rt.broker ? { mqtt: rt.broker } : {}), defaultTimeoutMs: 5_000, redact: a.redact });
-    const failed = results.filter((r) => !r.ok);
-    if (failed.length) throw new TowerError(failed.map((f) => `"${f.name}": ${f.message}`).join('; '), 'SmokeFailed', 'stalled');
+    // HTTP checks ask every replica; MQTT checks go through the broker to whichever replica takes the work.
+    const targets = kind === 'http' ? a.replicaUrls(color) : [{ index: 1, url: a.urlOf(color) }];
+    const several = targets.length > 1;
+    for (const { index, url } of targets) {
+      const results = await rt.smoke({ baseUrl: url, checks, ...(rt.broker ? { mqtt: rt.broker } : {}), defaultTimeoutMs: 5_000, redact: a.redact });
+      const failed = results.filter((r) => !r.ok);
+      if (failed.length) throw new TowerError(`${several ? `replica ${index}: ` : ''}${failed.map((f) => `"${f.name}": ${f.message}`).join('; ')}`, 'SmokeFailed', 'stalled');
+    }
   },
   async openGate(a, { color }) {
-    if (a.usesGate()) await a.deps.runtime.gate!.open(a.topic(color));
+    // Each replica confirms its own gate: open resolves once every replica's consumers are subscribed.
+    if (a.usesGate()) await Promise.all(a.replicaIndexes(color).map((k) => a.deps.runtime.gate!.open(a.topic(color, k))));
   },
   async closeGate(a, { color }) {
     await a.closeGate(color, false);
@@ -356,7 +403,8 @@ const HANDLERS: Handlers = {
   async route(a, { color }) {
     const c = a.colors[color];
     if (!c) throw new TowerError(`no ${color} colour to route to`, 'ColorMissing');
-    await a.sw().route(a.instance, { color, port: c.port });
+    const ports = c.replicas?.map((r) => r.port).filter((p): p is number => p !== undefined) ?? [];
+    await a.sw().route(a.instance, { color, port: c.port, ...(ports.length > 1 ? { ports } : {}) });
     a.recordApplied(color);
   },
   async split(a, { color, weight }) {
@@ -377,9 +425,13 @@ const HANDLERS: Handlers = {
     // Through the stable address: the switch must reach the new colour, which runs the desired rev.
     const rt = a.deps.runtime;
     const stable = a.sw().url(a.stablePort(), a.instance);
-    const got = await rt.admin(stable).getFlows();
     const desired = a.desired!;
-    if (got.rev !== desired.rev) throw new TowerError(`the stable address ${stable} serves rev ${got.rev.slice(0, 12)}, expected ${desired.rev.slice(0, 12)}`, 'AuditFailed', 'stalled');
+    if (a.replicaUrls(color).length > 1) {
+      await auditReplicas(a, color, stable);
+    } else {
+      const got = await rt.admin(stable).getFlows();
+      if (got.rev !== desired.rev) throw new TowerError(`the stable address ${stable} serves rev ${got.rev.slice(0, 12)}, expected ${desired.rev.slice(0, 12)}`, 'AuditFailed', 'stalled');
+    }
     // An in-place deploy changed what the colour runs: so does Tower's record of it.
     rt.registry.update((r) => {
       const c = r.instances[a.instance]?.colors[color];
@@ -405,3 +457,48 @@ const HANDLERS: Handlers = {
     if (!a.desired) a.deps.runtime.registry.update((r) => void delete r.instances[a.instance]);
   },
 };
+
+/** What a run knows of a colour: where it and its replicas answer. */
+export interface KnownColor {
+  port: number;
+  url: string;
+  runtime: RuntimeKind;
+  replicas?: { index: number; url: string; port?: number }[];
+}
+
+function known(c: { port: number; url: string; runtime: RuntimeKind; replicas?: { index: number; url: string; port?: number }[] | undefined }): KnownColor {
+  return { port: c.port, url: c.url, runtime: c.runtime, ...(c.replicas?.length ? { replicas: c.replicas.map((r) => ({ index: r.index, url: r.url, ...(r.port !== undefined ? { port: r.port } : {}) })) } : {}) };
+}
+
+/** n ports nobody listens on, all different (two asks in a row may get the same one). */
+async function distinctPorts(rt: FleetRuntime, n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  for (let tries = 0; ports.size < n && tries < n * 20; tries++) ports.add(await rt.freePort());
+  if (ports.size < n) throw new TowerError(`cannot find ${n} free ports for the replicas`, 'NoFreePort');
+  return [...ports];
+}
+
+/**
+ * The audit of a colour with replicas. Through the stable address each new connection may reach
+ * another replica, and an Admin API login holds for the one Node-RED that gave it: so the switch
+ * must route to exactly this colour's replicas, the HTTP smoke checks must pass through it, and
+ * each replica, asked directly, must run the desired rev.
+ */
+async function auditReplicas(a: InstanceActions, color: Color, stable: string): Promise<void> {
+  const rt = a.deps.runtime;
+  const desired = a.desired!;
+  const routed = (await a.sw().status(a.instance))?.active;
+  const ports = a.colors[color]?.replicas?.map((r) => r.port) ?? [];
+  if (routed?.color !== color || (routed.ports && ports.some((p) => p !== undefined && !routed.ports!.includes(p)))) {
+    throw new TowerError(`the switch of ${stable} does not route to every replica of ${color}`, 'AuditFailed', 'stalled');
+  }
+  const checks = (desired.smoke ?? []).filter((c) => c.http);
+  if (checks.length) {
+    const failed = (await rt.smoke({ baseUrl: stable, checks, defaultTimeoutMs: 5_000, redact: a.redact })).filter((r) => !r.ok);
+    if (failed.length) throw new TowerError(`through ${stable}: ${failed.map((f) => `"${f.name}": ${f.message}`).join('; ')}`, 'AuditFailed', 'stalled');
+  }
+  for (const { index, url } of a.replicaUrls(color)) {
+    const got = await rt.admin(url).getFlows();
+    if (got.rev !== desired.rev) throw new TowerError(`${color} replica ${index} serves rev ${got.rev.slice(0, 12)}, expected ${desired.rev.slice(0, 12)}`, 'AuditFailed', 'stalled');
+  }
+}

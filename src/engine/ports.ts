@@ -47,9 +47,16 @@ export interface ColorSpec extends ColorIdentity {
   labels: Record<string, string>;
   /** adminAuth credentials Node-RED is configured with. Never logged. */
   admin: AdminCredentials;
-  /** Copies of the colour (fleet.yaml replicas; absent: 1) and how long its requests in flight may take (drainTimeout), for a runtime that sizes them itself (kubernetes). */
-  replicas?: number;
+  /** How long the colour's requests in flight may take (drainTimeout), for a runtime that sizes its grace period itself (kubernetes). */
   drainMs?: number;
+  /**
+   * Replicas (see "Replicas" below): how many copies of the colour serve (absent = 1); the ports of replicas 2..N
+   * for drivers whose replicas share the host (the engine allocates them; others ignore them); and what each
+   * replica's environment adds to `env`, index k-1 for replica k (its gate topic and MQTT session, TOWER_REPLICA).
+   */
+  replicas?: number;
+  replicaPorts?: number[];
+  replicaEnv?: Record<string, string>[];
 }
 
 export type ColorStatus = 'created' | 'running' | 'exited' | 'unknown';
@@ -71,10 +78,33 @@ export interface RunningColor extends ColorIdentity {
   logFile?: string;
   /** The last exit the driver knows of, for a colour that stopped by itself. */
   exit?: ExitRecord;
+  /** Every replica when the colour has more than one (absent: the colour is its one replica); the colour's own fields are replica 1's. */
+  replicas?: ReplicaView[];
 }
 
-/** A colour stopped running without being asked to (crash, kill, OOM, container removed). */
-export interface ColorExit extends ColorIdentity, ExitRecord {}
+/**
+ * Replicas. A colour has N copies that serve alike; the colour is the unit of a rollout (they run the same flows and
+ * config, a change is a new colour), a replica the unit of liveness. Each has a URL the Admin API and smoke checks
+ * reach, and an index 1..N that its runtime keeps across its restarts: it names the replica's deploy gate and MQTT
+ * session (core/instance-env.ts). The colour is 'running' while any replica runs; `start` starts the replicas that
+ * do not run and leaves the others alone (so a repair restarts one replica, not the colour); stop, remove and the
+ * Admin API actions apply to every replica. The switch spreads new connections over `Upstream.ports`.
+ */
+export interface ReplicaView {
+  index: number;
+  /** pid, container id or pod name. */
+  id: string;
+  url: string;
+  status: ColorStatus;
+  port?: number;
+  /** Why it does not run, when it does not. */
+  reason?: string;
+}
+
+/** A colour (or, with `replica`, one replica of it) stopped running without being asked to (crash, kill, OOM, container removed). */
+export interface ColorExit extends ColorIdentity, ExitRecord {
+  replica?: number;
+}
 
 export interface ResourceUsage { cpuSeconds: number; rssBytes: number }
 
@@ -93,7 +123,7 @@ export interface RuntimeDriver {
   inspect(ref: ColorIdentity): Promise<RunningColor | undefined>;
   usage?(ref: ColorIdentity): Promise<ResourceUsage | undefined>;
   /** Node-RED's log of a colour: the last `lines` lines, then with `follow` each new one until `signal` aborts or the colour stops. Redacted: `secrets`, its node credentials, and its env values that `secretEnv` names or whose names look secret. */
-  logs(ref: ColorIdentity, opts: { lines: number; follow?: boolean; signal?: AbortSignal; secrets?: readonly string[]; secretEnv?: readonly string[] }): AsyncIterable<string>;
+  logs(ref: ColorIdentity, opts: { lines: number; follow?: boolean; signal?: AbortSignal; secrets?: readonly string[]; secretEnv?: readonly string[]; replica?: number }): AsyncIterable<string>;
   /**
    * Why this driver could not start the instance as configured (a Node-RED version it lacks,
    * an image the engine does not have), in words; undefined when it can. Asked before a
@@ -112,6 +142,8 @@ export interface RuntimeDriver {
 export interface Upstream {
   color: Color;
   port: number;
+  /** Every replica's port (port among them) when the colour has several: new connections go round-robin over them. */
+  ports?: number[];
 }
 
 /** A colour's share of new connections in a split, percent. */
@@ -152,7 +184,7 @@ export interface TrafficSwitch {
   split?(instance: string, upstreams: WeightedUpstream[] | undefined): Promise<SwitchStatus>;
   /** Cumulative per-colour counters since the switch started (see core/traffic.ts). */
   stats?(instance: string): Promise<TrafficStats>;
-  /** Resolves when no request is in flight to color, or when timeoutMs has passed. */
+  /** Resolves when no request is in flight to color (any of its replicas), or when timeoutMs has passed. */
   drain(instance: string, color: Color, timeoutMs: number): Promise<DrainResult>;
   status(instance: string): Promise<SwitchStatus | undefined>;
   list(): Promise<SwitchStatus[]>;

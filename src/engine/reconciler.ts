@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { decide, type Decision } from '../core/decide.js';
 import { usesMqtt } from '../core/instance-env.js';
-import type { LiveInstance } from '../core/live.js';
+import { deadReplicas, type LiveInstance } from '../core/live.js';
 import type { RepoReader } from '../core/load.js';
 import { diagramFlows } from '../core/mermaid.js';
 import { backoffDelay, recordRestart, settleRestarts, type RestartBook } from '../core/restarts.js';
@@ -360,5 +360,6 @@ function restartState(live: readonly LiveInstance[], key: string): 'running' | '
   // A switch that is gone while colours run is dead, not gone: restoring it keeps backing off.
   if (what === 'switch') return !l.switch ? (Object.keys(l.colors).length ? 'dead' : 'gone') : l.switch.running ? 'running' : 'dead';
   const c = l.colors[what as 'blue' | 'green'];
-  return !c ? 'gone' : c.status === 'running' ? 'running' : 'dead';
+  // A colour with a dead replica is not running stably: its restarts keep counting until every replica runs.
+  return !c ? 'gone' : c.status === 'running' && deadReplicas(c).length === 0 ? 'running' : 'dead';
 }

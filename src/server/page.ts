@@ -111,7 +111,7 @@ function instancesTable(s: StatusPageModel, opts: RenderOptions): SafeHtml {
   const rows = s.instances.map(
     (i) => html`<tr data-instance="${i.name}" data-health="${i.health}"${i.drift ? html` class="drifted"` : ''}>
 <th scope="row"><a class="inst-link" href="/instances/${encodeURIComponent(i.name)}">${i.name}</a>${i.runtime ? html`<span class="sub muted">${i.runtime}</span>` : ''}</th>
-<td>${colorBadge(i.color)}</td>
+<td>${colorBadge(i.color)}${i.replicas ? html`<span class="sub muted">${i.replicas.ready}/${i.replicas.total} replicas</span>` : ''}</td>
 <td>${i.port ?? html`<span class="muted">—</span>`}</td>
 <td>${healthBadge(i)}${i.healthMessage ? html`<span class="sub">${i.healthMessage}</span>` : ''}${i.restarts ? html`<span class="sub muted">restarted ${i.restarts}×${i.nextRestartAt ? html`, next ${when(i.nextRestartAt, opts)}` : ''}</span>` : ''}</td>
 <td>${i.nodeRedVersion ?? html`<span class="muted">—</span>`}</td>

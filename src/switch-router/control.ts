@@ -11,6 +11,7 @@ import type { Color } from '../adapters/runtime/types.js';
 import type { DrainResult, Upstream } from '../adapters/switch/types.js';
 import type { TrafficStats } from '../core/traffic.js';
 import type { WeightedUpstream } from './split.js';
+import { validReplicaPorts } from './replicas.js';
 
 export const COLORS: readonly Color[] = ['blue', 'green'];
 const MAX_CONTROL_BODY = 64 * 1024;
@@ -35,7 +36,8 @@ export interface RouterDrainResult extends DrainResult {
 export function isUpstream(value: unknown): value is Upstream {
   const v = value as Partial<Upstream> | null;
   return typeof v === 'object' && v !== null && COLORS.includes(v.color as Color)
-    && Number.isInteger(v.port) && (v.port as number) > 0 && (v.port as number) < 65536;
+    && Number.isInteger(v.port) && (v.port as number) > 0 && (v.port as number) < 65536
+    && (v.ports === undefined || validReplicaPorts(v.ports, v.port as number));
 }
 
 export interface ControlDeps {
@@ -58,7 +60,7 @@ export async function handleControl(req: IncomingMessage, res: ServerResponse, d
   const body = await readJson(req);
   if (body === undefined) return sendJson(res, 400, { error: 'body must be a JSON object of at most 64 KiB' });
   if (key === 'POST /route') {
-    if (!isUpstream(body)) return sendJson(res, 400, { error: 'route needs {color: blue|green, port: 1..65535}' });
+    if (!isUpstream(body)) return sendJson(res, 400, { error: 'route needs {color: blue|green, port: 1..65535, ports?: [port, …] (at most 64)}' });
     deps.route(body);
     return sendJson(res, 200, deps.state());
   }

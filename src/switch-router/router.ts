@@ -18,6 +18,7 @@ import type { Upstream } from '../adapters/switch/types.js';
 import { COLORS, handleControl, isUpstream, sendJson, type RouterDrainResult, type RouterState } from './control.js';
 import { Accounting, isSplit, Splitter, type RequestEnd, type WeightedUpstream } from './split.js';
 import type { TrafficStats } from '../core/traffic.js';
+import { replicaPicker, spreads } from './replicas.js';
 
 /** Upstreams are always local: the colours bind loopback only. */
 const UPSTREAM_HOST = '127.0.0.1';
@@ -96,8 +97,8 @@ function plain(res: ServerResponse, status: number, text: string, extra: Outgoin
   res.end(`${text}\n`);
 }
 
-function errorReason(err: NodeJS.ErrnoException, upstream: Upstream): { status: number; text: string } {
-  const where = `upstream ${upstream.color} (${UPSTREAM_HOST}:${upstream.port})`;
+function errorReason(err: NodeJS.ErrnoException, upstream: Upstream, port = upstream.port): { status: number; text: string } {
+  const where = `upstream ${upstream.color} (${UPSTREAM_HOST}:${port})`;
   if (err.code === 'ETIMEDOUT') return { status: 504, text: `gateway timeout: ${where} sent nothing for too long` };
   return { status: 502, text: `bad gateway: ${where}: ${err.code ?? err.message}` };
 }
@@ -121,6 +122,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
 
   /** Where a new request on this connection goes: its share of a split, else the route. */
   const choose = (connection: object): Upstream | undefined => (active ? (splitter.pick(connection) ?? active) : undefined);
+  const replicas = replicaPicker();
 
   function proxy(req: IncomingMessage, res: ServerResponse): void {
     const upstream = choose(req.socket); // chosen once: this request stays on this colour
@@ -131,20 +133,34 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
     const { color } = upstream;
     inflight[color] += 1;
     const startedAt = accounting ? performance.now() : 0;
-    /** Set when the colour gave no (whole) answer: the switch answered for it, or cut the body. */
-    let failed = false;
+    /** failed: the colour gave no (whole) answer — the switch answered for it, or cut the body. */
+    const outcome = { failed: false };
     res.once('close', () => {
       inflight[color] -= 1;
       if (accounting) {
-        const end: RequestEnd = failed ? 'failed' : res.writableFinished ? { status: res.statusCode } : 'aborted';
+        const end: RequestEnd = outcome.failed ? 'failed' : res.writableFinished ? { status: res.statusCode } : 'aborted';
         accounting.record(color, end, performance.now() - startedAt);
       }
       notify();
     });
+    send(req, res, upstream, replicas.pick(req.socket, upstream), new Set(), outcome);
+  }
+
+  /** Forwards to one replica (the colour's one port, or one of its replicas' ports); a refused replica passes the request on. */
+  function send(req: IncomingMessage, res: ServerResponse, upstream: Upstream, port: number, tried: Set<number>, outcome: { failed: boolean }): void {
+    const { color } = upstream;
+    tried.add(port);
     const forward = http.request({
-      host: UPSTREAM_HOST, port: upstream.port, method: req.method, path: req.url,
+      host: UPSTREAM_HOST, port, method: req.method, path: req.url,
       headers: requestHeaders(req), agent: agents[color],
     });
+    // Over replicas, the body waits for the connection: a replica that refuses has read none of it, so another may take it.
+    let connected = !spreads(upstream);
+    const pipeBody = (): void => {
+      connected = true;
+      req.pipe(forward);
+    };
+    if (!connected) forward.once('socket', (s) => (s.connecting ? s.once('connect', pipeBody) : pipeBody()));
     forward.setTimeout(idleTimeoutMs, () => forward.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     forward.on('response', (answer) => {
       try {
@@ -156,14 +172,18 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
       answer.pipe(res);
       answer.on('close', () => {
         if (answer.complete) return;
-        failed = !res.destroyed; // upstream died mid-body (not the client leaving)
+        outcome.failed = !res.destroyed; // upstream died mid-body (not the client leaving)
         res.destroy(); // the client must not see a short body as complete
       });
     });
-    forward.on('error', (err) => {
+    forward.on('error', (err: NodeJS.ErrnoException) => {
       if (res.destroyed) return; // the client left first; nobody to tell
-      failed = true;
-      const { status, text } = errorReason(err, upstream);
+      if (!connected && err.code === 'ECONNREFUSED') {
+        const other = replicas.refused(req.socket, upstream, port, tried);
+        if (other !== undefined) return send(req, res, upstream, other, tried, outcome);
+      }
+      outcome.failed = true;
+      const { status, text } = errorReason(err, upstream, port);
       log(`${req.method} ${req.url}: ${text}`);
       // The rest of the request body is unread: close the connection after answering.
       plain(res, status, text, { connection: 'close' });
@@ -172,7 +192,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
     res.on('close', () => {
       if (!res.writableFinished) forward.destroy(); // the client went away
     });
-    req.pipe(forward);
+    if (connected) req.pipe(forward);
   }
 
   function upgrade(req: IncomingMessage, client: Duplex, head: Buffer): void {
@@ -190,7 +210,7 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
       notify();
     });
     const headers = { ...requestHeaders(req), connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
-    const forward = http.request({ host: UPSTREAM_HOST, port: upstream.port, method: req.method, path: req.url, headers, agent: false });
+    const forward = http.request({ host: UPSTREAM_HOST, port: replicas.pick(client, upstream), method: req.method, path: req.url, headers, agent: false });
     forward.setTimeout(idleTimeoutMs, () => forward.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     forward.on('upgrade', (answer, socket, upHead) => {
       if (client.destroyed) {
@@ -236,9 +256,9 @@ export async function startRouter(options: RouterOptions): Promise<RouterHandle>
   function route(upstream: Upstream): void {
     if (!isUpstream(upstream)) throw new Error('route needs {color: blue|green, port: 1..65535}');
     options.onRoute?.(upstream);
-    active = { color: upstream.color, port: upstream.port }; // the switch: one assignment
+    active = { color: upstream.color, port: upstream.port, ...(spreads(upstream) ? { ports: [...upstream.ports!] } : {}) }; // the switch: one assignment
     if (splitter.current) splitter.set(undefined); // a route sends everything to one colour: a split ends
-    log(`route -> ${upstream.color} (${UPSTREAM_HOST}:${upstream.port})`);
+    log(`route -> ${upstream.color} (${UPSTREAM_HOST}:${active.ports?.join(', ') ?? upstream.port})`);
   }
 
   function split(upstreams: WeightedUpstream[] | undefined): void {

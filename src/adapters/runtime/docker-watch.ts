@@ -28,8 +28,8 @@ export interface DockerSupervisorOptions {
   docker: Dockerode;
   /** The label filter that selects a fleet's containers: `<fleet label>=<fleet>`. */
   fleetLabel(fleet: string): string;
-  /** The colour a container's labels name, if it is a well-formed Tower colour. */
-  identify(labels: Record<string, string>): ColorIdentity | undefined;
+  /** The colour (and replica, when several) a container's labels name, if it is a well-formed Tower colour. */
+  identify(labels: Record<string, string>): (ColorIdentity & { replica?: number }) | undefined;
   log(line: string): void;
   /** Reconnect backoff: first wait and cap. Default 250 ms doubling to 5 s. */
   retry?: { minMs: number; maxMs: number };
@@ -207,11 +207,12 @@ export function dockerSupervisor(options: DockerSupervisorOptions): DockerSuperv
       return inFlight.has(name) || this.quiet.has(name);
     }
 
-    report(name: string, ref: ColorIdentity, exit: ExitRecord, as: 'died' | 'removed'): void {
+    report(name: string, ref: ColorIdentity & { replica?: number }, exit: ExitRecord, as: 'died' | 'removed'): void {
       this.reported.set(name, as);
-      log(`docker: ${ref.fleet}/${ref.instance}/${ref.color} stopped unasked: ${exit.reason}`);
+      const replica = (ref.replica ?? 1) > 1 ? { replica: ref.replica! } : {};
+      log(`docker: ${ref.fleet}/${ref.instance}/${ref.color}${replica.replica ? ` replica ${replica.replica}` : ''} stopped unasked: ${exit.reason}`);
       try {
-        this.onExit({ fleet: ref.fleet, instance: ref.instance, color: ref.color, ...exit });
+        this.onExit({ fleet: ref.fleet, instance: ref.instance, color: ref.color, ...replica, ...exit });
       } catch (err) {
         log(`docker: a watcher of fleet ${this.fleet} threw on ${name}: ${message(err)}`);
       }

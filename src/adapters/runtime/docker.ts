@@ -1,6 +1,8 @@
 /**
  * The docker runtime driver: each colour of an instance is one container, named
  * tower-<fleet>-<instance>-<color>, on the host network (Node-RED binds 127.0.0.1:<port>).
+ * With replicas: N, replica k > 1 is its own container, tower-<fleet>-<instance>-<color>-r<k>,
+ * with its own port and userDir (…/<color>/replicas/<k>/data), labelled with its index.
  *
  * The container's labels are the only record: list(fleet) is a label query, so a restarted
  * reconciler finds exactly what runs without a registry of its own. The userDir is a host
@@ -45,6 +47,9 @@ export const LABELS = {
   flowsHash: `${PREFIX}.flows-hash`,
   port: `${PREFIX}.port`,
   nodeRedVersion: `${PREFIX}.node-red-version`,
+  /** This container's replica (absent: 1) and how many the colour has (absent: 1). */
+  replica: `${PREFIX}.replica`,
+  replicas: `${PREFIX}.replicas`,
 } as const;
 
 /** The official image runs Node-RED as node-red (uid/gid 1000); it must own /data. */
@@ -65,14 +70,15 @@ export interface DockerDriverOptions {
   log?: (line: string) => void;
 }
 
-export function containerName(ref: ColorIdentity): string {
-  return `tower-${ref.fleet}-${ref.instance}-${ref.color}`;
+export function containerName(ref: ColorIdentity, replica = 1): string {
+  return `tower-${ref.fleet}-${ref.instance}-${ref.color}${replica > 1 ? `-r${replica}` : ''}`;
 }
 
 export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
   const { docker, stateDir, run = {} } = options;
   const imageFor = options.imageFor ?? ((spec: Pick<ColorSpec, 'nodeRedVersion'>) => `nodered/node-red:${spec.nodeRedVersion}`);
   const colorDir = (ref: ColorIdentity): string => join(stateDir, 'docker', ref.instance, ref.color);
+  const replicaDir = (ref: ColorIdentity, replica: number): string => (replica > 1 ? join(colorDir(ref), 'replicas', String(replica)) : colorDir(ref));
   const supervisor = dockerSupervisor({
     docker,
     fleetLabel: (fleet) => `${LABELS.fleet}=${fleet}`,
@@ -86,12 +92,25 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
     return secret;
   };
 
-  async function inspect(ref: ColorIdentity): Promise<RunningColor | undefined> {
-    const name = containerName(ref);
+  async function inspectOne(name: string): Promise<Container | undefined> {
     const info = await call(`inspect ${name}`, () => docker.getContainer(name).inspect(), [404]);
     if (!info) return undefined;
     const started = info.State.StartedAt && !info.State.StartedAt.startsWith('0001-') ? info.State.StartedAt : undefined;
     return fromLabels(info.Id, info.Config.Labels ?? {}, info.State.Status, started, exitOfState(info.State));
+  }
+
+  /** The colour: replica 1's container, and the others' when its labels say it has several. */
+  async function inspect(ref: ColorIdentity): Promise<RunningColor | undefined> {
+    const first = await inspectOne(containerName(ref));
+    if (!first) return undefined;
+    const rest = await Promise.all(Array.from({ length: replicaCount(first) - 1 }, (_, i) => inspectOne(containerName(ref, i + 2))));
+    return withReplicas([first, ...rest.filter((r): r is Container => r !== undefined)], replicaCount(first));
+  }
+
+  /** Every replica's container name (replica 1's labels say how many). */
+  async function names(ref: ColorIdentity): Promise<string[]> {
+    const first = await inspectOne(containerName(ref));
+    return Array.from({ length: first ? replicaCount(first) : 1 }, (_, i) => containerName(ref, i + 1));
   }
 
   /** Tower does not pull images: one the engine lacks fails now, not half way through a rollout. */
@@ -99,6 +118,101 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
     const found = await call(`inspect image ${image}`, () => docker.getImage(image).inspect(), [404]);
     if (found) return undefined;
     return `image ${image} is not on the Docker host, and Tower does not pull images: load it first (docker pull ${image}, or docker load -i <file>.tar where no registry is reachable)`;
+  }
+
+  async function createReplica(spec: ColorSpec, replica: number, port: number, count: number): Promise<void> {
+    const name = containerName(spec, replica);
+    const image = spec.image ?? imageFor(spec);
+    // Parse before any side effect: a bad limit leaves nothing behind.
+    const memory = spec.resources.memory !== undefined ? memoryBytes(spec.resources.memory) : undefined;
+    const cpus = spec.resources.cpu !== undefined ? nanoCpus(spec.resources.cpu) : undefined;
+    const shared = spec.context === 'shared' ? spec.sharedContext : undefined;
+    if (spec.context === 'shared' && !shared) options.log?.(`docker: ${name} wants context: shared, but no Redis is configured (REDIS_URL); its context stays in memory and is lost on a swap`);
+    const store = shared ? stageContextStore(stateDir) : undefined;
+
+    const missing = await imageProblem(image);
+    if (missing) throw new RuntimeError(missing, 'ImageMissing');
+
+    // create replaces what an earlier attempt left under this colour's name, but only if it is ours.
+    const existing = await call(`inspect ${name}`, () => docker.getContainer(name).inspect(), [404]);
+    if (existing) {
+      if (existing.Config.Labels?.[LABELS.fleet] !== spec.fleet) {
+        throw new RuntimeError(`container ${name} exists but is not Tower's (no label ${LABELS.fleet}=${spec.fleet}): rename or remove it`, 'NameConflict');
+      }
+      await supervisor.asked(name, () => call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]));
+    }
+    const dir = replicaDir(spec, replica);
+    const dataDir = join(dir, 'data');
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const secretValue = await credentialSecret();
+    const settings = renderSettings({
+      port,
+      host: '127.0.0.1',
+      admin: spec.admin,
+      credentialSecret: secretValue,
+      settings: spec.settings,
+      ...(shared && store ? { sharedContext: { ...shared, modulePath: store.modulePath } } : {}),
+    });
+    const files: Record<string, string> = {
+      'settings.js': settings,
+      // As Node-RED stores them: credentials apart, so the rev it reports is flowsRev(deployableFlows(flows)).
+      'flows.json': JSON.stringify(deployableFlows(spec.flows)),
+    };
+    const credentials = extractCredentials(spec.flows);
+    if (credentials) files['flows_cred.json'] = JSON.stringify(encryptCredentials(secretValue, credentials));
+    for (const [file, text] of Object.entries(files)) await writeFile(join(dataDir, file), text, { mode: 0o600 });
+    // Root hands /data to the image's user; anyone else runs the container as themselves.
+    const user = await giveToContainer(dataDir, Object.keys(files));
+
+    const labels: Record<string, string> = {
+      ...spec.labels,
+      [LABELS.fleet]: spec.fleet,
+      [LABELS.instance]: spec.instance,
+      [LABELS.color]: spec.color,
+      [LABELS.rev]: spec.rev,
+      [LABELS.flowsHash]: spec.flowsHash,
+      [LABELS.port]: String(port),
+      [LABELS.nodeRedVersion]: spec.nodeRedVersion,
+      ...(count > 1 ? { [LABELS.replica]: String(replica), [LABELS.replicas]: String(count) } : {}),
+    };
+    const create: Dockerode.ContainerCreateOptions = {
+      name,
+      Image: image,
+      Env: Object.entries({ ...spec.env, ...spec.replicaEnv?.[replica - 1] }).map(([k, v]) => `${k}=${v}`),
+      Labels: labels,
+      ...(run.entrypoint ? { Entrypoint: run.entrypoint } : {}),
+      ...(run.cmd ? { Cmd: run.cmd } : {}),
+      ...(user ? { User: user } : {}),
+      HostConfig: {
+        NetworkMode: 'host',
+        Binds: [`${dataDir}:/data`, ...(store?.binds ?? []), ...(run.binds ?? [])],
+        // Never restarted by Docker: Tower hears the die event and decides (backoff, CrashLoop).
+        RestartPolicy: { Name: 'no' },
+        ...(memory !== undefined ? { Memory: memory } : {}),
+        ...(cpus !== undefined ? { NanoCpus: cpus } : {}),
+      },
+    };
+    try {
+      await call(`create ${name}`, () => docker.createContainer(create), [], Object.values(spec.env));
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async function usageOf(name: string): Promise<ResourceUsage | undefined> {
+    const c = docker.getContainer(name);
+    const info = await call(`inspect ${name}`, () => c.inspect(), [404]);
+    if (!info?.State.Running) return undefined;
+    const stats = await call(`stats ${name}`, () => c.stats({ stream: false, 'one-shot': true }), [404, 409]);
+    if (!stats) return undefined;
+    const mem = stats.memory_stats;
+    // As `docker stats` shows it: page cache that can be dropped is not the process's memory.
+    const inactive = mem.stats?.total_inactive_file ?? mem.stats?.inactive_file ?? 0;
+    return {
+      cpuSeconds: (stats.cpu_stats.cpu_usage.total_usage ?? 0) / 1e9,
+      rssBytes: Math.max(0, (mem.usage ?? 0) - inactive),
+    };
   }
 
   return {
@@ -114,138 +228,61 @@ export function dockerDriver(options: DockerDriverOptions): RuntimeDriver {
       const found = await call(`list containers of fleet ${fleet}`, () =>
         docker.listContainers({ all: true, filters: { label: [`${LABELS.fleet}=${fleet}`] } }),
       );
-      const colors = found.flatMap((c) => fromLabels(c.Id, c.Labels, c.State) ?? []);
-      // How an exited colour ended is in its inspect only: one call per exited colour (usually none).
-      return Promise.all(colors.map(async (c) => (c.status === 'exited' ? ((await inspect(c)) ?? c) : c)));
+      const containers = found.flatMap((c) => fromLabels(c.Id, c.Labels, c.State) ?? []);
+      // How an exited container ended is in its inspect only: one call per exited one (usually none).
+      const all = await Promise.all(containers.map(async (c) => (c.status === 'exited' ? ((await inspectOne(containerName(c, replicaOf(c)))) ?? c) : c)));
+      // One colour per instance and colour, its replicas in order (replica 1's fields speak for it, or the lowest left's).
+      const byColor = new Map<string, Container[]>();
+      for (const c of all.sort((a, b) => replicaOf(a) - replicaOf(b))) byColor.set(`${c.instance}/${c.color}`, [...(byColor.get(`${c.instance}/${c.color}`) ?? []), c]);
+      return [...byColor.values()].map((replicas) => withReplicas(replicas, Math.max(...replicas.map(replicaCount))));
     },
 
     async create(spec) {
-      const name = containerName(spec);
-      const image = spec.image ?? imageFor(spec);
-      // Parse before any side effect: a bad limit leaves nothing behind.
-      const memory = spec.resources.memory !== undefined ? memoryBytes(spec.resources.memory) : undefined;
-      const cpus = spec.resources.cpu !== undefined ? nanoCpus(spec.resources.cpu) : undefined;
-      const shared = spec.context === 'shared' ? spec.sharedContext : undefined;
-      if (spec.context === 'shared' && !shared) options.log?.(`docker: ${name} wants context: shared, but no Redis is configured (REDIS_URL); its context stays in memory and is lost on a swap`);
-      const store = shared ? stageContextStore(stateDir) : undefined;
-
-      const missing = await imageProblem(image);
-      if (missing) throw new RuntimeError(missing, 'ImageMissing');
-
-      // create replaces what an earlier attempt left under this colour's name, but only if it is ours.
-      const existing = await call(`inspect ${name}`, () => docker.getContainer(name).inspect(), [404]);
-      if (existing) {
-        if (existing.Config.Labels?.[LABELS.fleet] !== spec.fleet) {
-          throw new RuntimeError(`container ${name} exists but is not Tower's (no label ${LABELS.fleet}=${spec.fleet}): rename or remove it`, 'NameConflict');
-        }
-        await supervisor.asked(name, () => call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]));
-      }
-      const dir = colorDir(spec);
-      const dataDir = join(dir, 'data');
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dataDir, { recursive: true, mode: 0o700 });
-      const secretValue = await credentialSecret();
-      const settings = renderSettings({
-        port: spec.port,
-        host: '127.0.0.1',
-        admin: spec.admin,
-        credentialSecret: secretValue,
-        settings: spec.settings,
-        ...(shared && store ? { sharedContext: { ...shared, modulePath: store.modulePath } } : {}),
-      });
-      const files: Record<string, string> = {
-        'settings.js': settings,
-        // As Node-RED stores them: credentials apart, so the rev it reports is flowsRev(deployableFlows(flows)).
-        'flows.json': JSON.stringify(deployableFlows(spec.flows)),
-      };
-      const credentials = extractCredentials(spec.flows);
-      if (credentials) files['flows_cred.json'] = JSON.stringify(encryptCredentials(secretValue, credentials));
-      for (const [file, text] of Object.entries(files)) await writeFile(join(dataDir, file), text, { mode: 0o600 });
-      // Root hands /data to the image's user; anyone else runs the container as themselves.
-      const user = await giveToContainer(dataDir, Object.keys(files));
-
-      const labels: Record<string, string> = {
-        ...spec.labels,
-        [LABELS.fleet]: spec.fleet,
-        [LABELS.instance]: spec.instance,
-        [LABELS.color]: spec.color,
-        [LABELS.rev]: spec.rev,
-        [LABELS.flowsHash]: spec.flowsHash,
-        [LABELS.port]: String(spec.port),
-        [LABELS.nodeRedVersion]: spec.nodeRedVersion,
-      };
-      const create: Dockerode.ContainerCreateOptions = {
-        name,
-        Image: image,
-        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-        Labels: labels,
-        ...(run.entrypoint ? { Entrypoint: run.entrypoint } : {}),
-        ...(run.cmd ? { Cmd: run.cmd } : {}),
-        ...(user ? { User: user } : {}),
-        HostConfig: {
-          NetworkMode: 'host',
-          Binds: [`${dataDir}:/data`, ...(store?.binds ?? []), ...(run.binds ?? [])],
-          // Never restarted by Docker: Tower hears the die event and decides (backoff, CrashLoop).
-          RestartPolicy: { Name: 'no' },
-          ...(memory !== undefined ? { Memory: memory } : {}),
-          ...(cpus !== undefined ? { NanoCpus: cpus } : {}),
-        },
-      };
-      try {
-        await call(`create ${name}`, () => docker.createContainer(create), [], Object.values(spec.env));
-      } catch (err) {
-        await rm(dir, { recursive: true, force: true });
-        throw err;
-      }
-      return mustExist(await inspect(spec), name);
+      const count = spec.replicas ?? 1;
+      const ports = [spec.port, ...(spec.replicaPorts ?? [])].slice(0, count);
+      if (ports.length < count || new Set(ports).size < count) throw new RuntimeError(`${containerName(spec)} wants ${count} replicas: it needs ${count} different ports, got ${ports.join(', ')}`, 'ReplicaPorts');
+      // Replicas an earlier colour of this name had beyond this one's count go first.
+      const earlier = await names(spec);
+      for (const name of earlier.slice(count)) await supervisor.asked(name, () => call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]));
+      await rm(colorDir(spec), { recursive: true, force: true });
+      for (let k = 1; k <= count; k++) await createReplica(spec, k, ports[k - 1]!, count);
+      return mustExist(await inspect(spec), containerName(spec));
     },
 
+    /** Starts the replicas that do not run (304: one that runs is left alone). */
     async start(ref) {
-      const name = containerName(ref);
-      await call(`start ${name}`, () => docker.getContainer(name).start(), [304]);
-      return mustExist(await inspect(ref), name);
+      await Promise.all((await names(ref)).map((name) => call(`start ${name}`, () => docker.getContainer(name).start(), [304])));
+      return mustExist(await inspect(ref), containerName(ref));
     },
 
     async stop(ref, opts) {
-      const name = containerName(ref);
       const t = Math.max(0, Math.ceil((opts?.timeoutMs ?? DEFAULT_STOP_MS) / 1000));
-      await supervisor.asked(name, () => call(`stop ${name}`, () => docker.getContainer(name).stop({ t }), [304, 404]));
+      await Promise.all((await names(ref)).map((name) => supervisor.asked(name, () => call(`stop ${name}`, () => docker.getContainer(name).stop({ t }), [304, 404]))));
     },
 
     async remove(ref) {
-      const name = containerName(ref);
       // 409: a removal is already in progress.
-      await supervisor.asked(name, () => call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]));
+      await Promise.all((await names(ref)).map((name) => supervisor.asked(name, () => call(`remove ${name}`, () => docker.getContainer(name).remove({ force: true, v: true }), [404, 409]))));
       await rm(colorDir(ref), { recursive: true, force: true });
     },
 
     inspect,
 
+    /** All replicas together. */
     async usage(ref): Promise<ResourceUsage | undefined> {
-      const name = containerName(ref);
-      const c = docker.getContainer(name);
-      const info = await call(`inspect ${name}`, () => c.inspect(), [404]);
-      if (!info?.State.Running) return undefined;
-      const stats = await call(`stats ${name}`, () => c.stats({ stream: false, 'one-shot': true }), [404, 409]);
-      if (!stats) return undefined;
-      const mem = stats.memory_stats;
-      // As `docker stats` shows it: page cache that can be dropped is not the process's memory.
-      const inactive = mem.stats?.total_inactive_file ?? mem.stats?.inactive_file ?? 0;
-      return {
-        cpuSeconds: (stats.cpu_stats.cpu_usage.total_usage ?? 0) / 1e9,
-        rssBytes: Math.max(0, (mem.usage ?? 0) - inactive),
-      };
+      const each = (await Promise.all((await names(ref)).map(usageOf))).filter((u): u is ResourceUsage => u !== undefined);
+      return each.length ? { cpuSeconds: each.reduce((a, u) => a + u.cpuSeconds, 0), rssBytes: each.reduce((a, u) => a + u.rssBytes, 0) } : undefined;
     },
 
-    /** The container's log (stdout and stderr), redacted (logs.ts); Docker ends a followed log when the container stops. */
+    /** The container's log (stdout and stderr) of one replica (default 1), redacted (logs.ts); Docker ends a followed log when the container stops. */
     async *logs(ref, opts) {
-      const name = containerName(ref);
+      const name = containerName(ref, opts.replica ?? 1);
       const container = docker.getContainer(name);
       const info = await call(`inspect ${name}`, () => container.inspect(), [404]);
       if (!info || info.Config.Labels?.[LABELS.fleet] !== ref.fleet) throw new RuntimeError(`${name} does not exist`, 'NotFound');
       const env = envOfList(info.Config.Env ?? []);
       const secretValue = options.credentialSecret ?? (await readCredentialSecret(stateDir));
-      const credentials = await readColorCredentials(join(colorDir(ref), 'data', 'flows_cred.json'), secretValue);
+      const credentials = await readColorCredentials(join(replicaDir(ref, opts.replica ?? 1), 'data', 'flows_cred.json'), secretValue);
       const redact = colorRedactor({ env, credentials, credentialSecret: secretValue, secretEnv: opts.secretEnv, secrets: opts.secrets });
       yield* redactedLines(dockerLogLines(container, { lines: opts.lines, follow: opts.follow ?? false, signal: opts.signal, tty: info.Config.Tty }), redact);
     },
@@ -273,14 +310,36 @@ export function nanoCpus(cpu: number | string): number {
 }
 
 /** The colour a container's labels (or an event's attributes, which carry them) name. */
-function colorOfLabels(labels: Record<string, string>): ColorIdentity | undefined {
+function colorOfLabels(labels: Record<string, string>): (ColorIdentity & { replica?: number }) | undefined {
   const fleet = labels[LABELS.fleet];
   const instance = labels[LABELS.instance];
   const color = labels[LABELS.color];
-  return fleet && instance && (color === 'blue' || color === 'green') ? { fleet, instance, color } : undefined;
+  const replica = Number(labels[LABELS.replica] ?? 1);
+  return fleet && instance && (color === 'blue' || color === 'green') ? { fleet, instance, color, ...(replica > 1 ? { replica } : {}) } : undefined;
 }
 
-function fromLabels(id: string, labels: Record<string, string>, state: string, startedAt?: string, exit?: ExitRecord): RunningColor | undefined {
+const replicaOf = (c: { replica?: number }): number => c.replica ?? 1;
+const replicaCount = (c: Container): number => c.replicaCount ?? 1;
+
+/** One container: a colour's replica, with its index and (from its labels) how many the colour has. */
+type Container = RunningColor & { replica?: number; replicaCount?: number };
+
+/** The colour as the engine sees it: replica 1's fields, running while any replica runs, each replica listed when it has several. */
+function withReplicas(all: Container[], count: number): RunningColor {
+  const { replica: _r, replicaCount: _n, ...first } = all[0]!;
+  if (count <= 1) return first;
+  const status = all.some((c) => c.status === 'running') ? 'running' : first.status;
+  const exited = all.find((c) => c.status === 'exited' && c.exit);
+  return {
+    ...first,
+    status,
+    ...(status === 'exited' && (first.exit ?? exited?.exit) ? { exit: (first.exit ?? exited?.exit)! } : {}),
+    replicas: all.map((c) => ({ index: replicaOf(c), id: c.id, url: c.url, status: c.status, port: c.port, ...(c.status === 'exited' ? { reason: c.exit?.reason ?? 'exited' } : {}) })),
+  };
+}
+
+/** One container as a colour, with its replica index and the colour's replica count (from its labels) for withReplicas. */
+function fromLabels(id: string, labels: Record<string, string>, state: string, startedAt?: string, exit?: ExitRecord): Container | undefined {
   const identity = colorOfLabels(labels);
   const port = Number(labels[LABELS.port]);
   // Not ours, or labels edited by hand: nothing to adopt.
@@ -297,6 +356,7 @@ function fromLabels(id: string, labels: Record<string, string>, state: string, s
     ...(startedAt ? { startedAt } : {}),
     url: `http://127.0.0.1:${port}`,
     ...(status === 'exited' && exit ? { exit } : {}),
+    ...(Number(labels[LABELS.replicas] ?? 1) > 1 ? { replicaCount: Number(labels[LABELS.replicas]) } : {}),
   };
 }
 

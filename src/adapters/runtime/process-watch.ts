@@ -19,8 +19,8 @@ import { readFileSync } from 'node:fs';
 import { writeAtomic } from '../fs/atomic.js';
 import { exitInfo } from './exit.js';
 import { runs } from './proc.js';
-import type { ColorRecord } from './process.js';
-import type { ColorExit, ColorIdentity, ExitRecord } from './types.js';
+import type { ColorRecord, ReplicaRef } from './process.js';
+import type { ColorExit, ExitRecord } from './types.js';
 
 /** How often an adopted colour's pid is looked at while someone watches. */
 export const POLL_MS = 500;
@@ -34,15 +34,15 @@ export interface ExitSupervisor {
 }
 
 export interface ExitSupervisorOptions {
-  /** Where the colour's colour.json lives. */
-  recordFile(ref: ColorIdentity): string;
+  /** Where the replica's colour.json lives. */
+  recordFile(ref: ReplicaRef): string;
   /** The fleet's colours whose records say running, read when someone starts watching. */
   running(fleet: string): Promise<ColorRecord[]>;
   log(line: string): void;
 }
 
 interface Tracked {
-  ref: ColorIdentity;
+  ref: ReplicaRef;
   pid: number;
   startTime: number | null;
   /** Set for our own children: their exit event tells, no polling. */
@@ -59,8 +59,9 @@ export function exitSupervisor(options: ExitSupervisorOptions): ExitSupervisor {
   const tracked = new Map<string, Tracked>();
   const watchers = new Set<Watcher>();
   let timer: NodeJS.Timeout | undefined;
-  const key = (ref: ColorIdentity) => `${ref.fleet}/${ref.instance}/${ref.color}`;
-  const identity = (r: ColorIdentity): ColorIdentity => ({ fleet: r.fleet, instance: r.instance, color: r.color });
+  // Each replica of a colour is followed on its own (replica 1 is the colour itself).
+  const key = (ref: ReplicaRef) => `${ref.fleet}/${ref.instance}/${ref.color}${(ref.replica ?? 1) > 1 ? `/r${ref.replica}` : ''}`;
+  const identity = (r: ReplicaRef): ReplicaRef => ({ fleet: r.fleet, instance: r.instance, color: r.color, ...((r.replica ?? 1) > 1 ? { replica: r.replica } : {}) });
 
   function noticed(t: Tracked, code: number | null, signal: string | null): void {
     if (tracked.get(key(t.ref)) === t) tracked.delete(key(t.ref));

@@ -9,7 +9,7 @@
  */
 import { TowerError } from '../../engine/ports.js';
 
-export type { AdminCredentials, Color, ColorExit, ColorIdentity, ColorSpec, ColorStatus, ExitRecord, ResourceUsage, RunningColor, RuntimeDriver } from '../../engine/ports.js';
+export type { AdminCredentials, Color, ColorExit, ColorIdentity, ColorSpec, ColorStatus, ExitRecord, ReplicaView, ResourceUsage, RunningColor, RuntimeDriver } from '../../engine/ports.js';
 
 /** Reasons that retrying cannot fix: the input must change. */
 const STALLED = new Set(['NodeRedVersionNotInstalled', 'ImageMissing', 'InvalidName', 'FleetMismatch', 'StateCorrupt', 'NameConflict']);

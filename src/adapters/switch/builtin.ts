@@ -203,8 +203,9 @@ export function builtinSwitch(options: BuiltinSwitchOptions): BuiltinSwitch {
 
     async route(instance, upstream) {
       const { record } = await live(instance);
-      const state = await call<RouterState>(record, 'POST', '/route', { color: upstream.color, port: upstream.port });
-      log?.info({ instance, color: upstream.color, port: upstream.port }, 'switch routed');
+      const ports = upstream.ports && upstream.ports.length > 1 ? { ports: upstream.ports } : {};
+      const state = await call<RouterState>(record, 'POST', '/route', { color: upstream.color, port: upstream.port, ...ports });
+      log?.info({ instance, color: upstream.color, port: upstream.port, ...ports }, 'switch routed');
       return toStatus(instance, record, state);
     },
 

@@ -149,8 +149,9 @@ export function nginxSwitch(options: NginxSwitchOptions): TrafficSwitch {
       return serially(async () => {
         const current = read(instance);
         if (!current) throw new Error(`nginx switch for instance ${instance} is not configured; call ensure() first`);
-        await apply({ instance, listenPort: current.listenPort, active: { color: upstream.color, port: upstream.port } }, current);
-        log?.info({ instance, color: upstream.color, port: upstream.port }, 'nginx switch routed');
+        const ports = upstream.ports && upstream.ports.length > 1 ? { ports: [...upstream.ports] } : {};
+        await apply({ instance, listenPort: current.listenPort, active: { color: upstream.color, port: upstream.port, ...ports } }, current);
+        log?.info({ instance, color: upstream.color, port: upstream.port, ...ports }, 'nginx switch routed');
         return (await status(instance)) as SwitchStatus;
       });
     },
@@ -218,7 +219,9 @@ export function renderConf(managed: Managed, idleSeconds: number): string {
   if (active) {
     lines.push(
       `upstream tower_${id} {`,
-      `  server 127.0.0.1:${active.port};  # ${active.color}`,
+      // Replicas: one server each; nginx spreads requests round-robin and passes a request whose
+      // connection is refused (nothing sent yet) to the next server.
+      ...(active.ports && active.ports.length > 1 ? active.ports : [active.port]).map((port, i, all) => `  server 127.0.0.1:${port};  # ${active.color}${all.length > 1 ? ` replica ${i + 1}` : ''}`),
       '  keepalive 16;',
       '}',
     );
