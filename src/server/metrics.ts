@@ -21,6 +21,7 @@ export class FleetMetrics implements MetricsSink {
   private readonly restarts: Counter<'instance' | 'what' | 'kind'>;
   private readonly appliedAt: Gauge;
   private readonly inSync: Gauge;
+  private readonly leads: Gauge;
   private readonly cpu: Counter<'instance' | 'color'>;
   private readonly memory: Gauge<'instance' | 'color'>;
 
@@ -55,6 +56,7 @@ export class FleetMetrics implements MetricsSink {
     this.restarts = new Counter({ name: 'tower_instance_restarts_total', help: 'Repairs that started a dead colour or switch again, by what (blue, green, switch) and kind (restart, restore-switch, restart-switch).', labelNames: ['instance', 'what', 'kind'], registers: r });
     this.appliedAt = new Gauge({ name: 'tower_applied_revision_timestamp_seconds', help: 'When the fleet last converged on a revision (Unix time).', registers: r });
     this.inSync = new Gauge({ name: 'tower_fleet_in_sync', help: '1 when the fleet runs the desired revision.', registers: r });
+    this.leads = new Gauge({ name: 'tower_leader', help: '1 while this daemon leads its fleet (acts on it), 0 while it stands by; of several replicas, exactly one should be 1.', registers: r });
     // A counter (it only grows while the colour runs; a restart resets it, as Prometheus expects of
     // counters), set from the driver's reading at each scrape: reset, then increased to that total.
     this.cpu = new Counter({ name: 'tower_nodered_cpu_seconds_total', help: 'CPU time used by a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
@@ -98,6 +100,11 @@ export class FleetMetrics implements MetricsSink {
       this.drift.set({ instance: i.name }, i.drift ? 1 : 0);
     }
     this.inSync.set(status.sync === 'Synced' ? 1 : 0);
+  }
+
+  /** Set at each scrape: a standby runs no passes, and a leader may lose its lease between two. */
+  leader(leads: boolean): void {
+    this.leads.set(leads ? 1 : 0);
   }
 
   /** Forgets every colour's CPU and memory: colours that are gone must not report their last values. */
