@@ -119,6 +119,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
       observed: () => daemon.observed,
       loadRevision: (revision) => daemon.loadRevision(revision),
       rolloutBase: (revision) => daemon.rolloutBase(revision),
+      pullRequestHead: (sha) => planner?.plannedHead(sha),
       colors: (instance) => colorsOf(rt, fleetName(), instance),
       logs: async (instance, lines) => {
         const fleet = fleetName();
@@ -222,7 +223,8 @@ async function colorsOf(rt: LocalRuntime, fleet: string | undefined, instance: s
   for (const driver of rt.drivers()) {
     for (const c of (await driver.list(fleet)).filter((x) => x.instance === instance)) {
       const usage = c.status === 'running' ? await driver.usage?.(c).catch(() => undefined) : undefined;
-      out.push({ color: c.color, runtime: c.runtime, status: c.status, port: c.port, ...(c.startedAt ? { startedAt: c.startedAt } : {}), ...(usage ? { usage: { cpuSeconds: usage.cpuSeconds, rssBytes: usage.rssBytes } } : {}) });
+      const replicas = c.replicas && c.replicas.length > 1 ? { running: c.replicas.filter((r) => r.status === 'running').length, total: c.replicas.length } : undefined;
+      out.push({ color: c.color, runtime: c.runtime, status: c.status, port: c.port, ...(c.startedAt ? { startedAt: c.startedAt } : {}), ...(usage ? { usage: { cpuSeconds: usage.cpuSeconds, rssBytes: usage.rssBytes } } : {}), ...(replicas ? { replicas } : {}) });
     }
   }
   return out.sort((a, b) => a.color.localeCompare(b.color));

@@ -39,6 +39,12 @@ export class PullRequestPlanner {
     this.chain = this.chain.then(() => this.plan(pr)).catch(() => undefined);
   }
 
+  /** The head this planner planned that `sha` names (a prefix), if any: read-only, for the status page's plan pages. */
+  plannedHead(sha: string): string | undefined {
+    const want = sha.toLowerCase();
+    return [...this.planned.values()].find((h) => h.toLowerCase().startsWith(want));
+  }
+
   /** Resolves when every queued plan has been made (for tests and shutdown). */
   idle(): Promise<void> {
     return this.chain;

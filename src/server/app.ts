@@ -42,6 +42,8 @@ export interface ServerLimits {
   webhook: UploadLimits;
   /** What a 503 asks the client to wait, in seconds. */
   retryAfterSeconds: number;
+  /** Instance pages being made at once (each reads the runtime and a log); more are answered 503. */
+  instancePages: number;
 }
 
 export const SERVER_LIMITS: ServerLimits = {
@@ -51,6 +53,7 @@ export const SERVER_LIMITS: ServerLimits = {
   // GitHub sends one delivery at a time per hook and waits 10 s for the answer.
   webhook: { concurrent: 8, budgetBytes: 64 * 1024 * 1024, maxBytes: MAX_WEBHOOK_BYTES, deadlineMs: 10_000 },
   retryAfterSeconds: 5,
+  instancePages: 8,
 };
 
 export interface AppDeps {
@@ -129,13 +132,22 @@ export function createApp(deps: AppDeps): Hono {
   // An instance, and a revision's plan, drawn (read-only; see flow-views.ts for their bounds).
   const flowHeaders = { 'cache-control': 'no-store', 'content-security-policy': FLOW_PAGE_CSP, 'referrer-policy': 'no-referrer' };
   const plans = deps.pages ? new PlanViews(deps.pages) : undefined;
+  // Each instance page asks the runtime (colours, usage) and reads a log: a few at once, the others wait their turn elsewhere.
+  let instanceViews = 0;
   app.get('/instances/:name', async (c) => {
     const name = c.req.param('name');
-    health.record(deps.status(), now().getTime());
-    const history = (await deps.history(50).catch(() => [])).map(boundRecord);
-    const model = await instanceModel(name, { status: deps.status(), version: deps.version, history, health: health.of(name), ...(deps.pages ? { sources: deps.pages } : {}) });
-    if (!model) return c.json({ error: `no instance ${name.slice(0, 200)} in this fleet` }, 404);
-    return c.html(renderInstancePage(model, { now: now() }), 200, flowHeaders);
+    if (!deps.status().instances.some((i) => i.name === name)) return c.json({ error: `no instance ${name.slice(0, 200)} in this fleet` }, 404);
+    if (instanceViews >= limits.instancePages) return c.json({ error: `${limits.instancePages} instance pages are being made already; try again in a moment` }, 503, retryAfter);
+    instanceViews++;
+    try {
+      health.record(deps.status(), now().getTime());
+      const history = (await deps.history(50).catch(() => [])).map(boundRecord);
+      const model = await instanceModel(name, { status: deps.status(), version: deps.version, history, health: health.of(name), ...(deps.pages ? { sources: deps.pages } : {}) });
+      if (!model) return c.json({ error: `no instance ${name.slice(0, 200)} in this fleet` }, 404);
+      return c.html(renderInstancePage(model, { now: now() }), 200, flowHeaders);
+    } finally {
+      instanceViews--;
+    }
   });
   app.get('/revisions/:sha', async (c) => {
     if (!plans) return c.json({ error: 'plans are not available here' }, 404);
@@ -143,7 +155,7 @@ export function createApp(deps: AppDeps): Hono {
     const history = (await deps.history(50).catch(() => [])).map(boundRecord);
     try {
       const model = await plans.model(sha, { status: deps.status(), version: deps.version, history });
-      if (!model) return c.json({ error: `Tower knows no revision ${sha.slice(0, 64)}: it shows the revisions it is rolling out, rejected, runs or rolled out lately` }, 404);
+      if (!model) return c.json({ error: `Tower knows no revision ${sha.slice(0, 64)}: it shows the revisions it is rolling out, rejected, runs or rolled out lately, and the heads of pull requests it planned since it started` }, 404);
       return c.html(renderPlanPage(model, { now: now() }), 200, flowHeaders);
     } catch (err) {
       if (err instanceof TooBusy) return c.json({ error: err.message }, 503, retryAfter);

@@ -4,7 +4,8 @@
  * the runtime (colours, usage, logs). Nothing here acts on the fleet.
  *
  * Bounded for strangers: a plan page is only made for a revision the daemon knows (newest,
- * attempted, applied, rolling out, or in the recent history) — never a checkout of any sha a
+ * attempted, applied, rolling out, in the recent history, or the head of a pull request it
+ * planned) — never a checkout of any sha a
  * URL names — and at most PLAN_LOADS revisions are loaded at once. Logs and usage are waited
  * for at most VIEW_TIMEOUT_MS.
  */
@@ -24,6 +25,8 @@ export interface PageSources {
   loadRevision(revision: string): Promise<LoadedRevision>;
   /** What ran when the rollout of this revision started (the newest few rollouts). */
   rolloutBase(revision: string): readonly LiveInstance[] | undefined;
+  /** The head of an open pull request that Tower planned, when `sha` names one (a prefix). */
+  pullRequestHead?(sha: string): string | undefined;
   colors?(instance: string): Promise<ColorView[]>;
   /** The last lines of the instance's Node-RED log, secrets redacted. */
   logs?(instance: string, lines: number): Promise<{ color?: string; lines: string[] }>;
@@ -85,7 +88,7 @@ function stateOf(revision: string, status: FleetStatus, history: readonly Rollou
   if (status.appliedRevision === revision) return { state: 'applied', tone: 'ok' };
   const r = history.find((h) => h.revision === revision);
   if (r) return { state: OUTCOME[r.outcome]?.[2] ?? r.outcome, tone: r.outcome === 'succeeded' ? 'ok' : r.outcome === 'running' ? 'info' : 'warn', ...(r.error ? { error: r.error } : {}) };
-  return { state: 'not rolled out', tone: 'neutral' };
+  return { state: 'pull request head, not rolled out', tone: 'neutral' };
 }
 
 export class PlanViews {
@@ -95,7 +98,7 @@ export class PlanViews {
 
   /** The plan page's model; undefined when the daemon knows no such revision. Throws TooBusy when PLAN_LOADS revisions are loading. */
   async model(sha: string, ctx: { status: FleetStatus; version: string; history: RolloutRecord[] }): Promise<PlanPageModel | undefined> {
-    const revision = knownRevision(sha, ctx.status, ctx.history);
+    const revision = knownRevision(sha, ctx.status, ctx.history) ?? (/^[0-9a-f]{7,64}$/i.test(sha) ? this.sources.pullRequestHead?.(sha) : undefined);
     if (!revision) return undefined;
     const loaded = await this.load(revision);
     const base = this.sources.rolloutBase(revision);

@@ -19,7 +19,10 @@ export interface ColorView {
   status: string;
   port: number;
   startedAt?: string;
+  /** CPU and memory of the colour (all its replicas together). */
   usage?: { cpuSeconds: number; rssBytes: number };
+  /** With replicas: how many run, of how many. */
+  replicas?: { running: number; total: number };
 }
 
 export interface InstancePageModel {
@@ -73,7 +76,7 @@ function colorsTable(m: InstancePageModel, opts: RenderOptions): SafeHtml {
   if (!m.colors.length) return html`<section class="card"><h2>Colours</h2><p class="muted">No colour runs.</p></section>`;
   return html`<section class="card" aria-labelledby="colors-title"><h2 id="colors-title">Colours</h2>
 <div class="table-wrap"><table><thead><tr><th scope="col">Colour</th><th scope="col">Runtime</th><th scope="col">State</th><th scope="col">Port</th><th scope="col">Started</th><th scope="col">CPU</th><th scope="col">Memory</th></tr></thead>
-<tbody>${m.colors.map((c) => html`<tr data-color="${c.color}"><td>${colorBadge(c.color)}${c.color === m.instance.color ? html` <span class="muted">routed</span>` : ''}</td><td>${c.runtime}</td><td>${c.status}</td><td>${c.port}</td><td>${when(c.startedAt, opts)}</td><td>${c.usage ? `${c.usage.cpuSeconds.toFixed(1)} s` : '—'}</td><td>${c.usage ? mib(c.usage.rssBytes) : '—'}</td></tr>`)}</tbody></table></div>
+<tbody>${m.colors.map((c) => html`<tr data-color="${c.color}"><td>${colorBadge(c.color)}${c.color === m.instance.color ? html` <span class="muted">routed</span>` : ''}</td><td>${c.runtime}</td><td>${c.status}${c.replicas ? html` <span class="muted">(${c.replicas.running}/${c.replicas.total} replicas)</span>` : ''}</td><td>${c.port}</td><td>${when(c.startedAt, opts)}</td><td>${c.usage ? `${c.usage.cpuSeconds.toFixed(1)} s` : '—'}</td><td>${c.usage ? mib(c.usage.rssBytes) : '—'}</td></tr>`)}</tbody></table></div>
 </section>`;
 }
 
@@ -111,7 +114,7 @@ function logSection(m: InstancePageModel): SafeHtml {
     : l.error
       ? html`<p class="muted">The log cannot be shown: <span class="error-text">${l.error}</span></p>`
       : l.lines.length
-        ? html`<pre class="logs" data-lines="${l.lines.length}">${l.lines.join('\n')}</pre>`
+        ? html`<div class="logs-box" tabindex="0"><pre class="logs" data-lines="${l.lines.length}">${l.lines.join('\n')}</pre></div>`
         : html`<p class="muted">The log is empty.</p>`;
   return html`<section class="card" aria-labelledby="log-title"><h2 id="log-title">Node-RED log${l?.color ? html` <span class="muted">(${l.color}, last ${plural(l.lines.length, 'line')}, secrets redacted)</span>` : ''}</h2>${body}</section>`;
 }

@@ -84,7 +84,7 @@ ${header(m)}
 ${diagnosticsSection(m)}
 ${sections.length ? sections : html`<section class="card"><p class="muted">${m.instances.length ? 'This revision changes no flows of any instance.' : 'No instance of this revision could be loaded.'}</p></section>`}
 ${undrawn.length ? html`<section class="card"><p class="muted">Also changed, not drawn here: ${undrawn.map((i) => i.name).join(', ')}.</p></section>` : ''}
-${unchanged.length ? html`<section class="card"><p class="muted">Unchanged: ${unchanged.map((i) => i.name).join(', ')}.</p></section>` : ''}
+${unchanged.length ? html`<section class="card"><p class="muted">Flows unchanged: ${unchanged.map((i) => i.name).join(', ')}.</p></section>` : ''}
 <p class="rendered muted">Rendered ${opts.now.toISOString()} · Tower ${m.version}</p>
 </main>`;
   return flowPageDocument(`Revision ${shortRev(m.revision)} — ${m.state} — RedForge Tower`, main, drawn.length > 0);

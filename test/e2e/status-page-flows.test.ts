@@ -5,7 +5,7 @@
  * its drawn nodes exactly the instance's nodes; and, with JavaScript off, the server's SVG.
  * Screenshots go to test-output/ (copies of them are in docs/).
  */
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -16,11 +16,15 @@ import { launchChromium } from '../helpers/browser.js';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { helloFlow, writeSmallFleet } from '../helpers/fleet-fixture.js';
 import { initBare, WorkClone } from '../helpers/git.js';
+import { NodeRedAdmin } from '../../src/adapters/nodered/admin.js';
+import type { FlowNode } from '../../src/core/model.js';
 
 const OUT = join(import.meta.dirname, '..', '..', 'test-output');
 let browser: Browser;
 let daemon: DaemonProcess | undefined;
 const dirs: string[] = [];
+const daemons: DaemonProcess[] = [];
+const states: string[] = [];
 let state = '';
 
 beforeAll(async () => {
@@ -31,7 +35,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await daemon?.kill('SIGKILL');
-  if (state) await main(['destroy', '--state-dir', state], bufferIo(process.env)).catch(() => 1);
+  for (const d of daemons) await d.kill('SIGKILL');
+  for (const st of [state, ...states].filter(Boolean)) await main(['destroy', '--state-dir', st], bufferIo(process.env)).catch(() => 1);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -58,8 +63,8 @@ function richFlow(prefix: string, text: string, version: number): Record<string,
 }
 
 async function drawnByRenderer(page: Page, figure: string): Promise<{ ids: string[]; texts: Record<string, string>; marks: Record<string, string> }> {
-  await page.waitForSelector(`${figure}[data-renderer="ok"] .flow-renderer g.node[data-node-id]`, { timeout: 15_000 });
-  const found = await page.$$eval(`${figure} .flow-renderer g.node[data-node-id]`, (gs) => gs.map((g) => ({ id: g.getAttribute('data-node-id')!, text: g.textContent ?? '', classes: g.getAttribute('class') ?? '' })));
+  await page.waitForSelector(`${figure}[data-renderer="ok"] .flow-renderer .flow_nodes g[data-node-id]`, { timeout: 15_000 });
+  const found = await page.$$eval(`${figure} .flow-renderer .flow_nodes g[data-node-id]`, (gs) => gs.map((g) => ({ id: g.getAttribute('data-node-id')!, text: g.textContent ?? '', classes: g.getAttribute('class') ?? '' })));
   const marks: Record<string, string> = {};
   for (const f of found) {
     const m = f.classes.split(' ').find((c: string) => c.startsWith('tower-'));
@@ -136,7 +141,7 @@ describe('status page drawings of a running daemon', () => {
     expect(drawn.marks).toEqual({});
     expect(await inst.textContent('#inst-title')).toBe('ingest');
     expect(await inst.locator('[data-fact="uptime"]').textContent()).not.toBe('—');
-    await expect.poll(async () => (await inst.locator('pre.logs').textContent()) ?? '', { timeout: 5_000 }).toMatch(/Node-RED/);
+    expect(await inst.locator('pre.logs').textContent()).toMatch(/Node-RED version/);
     await inst.screenshot({ path: join(OUT, 'status-page-instance.png'), fullPage: true });
 
     // With JavaScript off: the server's SVG, the same nodes.
@@ -153,5 +158,47 @@ describe('status page drawings of a running daemon', () => {
     // Nothing was refused by the CSP, nothing threw.
     expect(errors).toEqual([]);
     for (const f of ['status-page-fleet-rollout.png', 'status-page-plan.png', 'status-page-instance.png', 'status-page-instance-nojs.png']) expect(statSync(join(OUT, f)).size).toBeGreaterThan(20_000);
+  });
+
+  it('marks what drifted from Git on the instance page, and shows its log with the secret redacted', async () => {
+    const API_KEY = 'pages-e2e-4f9a1c7d2b';
+    const bare = await initBare(join(tmp('tower-bare-'), 'fleet.git'));
+    const clone = await WorkClone.create(bare, tmp('tower-clone-'));
+    const ports = await writeSmallFleet(clone.dir, [{ name: 'web', text: 'git', extraYaml: '      env: { API_KEY: { fromEnv: TOWER_PAGES_E2E_API_KEY } }' }], '{ order: sequential }');
+    const leak = [
+      ...(helloFlow('web', 'git') as Record<string, unknown>[]),
+      { id: 'web-tick', type: 'inject', z: 'web-tab', name: 'once', props: [{ p: 'payload' }], repeat: '', crontab: '', once: true, onceDelay: 0.1, topic: '', payload: '', payloadType: 'date', x: 120, y: 120, wires: [['web-leak']] },
+      { id: 'web-leak', type: 'function', z: 'web-tab', name: 'leak', func: "node.warn('api key is ' + env.get('API_KEY'));\nreturn null;", outputs: 1, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], x: 300, y: 120, wires: [[]] },
+    ];
+    writeFileSync(join(clone.dir, 'flows', 'web.json'), JSON.stringify(leak, null, 2));
+    const first = await clone.commit('fleet');
+    await clone.push();
+    const st = tmp('tower-state-');
+    states.push(st);
+    const d = await startDaemon(['--repo', bare, '--state-dir', st, '--interval', '1s'], { ...process.env, TOWER_PAGES_E2E_API_KEY: API_KEY });
+    daemons.push(d);
+    await d.waitFor((s) => s.appliedRevision === first && s.sync === 'Synced', 60_000, 'the first revision');
+
+    // Someone deploys from the editor: the function answers something else.
+    const credentials = JSON.parse(readFileSync(join(st, 'admin.json'), 'utf8')) as { username: string; password: string };
+    const admin = new NodeRedAdmin({ baseUrl: `http://127.0.0.1:${ports.web}`, credentials });
+    const { rev, flows } = await admin.getFlows();
+    await admin.setFlows(flows.map((n: FlowNode) => (n.id === 'web-fn' ? { ...n, name: 'edited live', func: 'msg.payload = "live";\nreturn msg;' } : n)), { rev, type: 'nodes' });
+    await d.waitFor((s) => s.drift.includes('web'), 30_000, 'the drift');
+
+    const errors: string[] = [];
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${d.url}instances/web`);
+    // Node-RED writes its log as it goes: the page is read again until the line is there.
+    await expect.poll(async () => (await page.reload(), (await page.locator('pre.logs').textContent()) ?? ''), { timeout: 15_000 }).toContain('api key is [redacted]');
+    const drawn = await drawnByRenderer(page, '#live-flows');
+    expect(drawn.marks).toEqual({ 'web-fn': 'changed' });
+    expect(drawn.texts['web-fn']).toContain('edited live');
+    expect(await page.textContent('#flows')).toContain('1 node differs');
+    expect(await page.textContent('body')).not.toContain(API_KEY);
+    await page.screenshot({ path: join(OUT, 'status-page-instance-drift.png'), fullPage: true });
+    expect(errors).toEqual([]);
   });
 });

@@ -261,6 +261,7 @@ describe('GitHub reporter against the contract server (a contract test — not G
     expect(runsOf(sha(1))[0]).toMatchObject({ status: 'in_progress', name: 'tower/redforge', detailsUrl: STATUS_PAGE });
     expect(runsOf(sha(1))[0]!.output.text).toContain('Tower plan for fleet `redforge`');
     expect(runsOf(sha(1))[0]!.output.text).toContain('`ingest`');
+    expect(runsOf(sha(1))[0]!.output.summary).toContain(`[the changes, drawn](${STATUS_PAGE}/revisions/${sha(1)})`);
 
     reporter.rolloutFinished({ revision: sha(1), outcome: 'succeeded', instances: results(), ms: 4_200 });
     expect(await reporter.flush(30_000)).toBe(true);
@@ -340,6 +341,8 @@ describe('GitHub reporter against the contract server (a contract test — not G
     expect(first.body).toContain('<!-- tower:plan fleet=redforge -->');
     expect(first.body).toContain('Tower plan for fleet `redforge`');
     expect(first.body).toContain(`plan of ${sha(11).slice(0, 12)}`);
+    // The status page's drawing of this head, first.
+    expect(first.body.split('\n')[1]).toContain(`(${STATUS_PAGE}/revisions/${sha(11)})`);
     // The list was read page by page (250 others + ours = 3 pages of 100).
     expect(server.calls('issues/list-comments').filter((r) => r.path === `/repos/${REPO}/issues/11/comments`).map((r) => r.query.page ?? '1')).toEqual(['1', '2', '3']);
 

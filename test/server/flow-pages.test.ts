@@ -86,6 +86,17 @@ describe('flow drawings', () => {
     }
   });
 
+  it('a group without its box (real exports have them) gets the box of its members; one with nothing to box is left out', () => {
+    const d = flowDrawing(nodes('DickSwart__swart-ninja-smart-home__node-red__flows.json'));
+    const g = d.nodes.find((n) => n.id === 'c406c797.04a108')!;
+    expect([g.x, g.y, g.w, g.h].every((v) => typeof v === 'number' && Number.isFinite(v))).toBe(true);
+    const members = d.nodes.filter((n) => n.g === g.id);
+    expect(members.length).toBeGreaterThan(0);
+    for (const m of members) expect(m.x! >= g.x! && m.x! <= g.x! + g.w! && m.y! >= g.y! && m.y! <= g.y! + g.h!, m.id).toBe(true);
+    const empty = flowDrawing([{ id: 't', type: 'tab' }, { id: 'g', type: 'group', z: 't', nodes: [] }]);
+    expect(empty.nodes.map((n) => n.id)).toEqual(['t']);
+  });
+
   it('hostile names: escaped in the SVG, and the data block cannot be closed from inside', () => {
     const flows = rename(nodes('node-red__node-red__packages__node_modules__@node-red__nodes__examples__common__link__03_-_Link_call.json'));
     const d = flowDrawing(flows);
@@ -141,7 +152,7 @@ function sources(opts: { live: LiveInstance[]; desired?: LoadedRevision; revisio
       return r;
     },
     rolloutBase: () => undefined,
-    colors: async () => [{ color: 'green', runtime: 'process', status: 'running', port: 41000, startedAt: new Date(NOW.getTime() - 3_600_000).toISOString(), usage: { cpuSeconds: 12.5, rssBytes: 80 * 1024 * 1024 } }],
+    colors: async () => [{ color: 'green', runtime: 'process', status: 'running', port: 41000, startedAt: new Date(NOW.getTime() - 3_600_000).toISOString(), usage: { cpuSeconds: 12.5, rssBytes: 80 * 1024 * 1024 }, replicas: { running: 2, total: 3 } }],
     logs: async (_name, lines) => ({ color: 'green', lines: ['Welcome to Node-RED', 'password=[redacted] <b>bold</b>'].slice(0, lines) }),
   };
 }
@@ -167,6 +178,7 @@ describe('the instance and plan pages', () => {
     expect(page).toContain('data-fact="uptime">1 h 0 min');
     expect(page).toContain('data-fact="memory">80.0 MiB');
     expect(page).toContain('data-fact="cpu">12.5 s');
+    expect(page).toContain('(2/3 replicas)');
     expect(page).toMatch(/1 node differs/);
     expect(page).toContain(`data-node-id="${flows[1]!.id}" data-name="changed in the editor" data-mark="changed"`);
     expect(page).toContain('changed live (differs from Git)');
@@ -193,7 +205,34 @@ describe('the instance and plan pages', () => {
     expect(page).toContain('rolling out');
     expect(page).toMatch(/<section class="card plan-instance" data-instance="ingest" data-action="update"/);
     expect(page).toContain('data-node-id="new-one" data-name="new &lt;debug&gt;" data-mark="added"');
-    expect(page).toContain('Unchanged: query.');
+    expect(page).toContain('Flows unchanged: query.');
+  });
+
+  it('makes at most limits.instancePages instance pages at once: beyond, 503 with Retry-After; then again', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = { ...sources({ live: [live('ingest', flows)] }), logs: async () => (await gate, { lines: ['ok'] }) };
+    const app = createApp({ ...statusProvider(syncedStatus()).deps, pages: slow, limits: { instancePages: 2 } });
+    const held = [app.request('/instances/ingest'), app.request('/instances/query')];
+    await new Promise((r) => setTimeout(r, 50));
+    const refused = await app.request('/instances/storage');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    release();
+    expect((await Promise.all(held)).map((r) => r.status)).toEqual([200, 200]);
+    expect((await app.request('/instances/storage')).status).toBe(200);
+  });
+
+  it('the head of a pull request Tower planned has a plan page too; another sha does not', async () => {
+    const head = 'd'.repeat(40);
+    const loads: string[] = [];
+    const pages = { ...sources({ live: [live('ingest', flows)], loads, revisions: { [head]: revision(head, [{ name: 'ingest', flowList: flows }]) } }), pullRequestHead: (sha: string) => (head.startsWith(sha) ? head : undefined) };
+    const app = createApp({ ...statusProvider(syncedStatus()).deps, pages });
+    const res = await app.request(`/revisions/${head}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('pull request head, not rolled out');
+    expect((await app.request(`/revisions/${'e'.repeat(40)}`)).status).toBe(404);
+    expect(loads).toEqual([head]);
   });
 
   it('a rejected revision shows its diagnostics, escaped', async () => {

@@ -105,6 +105,11 @@ export function conclusionOf(outcome: FinishedOutcome): CheckConclusion {
 }
 
 /** Check output fields, each within GitHub's limit; the note says what was cut and where to see it all. */
+/** The status page's drawing of a revision (its plan page), under the configured status page URL. */
+export function revisionPageUrl(statusPageUrl: string, revision: string): string {
+  return new URL(`revisions/${encodeURIComponent(revision)}`, statusPageUrl.endsWith('/') ? statusPageUrl : `${statusPageUrl}/`).toString();
+}
+
 export function fitOutput(markdown: string, statusPageUrl?: string): string {
   return truncateMarkdown(markdown, CHECK_OUTPUT_LIMIT, (omitted) => `\n\n> **Truncated:** ${omitted.toLocaleString('en-US')} more characters did not fit GitHub's ${CHECK_OUTPUT_LIMIT.toLocaleString('en-US')}-character limit.${statusPageUrl ? ` The full report is on the [status page](${statusPageUrl}).` : ' Run `tower plan` for the full plan.'}\n`);
 }
@@ -112,7 +117,7 @@ export function fitOutput(markdown: string, statusPageUrl?: string): string {
 export function startedOutput(fleet: string, e: RolloutStarted, statusPageUrl?: string): { title: string; summary: string; text: string } {
   const { instances, waves } = planSize(e.plan);
   const lines = [`Tower is rolling revision \`${e.revision.slice(0, 12)}\` out to fleet \`${fleet}\`: ${plural(instances, 'instance')} in ${plural(waves, 'wave')}, blue-green — each new colour is verified before it gets traffic.`];
-  if (statusPageUrl) lines.push('', `Follow it on the [status page](${statusPageUrl}).`);
+  if (statusPageUrl) lines.push('', `Follow it on the [status page](${statusPageUrl}); [the changes, drawn](${revisionPageUrl(statusPageUrl, e.revision)}).`);
   return { title: `Rolling out: ${plural(instances, 'instance')} in ${plural(waves, 'wave')}`, summary: fitOutput(lines.join('\n'), statusPageUrl), text: fitOutput(planMarkdown({ ...e.plan, revision: e.revision }), statusPageUrl) };
 }
 
@@ -145,7 +150,7 @@ export function finishedOutput(fleet: string, e: RolloutFinished, plan: PlanRepo
   else if (e.outcome === 'failed') summary.push(`:x: The rollout of ${rev} **failed**.`, '', `**Reason:** ${escapeCell(reason ?? 'no reason given')}`);
   else if (e.outcome === 'superseded') summary.push(`:fast_forward: A newer revision arrived; the rollout of ${rev} stopped between waves. What it changed stays; the newer revision takes over.`);
   else summary.push(`:warning: The rollout of ${rev} was interrupted${reason ? `: ${escapeCell(reason)}` : ''}. Tower repairs from what runs and tries again.`);
-  if (statusPageUrl) summary.push('', `[Status page](${statusPageUrl})`);
+  if (statusPageUrl) summary.push('', `[Status page](${statusPageUrl}) · [the changes, drawn](${revisionPageUrl(statusPageUrl, e.revision)})`);
   summary.push('', '| Wave | Instance | Path | Result | Time | Error |', '| ---: | --- | --- | --- | ---: | --- |');
   for (const i of instances) {
     const total = i.ms ?? i.phases.reduce((n, p) => n + p.ms, 0);
@@ -175,6 +180,7 @@ export function rejectedOutput(e: RevisionRejected, statusPageUrl?: string): { t
   lines.push('| Where | Code | Problem |', '| --- | --- | --- |');
   for (const d of e.diagnostics.slice(0, 200)) lines.push(`| \`${d.file}:${d.line}:${d.col}\` | ${d.code} | ${escapeCell(d.message)}${d.hint ? ` — _${escapeCell(d.hint)}_` : ''} |`);
   if (e.diagnostics.length > 200) lines.push(`| | | … and ${e.diagnostics.length - 200} more (run \`tower validate\`) |`);
+  if (statusPageUrl) lines.push('', `[This revision on the status page](${revisionPageUrl(statusPageUrl, e.revision)})`);
   return { title: `Invalid: ${plural(errors.length, 'error')}`, summary: fitOutput(lines.join('\n') + '\n', statusPageUrl) };
 }
 

@@ -22,6 +22,7 @@ import {
   finishedStatus,
   rejectedOutput,
   rejectedStatus,
+  revisionPageUrl,
   startedOutput,
   startedStatus,
   type Annotation,
@@ -324,7 +325,9 @@ export function githubReporter(options: GithubReporterOptions): GithubReporter {
     pullRequestPlan(e) {
       guarded('pull request plan', () => {
         enqueue(`comment:${e.number}`, async () => {
-          const r = await upsertPlanComment(octokit, { owner, repo, number: e.number, fleet }, e.markdown, { headSha: e.headSha, request });
+          // The link first: it stays in the first part when the comment is split.
+          const markdown = statusPageUrl ? `[The changes, drawn as the editor lays them out](${revisionPageUrl(statusPageUrl, e.headSha)}) — on Tower's status page\n\n${e.markdown}` : e.markdown;
+          const r = await upsertPlanComment(octokit, { owner, repo, number: e.number, fleet }, markdown, { headSha: e.headSha, request });
           log.info({ pr: e.number, headSha: e.headSha.slice(0, 12), ...r, urls: undefined }, 'plan comment up to date');
         });
       });

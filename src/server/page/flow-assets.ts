@@ -30,7 +30,7 @@ function mark(container, marks) {
     var m = marks[g.getAttribute('data-node-id')];
     if (m && !g.classList.contains('tower-' + m)) g.classList.add('tower-' + m);
   });
-  container.setAttribute('data-drawn', String(container.querySelectorAll('g.node[data-node-id], g.junction[data-node-id]').length));
+  container.setAttribute('data-drawn', String(container.querySelectorAll('.flow_nodes g[data-node-id]').length));
 }
 document.querySelectorAll('[data-flow-drawing]').forEach(function (figure) {
   var block = document.getElementById(figure.getAttribute('data-flow-drawing'));

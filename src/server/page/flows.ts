@@ -114,10 +114,37 @@ export function flowDrawing(shown: readonly FlowNode[], other?: readonly FlowNod
     if (!container) drawnCount++;
     nodes.push(project(n));
   }
-  const kept = new Set(nodes.map((n) => n.id));
+  const placed = placeGroups(nodes);
+  const kept = new Set(placed.map((n) => n.id));
   for (const id of Object.keys(marks)) if (!kept.has(id)) delete marks[id];
-  const drawn = nodes.filter((n) => n.type !== 'tab' && n.type !== 'subflow' && n.type !== 'group').length;
-  return { nodes, marks, total, leftOut: total - drawn };
+  const drawn = placed.filter((n) => n.type !== 'tab' && n.type !== 'subflow' && n.type !== 'group').length;
+  return { nodes: placed, marks, total, leftOut: total - drawn };
+}
+
+/**
+ * A group without its box (real exports have them: x and y but no w and h) gets the box of
+ * its members, as the editor would draw it; one with neither box nor placed members is left
+ * out (the renderer cannot draw a box of unknown size).
+ */
+function placeGroups(nodes: DrawNode[]): DrawNode[] {
+  const broken = nodes.filter((n) => n.type === 'group' && (n.x === undefined || n.y === undefined || n.w === undefined || n.h === undefined));
+  if (!broken.length) return nodes;
+  const drop = new Set<string>();
+  for (const g of broken) {
+    const listed = new Set(g.nodes ?? []);
+    const members = nodes.filter((n) => (n.g === g.id || listed.has(n.id)) && n.x !== undefined && n.y !== undefined && n.type !== 'group');
+    if (!members.length) {
+      drop.add(g.id);
+      continue;
+    }
+    const x = Math.min(...members.map((n) => n.x! - 50)) - 20;
+    const y = Math.min(...members.map((n) => n.y! - 15)) - 20;
+    g.w = Math.max(...members.map((n) => n.x! + 50)) + 20 - x;
+    g.h = Math.max(...members.map((n) => n.y! + 15)) + 20 - y;
+    g.x = x;
+    g.y = y;
+  }
+  return drop.size ? nodes.filter((n) => !drop.has(n.id)) : nodes;
 }
 
 function isNode(n: FlowNode): boolean {

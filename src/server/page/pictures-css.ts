@@ -1,6 +1,7 @@
 /**
  * Styles of the pictures — the fleet page's charts, the flow sheets and the renderer's
  * marks on the instance and plan pages. Part of the one hashed stylesheet (assets.ts CSS).
+ * The log box is a reversed flex column so it opens scrolled to its newest line, without script.
  * Marks are never colour alone: each has a sign (+ ~ −) and words in a <title>.
  */
 export const PICTURES_CSS = `
@@ -49,7 +50,8 @@ export const PICTURES_CSS = `
 .flow-renderer g.tower-removed>rect{stroke:#c4212c!important;stroke-width:4px!important;stroke-dasharray:6 3}
 .flow-renderer g.tower-removed{opacity:.6}
 .flow-note{margin:.4rem 0 0}
-.logs{max-height:28rem;overflow:auto;background:var(--neutral-bg);border-radius:6px;padding:.6rem .75rem;margin:0;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem}
+.logs-box{display:flex;flex-direction:column-reverse;max-height:28rem;overflow:auto;background:var(--neutral-bg);border-radius:6px}
+.logs{padding:.6rem .75rem;margin:0;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem}
 .crumbs{font-size:.9rem;margin:0 0 .4rem}
 .crumbs a{color:inherit}
 `;
