@@ -13,6 +13,8 @@ export interface StatusRow {
   health: string;
   message: string;
   standby?: string;
+  /** The standby colour's share of new connections while a canary splits them. */
+  canaryWeight?: number;
   runtime?: string;
 }
 
@@ -41,6 +43,7 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
         health: v.health.status,
         message: v.health.message,
         ...(v.standby ? { standby: v.standby } : {}),
+        ...(l.switch?.canaryWeight !== undefined ? { canaryWeight: l.switch.canaryWeight } : {}),
       };
     });
     if (options.format === 'json') {
@@ -48,7 +51,7 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
     } else {
       io.stdout(`fleet ${fleet}\n`);
       const header = ['INSTANCE', 'COLOUR', 'PORT', 'REV', 'HEALTH', ''];
-      const table = rows.map((r) => [r.name, r.color ?? '-', r.port ? String(r.port) : '-', r.rev ? r.rev.slice(0, 12) : '-', r.health, r.standby ? `(${r.standby} warm)` : r.health === 'Healthy' ? '' : r.message]);
+      const table = rows.map((r) => [r.name, r.color ?? '-', r.port ? String(r.port) : '-', r.rev ? r.rev.slice(0, 12) : '-', r.health, r.canaryWeight !== undefined ? `(canary ${r.standby ?? 'other colour'} ${r.canaryWeight}%)` : r.standby ? `(${r.standby} warm)` : r.health === 'Healthy' ? '' : r.message]);
       const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
       for (const row of [header, ...table]) io.stdout(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
     }

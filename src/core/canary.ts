@@ -162,6 +162,19 @@ export function judge(input: AnalysisInput): Verdict {
   return { verdict: 'pass', reason: numbers };
 }
 
+/** "10% for 1 min → 50% for 2 min → 100%; promoted while success ≥ 99.0%, p99 ≤ 500 ms (against the baseline), ≥ 50 requests a step" */
+export function describeCanary(spec: CanarySpec): string {
+  const steps = spec.steps.map((s) => `${s.weight}%${s.pauseMs ? ` for ${formatDuration(s.pauseMs)}` : ''}`).join(' → ');
+  const a = spec.analysis;
+  const checks = [
+    ...(a.successRateMin !== undefined ? [`success ≥ ${pct(a.successRateMin)}`] : []),
+    ...(a.latencyP99Ms !== undefined ? [`p99 ≤ ${ms(a.latencyP99Ms)}`] : []),
+    ...(a.prometheus ? [`prometheus ≤ ${a.prometheus.max}`] : []),
+  ];
+  if (!checks.length) return steps;
+  return `${steps}; each step checks ${checks.join(', ')}${a.compareToBaseline ? ' (against the baseline)' : ''} over ≥ ${a.minRequests} requests`;
+}
+
 /** "canary 212 requests, 94.8 % ok, p99 12 ms; baseline 1890 requests, 100 % ok, p99 9.7 ms" */
 export function describeWindow(c: TrafficSummary, b: TrafficSummary): string {
   const one = (name: string, t: TrafficSummary) => `${name} ${t.requests} requests${t.successRate !== undefined ? `, ${pct(t.successRate)} ok` : ''}${t.p99Ms !== undefined ? `, p99 ${ms(t.p99Ms)}` : ''}`;

@@ -29,6 +29,8 @@ export interface InstanceStatus {
   message: string;
   drift: boolean;
   standby?: string;
+  /** The other colour's share of new connections while a canary splits them (read from the switch, each pass). */
+  canaryWeight?: number;
   /** Restarts since it last ran stably. */
   restarts: number;
   nextRestartAt?: string;
@@ -161,6 +163,7 @@ export function deriveStatus(input: StatusInput): FleetStatus {
       message: capText(v.message, STATUS_LIMITS.instanceMessageChars),
       drift: v.drift,
       ...(v.standby ? { standby: v.standby } : {}),
+      ...(l?.switch?.canaryWeight !== undefined ? { canaryWeight: l.switch.canaryWeight } : {}),
       restarts: v.restarts,
       ...(v.nextRestartAt !== undefined ? { nextRestartAt: input.iso(v.nextRestartAt) } : {}),
       ...(l?.applied ? { nodeRedVersion: l.applied.config.nodeRedVersion, lastDeploy: l.applied.at } : {}),

@@ -65,7 +65,7 @@ export async function analyseStep(a: InstanceActions, color: Color, step: number
     const reference = a.canaryReference;
     const verdict = s.pauseMs === 0 ? { verdict: 'pass' as const, reason: describeWindow(reading.canary, reading.baseline) } : judge({ analysis: spec.analysis, canary: reading.canary, baseline: reading.baseline, elapsedMs: reading.elapsedMs, pauseMs: s.pauseMs, ...(prometheus !== undefined ? { prometheus } : {}), ...(reference ? { reference } : {}) });
     const result = { ...reading, verdict };
-    a.deps.onEvent({ type: 'canary', instance: a.instance, ...result });
+    a.deps.onEvent({ type: 'canary', instance: a.instance, color, ...result });
     if (verdict.verdict === 'pass') {
       // The next steps leave the baseline less traffic (none at 100 %): they compare with this window.
       if (reading.baseline.requests >= spec.analysis.minRequests) a.canaryReference = reading.baseline;

@@ -410,5 +410,5 @@ export interface MetricsSink {
   restart(instance: string, what: string, kind: string): void;
   fromStatus(status: FleetStatus): void;
   /** A canary's weight and both colours' numbers over its current step. */
-  canary?(instance: string, weight: number, canary: TrafficSummary, baseline: TrafficSummary): void;
+  canary?(instance: string, color: Color, weight: number, canary: TrafficSummary, baseline: TrafficSummary): void;
 }

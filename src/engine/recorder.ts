@@ -123,7 +123,7 @@ export class RolloutRecorder {
       case 'canary': {
         if (r.instances[e.instance]) r.instances[e.instance]!.canary = { step: e.step + 1, steps: e.steps, weight: e.weight, canary: e.canary, baseline: e.baseline, verdict: e.verdict.verdict, reason: bounded(e.verdict.reason) };
         if (e.verdict.verdict !== 'wait') log[e.verdict.verdict === 'pass' ? 'info' : 'warn']({ instance: e.instance, step: e.step + 1, weight: e.weight, canary: e.canary, baseline: e.baseline }, `canary step ${e.step + 1} (${e.weight}%): ${e.verdict.verdict}: ${e.verdict.reason}`);
-        this.deps.metrics?.canary?.(e.instance, e.weight, e.canary, e.baseline);
+        this.deps.metrics?.canary?.(e.instance, e.color, e.weight, e.canary, e.baseline);
         break;
       }
       case 'warning':
