@@ -7,7 +7,6 @@
  * own 500 counts as a failure the switching caused: there are none.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { applyFleet } from '../../src/engine/apply.js';
 import type { RolloutEvent } from '../../src/engine/events.js';
 import { loadDirectory } from '../../src/repository.js';
 import { openRuntime } from '../../src/runtime.js';
+import { tallyLoad } from '../helpers/tally-load.js';
 
 /** GET /work: answers `text` and the colour after delayMs; with failEvery N, every Nth request is the flow's own 500. */
 function workFlow(text: string, delayMs: number, failEvery = 0): object[] {
@@ -60,46 +60,8 @@ spec:
 ${CANARY}`);
 }
 
-interface Tally { ok: Record<string, number>; flowErrors: number; switchFailures: Record<string, number>; sent: number }
-
-/** Open loop: a GET /work every intervalMs on a new connection, until stop() (at most maxRequests, 10 s each). */
-function load(port: number, intervalMs: number, maxRequests: number) {
-  const tally: Tally = { ok: {}, flowErrors: 0, switchFailures: {}, sent: 0 };
-  const pending = new Set<Promise<void>>();
-  const fail = (why: string) => void (tally.switchFailures[why] = (tally.switchFailures[why] ?? 0) + 1);
-  const fire = () => {
-    tally.sent += 1;
-    const p = new Promise<void>((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/work', agent: false, timeout: 10_000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => {
-          if (res.statusCode === 200) tally.ok[body] = (tally.ok[body] ?? 0) + 1;
-          else if (res.statusCode === 500 && body === 'flow error') tally.flowErrors += 1;
-          else fail(`HTTP ${res.statusCode} ${body.slice(0, 60)}`);
-          resolve();
-        });
-        res.on('error', (err) => (fail(err.message), resolve()));
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', (err: NodeJS.ErrnoException) => (fail(err.code ?? err.message), resolve()));
-    });
-    pending.add(p);
-    void p.then(() => pending.delete(p));
-  };
-  const timer = setInterval(() => {
-    if (tally.sent < maxRequests) fire();
-  }, intervalMs);
-  return {
-    tally,
-    async stop(): Promise<Tally> {
-      clearInterval(timer);
-      await Promise.all([...pending]);
-      return tally;
-    },
-  };
-}
+/** The flow's own errors; anything else that is not 200 the switching caused. */
+const load = (port: number, intervalMs: number, maxRequests: number) => tallyLoad(port, '/work', intervalMs, maxRequests, (status, body) => status === 500 && body === 'flow error');
 
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
