@@ -188,3 +188,39 @@ function pct(x: number): string {
 function ms(x: number): string {
   return `${x} ms`;
 }
+
+/** strategy: ab — an experiment: this revision's flows next to what runs, split by weight for a while, never promoted. */
+export interface AbSpec {
+  /** The variants' names: the flows that run now, then this revision's. */
+  variants: [string, string];
+  /** The second variant's share of new connections, percent. */
+  weight: number;
+  durationMs: number;
+}
+
+export interface RawAb {
+  variants?: string[];
+  weight?: number;
+  duration?: string;
+}
+
+export const DEFAULT_AB_WEIGHT = 50;
+
+export function abProblems(raw: RawAb): CanaryProblem[] {
+  const problems: CanaryProblem[] = [];
+  const [a, b] = Array.isArray(raw.variants) ? raw.variants : [];
+  if (typeof a === 'string' && a === b) problems.push({ path: ['variants', 1], message: `both variants are named "${a}"`, hint: 'name them apart, e.g. variants: [control, new-checkout]' });
+  if (typeof raw.duration === 'string' && /^0+(ms|s|m|h)$/.test(raw.duration)) problems.push({ path: ['duration'], message: 'an experiment of no duration measures nothing', hint: 'e.g. duration: 1h' });
+  return problems;
+}
+
+export function abSpec(raw: RawAb): AbSpec {
+  const [a, b] = raw.variants ?? [];
+  return { variants: [a ?? 'a', b ?? 'b'], weight: raw.weight ?? DEFAULT_AB_WEIGHT, durationMs: parseDuration(raw.duration ?? '0s') };
+}
+
+/** "control 50% / new-checkout 50% for 1 h, then back to control (never promoted)" */
+export function describeAb(spec: AbSpec): string {
+  const [a, b] = spec.variants;
+  return `${a} ${100 - spec.weight}% / ${b} ${spec.weight}% for ${formatDuration(spec.durationMs)}, then back to ${a} (never promoted)`;
+}

@@ -12,7 +12,7 @@ import type { Diagnostic } from './diagnostics.js';
 import type { InstanceDiff, UpdateStrategy } from './diff.js';
 import type { DeployPlan, Fleet, OnFailure, PlanOrder, PlanSpec } from './model.js';
 import type { Color, RolloutPath } from './rollout.js';
-import type { CanarySpec } from './canary.js';
+import type { AbSpec, CanarySpec } from './canary.js';
 import type { PathSegment } from './yaml-source.js';
 
 export type StepAction = 'create' | 'update' | 'delete';
@@ -30,6 +30,8 @@ export interface PlanStep {
   route?: Route;
   /** strategy canary: its steps and analysis, for the plan to show. */
   canary?: CanarySpec;
+  /** strategy ab: its variants, weight and duration. */
+  ab?: AbSpec;
 }
 
 /** The path of an instance's rollout, and the colours it goes from and to. */
@@ -207,6 +209,7 @@ export function buildPlan(fleet: Fleet, diffs: readonly InstanceDiff[]): Plan {
   const position = new Map(fleetOrder.map((n, i) => [n, i]));
   const byName = new Map(diffs.map((d) => [d.name, d]));
   const canaryOf = new Map(fleet.instances.filter((i) => i.canary).map((i) => [i.name, i.canary!]));
+  const abOf = new Map(fleet.instances.filter((i) => i.ab).map((i) => [i.name, i.ab!]));
   const changed = (name: string) => {
     const d = byName.get(name);
     return d !== undefined && d.action !== 'unchanged' && d.action !== 'delete';
@@ -238,7 +241,8 @@ export function buildPlan(fleet: Fleet, diffs: readonly InstanceDiff[]): Plan {
         const { after, reason } = whyHere(name, start > 0, waves.length === 0);
         const strategy = stepStrategy(d);
         const canary = strategy === 'canary' ? canaryOf.get(name) : undefined;
-        return { instance: name, action: d.action as StepAction, strategy, after, reason, ...(canary ? { canary } : {}) };
+        const ab = strategy === 'ab' ? abOf.get(name) : undefined;
+        return { instance: name, action: d.action as StepAction, strategy, after, reason, ...(canary ? { canary } : {}), ...(ab ? { ab } : {}) };
       });
       waves.push({ index: waves.length, steps });
       previous = batch;

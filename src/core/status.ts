@@ -56,6 +56,8 @@ export interface CanaryProgress {
   baseline: TrafficSummary;
   verdict: 'pass' | 'fail' | 'wait';
   reason: string;
+  /** strategy ab: the variants' names (the baseline's, then the canary's). */
+  variants?: [string, string];
 }
 
 export interface SourceStatus {

@@ -18,7 +18,7 @@ import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credential
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
 import type { TrafficSummary } from '../core/traffic.js';
-import { analyseStep, splitTraffic } from './canary.js';
+import { analyseStep, runExperiment, splitTraffic } from './canary.js';
 
 export interface ActDeps {
   fleet: string;
@@ -362,6 +362,9 @@ const HANDLERS: Handlers = {
   },
   async analyse(a, { color, step }) {
     await analyseStep(a, color, step, a.deps.runtime.readMetric?.bind(a.deps.runtime));
+  },
+  async experiment(a, { color }) {
+    await runExperiment(a, color);
   },
   async unroute() {
     // the switch keeps the old route; with the old colour stopped it answers 502 until the new one is routed

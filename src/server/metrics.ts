@@ -63,8 +63,8 @@ export class FleetMetrics implements MetricsSink {
     // A counter (it only grows while the colour runs; a restart resets it, as Prometheus expects of
     // counters), set from the driver's reading at each scrape: reset, then increased to that total.
     this.cpu = new Counter({ name: 'tower_nodered_cpu_seconds_total', help: 'CPU time used by a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
-    this.canaryWeight = new Gauge({ name: 'tower_canary_weight', help: 'The canary colour’s share of new connections, percent, while a canary rollout runs.', labelNames: ['instance', 'color'], registers: r });
-    this.canarySuccess = new Gauge({ name: 'tower_canary_success_ratio', help: 'Share of requests answered 2xx/3xx over the current canary step, per colour (role canary or baseline), as the switch counted them.', labelNames: ['instance', 'color', 'role'], registers: r });
+    this.canaryWeight = new Gauge({ name: 'tower_canary_weight', help: 'The canary colour’s (or an A/B experiment’s second variant’s) share of new connections, percent, while it runs.', labelNames: ['instance', 'color'], registers: r });
+    this.canarySuccess = new Gauge({ name: 'tower_canary_success_ratio', help: 'Share of requests answered 2xx/3xx over the current canary step, per colour (role canary or baseline; for an A/B experiment, the variant’s name), as the switch counted them.', labelNames: ['instance', 'color', 'role'], registers: r });
     this.canaryLatency = new Gauge({ name: 'tower_canary_latency_seconds', help: 'Latency at the switch over the current canary step, per colour, by quantile (0.5, 0.99).', labelNames: ['instance', 'color', 'role', 'quantile'], registers: r });
     this.canaryRequests = new Gauge({ name: 'tower_canary_requests', help: 'Requests each colour served over the current canary step.', labelNames: ['instance', 'color', 'role'], registers: r });
     this.memory = new Gauge({ name: 'tower_nodered_memory_bytes', help: 'Resident memory of a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
@@ -92,11 +92,13 @@ export class FleetMetrics implements MetricsSink {
   }
 
   /** A canary step's reading; the gauges are forgotten when no canary runs (fromStatus). */
-  canary(instance: string, color: 'blue' | 'green', weight: number, canary: TrafficSummary, baseline: TrafficSummary): void {
+  canary(instance: string, color: 'blue' | 'green', weight: number, canary: TrafficSummary, baseline: TrafficSummary, variants?: [string, string]): void {
     this.forgetCanary(instance);
     this.canaryWeight.set({ instance, color }, weight);
     const other = color === 'blue' ? 'green' : 'blue';
-    for (const [role, c, t] of [['canary', color, canary], ['baseline', other, baseline]] as const) {
+    // An A/B experiment's roles are its variants' names.
+    const roles = variants ?? ['baseline', 'canary'];
+    for (const [role, c, t] of [[roles[1], color, canary], [roles[0], other, baseline]] as const) {
       this.canaryRequests.set({ instance, color: c, role }, t.requests);
       if (t.successRate !== undefined) this.canarySuccess.set({ instance, color: c, role }, t.successRate);
       if (t.p50Ms !== undefined) this.canaryLatency.set({ instance, color: c, role, quantile: '0.5' }, t.p50Ms / 1000);

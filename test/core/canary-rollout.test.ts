@@ -93,3 +93,27 @@ describe('chooseRoute for strategy canary', () => {
     expect(chooseRoute(planStep, desired, live())).toEqual({ path: 'canary', active: 'blue', target: 'green', warm: true });
   });
 });
+
+describe('rollout path ab', () => {
+  it('deploys and verifies, splits at the weight, runs the experiment, and always goes back', () => {
+    let state: SwapState = initialState('api', 'ab', 'blue', 'green', true, { steps: [{ step: 0, weight: 30 }], warm: false });
+    const log: string[] = [];
+    let obs: Observation = { type: 'begin' };
+    for (let guard = 0; guard < 20 && !isFinal(state); guard++) {
+      const { next, actions } = step(state, obs);
+      state = next;
+      obs = { type: 'completed' };
+      const completed: Action[] = [];
+      for (const a of actions) {
+        log.push(`${state.phase} ${fmt(a)}`);
+        if (a.type === 'experiment') {
+          obs = { type: 'failed', error: 'experiment over', completed };
+          break;
+        }
+        completed.push(a);
+      }
+    }
+    expect(log.slice(log.indexOf('RESUME split:green:30'))).toEqual(['RESUME split:green:30', 'RESUME experiment:green', 'RESUME route:blue', 'RESUME closeGate:green', 'RESUME drain:green', 'RESUME remove:green']);
+    expect(state.outcome).toBe('rolled-back');
+  });
+});

@@ -43,7 +43,7 @@ const CANARY = `      strategy:
             minRequests: 25
 `;
 
-function writeFleet(dir: string, port: number, flow: object[]): void {
+function writeFleet(dir: string, port: number, flow: object[], strategy = CANARY): void {
   mkdirSync(join(dir, 'flows'), { recursive: true });
   writeFileSync(join(dir, 'flows', 'api.json'), JSON.stringify(flow, null, 2));
   writeFileSync(join(dir, 'fleet.yaml'), `apiVersion: tower.redforge.dev/v1
@@ -57,7 +57,7 @@ spec:
       port: ${port}
       smoke:
         - { name: works, http: { path: /work, expect: { status: 200 } } }
-${CANARY}`);
+${strategy}`);
 }
 
 /** The flow's own errors; anything else that is not 200 the switching caused. */
@@ -148,4 +148,30 @@ describe('strategy: canary, real Node-RED under open-loop load', () => {
     expect(slow.live).toMatchObject({ active: { color: 'green' } }); // v3 keeps serving
     console.log(`slow canary: ${slow.outcome.result!.failure!.error}; through the switch: ${JSON.stringify(tally)}`);
   }, 240_000);
+
+  it('runs an A/B experiment for its duration with each variant\'s numbers, then goes back to the first: nothing promoted', async () => {
+    const { dir, state, port } = await workspace();
+    const AB = `      strategy:
+        ab: { variants: [control, fast-path], weight: 30, duration: 4s }
+`;
+    writeFleet(dir, port, workFlow('v1', 20), AB);
+    expect((await apply(dir, state)).outcome.result?.ok).toBe(true);
+    const traffic = load(port, 10, 3_000);
+    writeFleet(dir, port, workFlow('v2', 20), AB);
+    const ab = await apply(dir, state);
+    const tally = await traffic.stop();
+    const failure = ab.outcome.result!.failure!;
+    expect(ab.outcome.result?.ok).toBe(false);
+    expect(failure).toMatchObject({ instance: 'api', phase: 'RESUME', kind: 'stalled' });
+    expect(failure.error).toMatch(/A\/B experiment ended after 4(\.\d)? s \(fast-path had 30%\): control \(blue\) \d+ requests, 100\.0% ok, p50 [\d.]+ ms, p99 [\d.]+ ms; fast-path \(green\) \d+ requests, 100\.0% ok.*not promoted/);
+    const last = ab.canary.at(-1)!;
+    expect(last.variants).toEqual(['control', 'fast-path']);
+    const share = (100 * last.canary.requests) / (last.canary.requests + last.baseline.requests);
+    console.log(`A/B: ${failure.error}; fast-path's share ${share.toFixed(1)} %; through the switch: ${JSON.stringify(tally)}`);
+    expect(Math.abs(share - 30)).toBeLessThanOrEqual(5);
+    expect(tally.switchFailures).toEqual({});
+    expect(tally.ok['v2 green']).toBeGreaterThan(0);
+    expect(ab.live).toMatchObject({ active: { color: 'blue' } }); // back to control
+    expect(ab.live.split).toBeUndefined();
+  }, 120_000);
 });

@@ -37,3 +37,20 @@ describe('a canary on the page', () => {
     expect(page).toMatch(/Canary <strong>10 %<\/strong> \(step 1 of 3, wait\) · canary 40 req, 95.0 % ok, p50 12 ms, p99 180 ms · baseline 360 req, 100.0 % ok, p50 10 ms, p99 25.5 ms/);
   });
 });
+
+describe('an A/B experiment in /metrics and on the page', () => {
+  it('labels both colours\' numbers with the variants\' names', async () => {
+    const m = new FleetMetrics();
+    m.canary('api', 'green', 30, canary, baseline, ['control', 'fast-path']);
+    const text = (await m.render()).body;
+    expect(text).toMatch(/tower_canary_weight\{instance="api",color="green"\} 30/);
+    expect(text).toMatch(/tower_canary_success_ratio\{instance="api",color="green",role="fast-path"\} 0.95/);
+    expect(text).toMatch(/tower_canary_requests\{instance="api",color="blue",role="control"\} 360/);
+    const progress: RolloutProgress = {
+      id: 'r1', startedAt: '2026-01-01T00:00:00.000Z', waves: [{ index: 0, instances: ['api'], state: 'running' }],
+      instances: { api: { wave: 0, phase: 'RESUME', path: 'ab', canary: { step: 1, steps: 1, weight: 30, canary, baseline, verdict: 'wait', reason: '', variants: ['control', 'fast-path'] } } },
+    };
+    const page = String(rolloutPanel(progress, { now: new Date('2026-01-01T00:01:00Z') } as unknown as Parameters<typeof rolloutPanel>[1]));
+    expect(page).toMatch(/A\/B control <strong>70 %<\/strong> \/ fast-path <strong>30 %<\/strong> · control 360 req, 100.0 % ok, p50 10 ms, p99 25.5 ms · fast-path 40 req, 95.0 % ok/);
+  });
+});

@@ -8,7 +8,7 @@ import { badge, html, plural, revCode, when, type RenderOptions, type SafeHtml, 
 
 export type StepState = 'done' | 'current' | 'pending' | 'skipped' | 'failed';
 
-const PATHS: readonly RolloutPath[] = ['blue-green', 'swap', 'in-place', 'recreate', 'create', 'canary', 'delete'];
+const PATHS: readonly RolloutPath[] = ['blue-green', 'swap', 'in-place', 'recreate', 'create', 'canary', 'ab', 'delete'];
 
 /** The phases a rollout path does not need, as the state machine says. */
 function skippedPhases(path: string | undefined): readonly Phase[] {
@@ -77,6 +77,7 @@ ${i?.canary ? canaryLine(i.canary) : ''}${i?.error ? html`<p class="error-text">
 /** A canary under way: its weight and step, both colours' numbers since the step began. */
 function canaryLine(c: NonNullable<InstanceProgress['canary']>): SafeHtml {
   const one = (t: typeof c.canary) => `${t.requests} req${t.successRate !== undefined ? `, ${(100 * t.successRate).toFixed(1)} % ok` : ''}${t.p99Ms !== undefined ? `, p50 ${t.p50Ms} ms, p99 ${t.p99Ms} ms` : ''}`;
+  if (c.variants) return html`<p class="canary" data-canary-weight="${c.weight}">A/B ${c.variants[0]} <strong>${100 - c.weight} %</strong> / ${c.variants[1]} <strong>${c.weight} %</strong> · ${c.variants[0]} ${one(c.baseline)} · ${c.variants[1]} ${one(c.canary)}</p>`;
   return html`<p class="canary" data-canary-weight="${c.weight}">Canary <strong>${c.weight} %</strong> (step ${c.step} of ${c.steps}, ${c.verdict}) · canary ${one(c.canary)} · baseline ${one(c.baseline)}</p>`;
 }
 
