@@ -18,7 +18,7 @@ import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credential
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
 import type { TrafficSummary } from '../core/traffic.js';
-import { analyseStep, runExperiment, splitTraffic } from './canary.js';
+import { analyseStep, endSplitTo, runExperiment, splitTraffic } from './canary.js';
 
 export interface ActDeps {
   fleet: string;
@@ -292,6 +292,7 @@ const HANDLERS: Handlers = {
     await a.sw().ensure(a.instance, a.stablePort());
   },
   async retire(a, { color }) {
+    await endSplitTo(a, color);
     if (!(await a.driverOf(color).inspect(a.ref(color)))) return;
     await a.closeGate(color, true);
     await a.discard(color);
@@ -357,15 +358,10 @@ const HANDLERS: Handlers = {
     await a.sw().route(a.instance, { color, port: c.port });
     a.recordApplied(color);
   },
-  async split(a, { color, weight }) {
-    await splitTraffic(a, color, weight);
-  },
-  async analyse(a, { color, step }) {
-    await analyseStep(a, color, step, a.deps.runtime.readMetric?.bind(a.deps.runtime));
-  },
-  async experiment(a, { color }) {
-    await runExperiment(a, color);
-  },
+  // strategy canary and ab: src/engine/canary.ts
+  split: (a, { color, weight }) => splitTraffic(a, color, weight),
+  analyse: async (a, { color, step }) => void (await analyseStep(a, color, step, a.deps.runtime.readMetric?.bind(a.deps.runtime))),
+  experiment: (a, { color }) => runExperiment(a, color),
   async unroute() {
     // the switch keeps the old route; with the old colour stopped it answers 502 until the new one is routed
   },

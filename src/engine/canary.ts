@@ -31,6 +31,14 @@ export async function splitTraffic(a: InstanceActions, color: Color, weight: num
   await canarySwitch(a).split(a.instance, [{ color: otherOf(color), port: baseline.port, weight: 100 - weight }, { color, port: canary.port, weight }]);
 }
 
+/** A split that still sends `color` new connections (a canary a crash left behind) ends: all go to the routed colour, and the colour's requests finish. */
+export async function endSplitTo(a: InstanceActions, color: Color): Promise<void> {
+  const st = a.live?.switch?.canaryWeight !== undefined ? await a.sw().status(a.instance) : undefined;
+  if (!st?.active || st.active.color === color || !st.split?.some((u) => u.color === color)) return;
+  await a.sw().route(a.instance, st.active);
+  await a.sw().drain(a.instance, color, a.drainMs());
+}
+
 export interface CanaryReading {
   step: number;
   steps: number;

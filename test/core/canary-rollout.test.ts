@@ -117,3 +117,16 @@ describe('rollout path ab', () => {
     expect(state.outcome).toBe('rolled-back');
   });
 });
+
+describe('a canary left behind (its rollout ended without Tower)', () => {
+  it('is routed away from before it is drained and removed', async () => {
+    const { desiredFleet, liveOf } = await import('../helpers/engine-fixtures.js');
+    const { liveness } = await import('../../src/core/repairs.js');
+    const d = desiredFleet({ instances: { web: 'v1' } }).instances[0]!;
+    const l = liveOf(d, { colors: { blue: {}, green: {} } });
+    const split = { ...l, switch: { ...l.switch!, canaryWeight: 10 } };
+    const leftover = (live: LiveInstance) => liveness({ live, port: d.port, restarts: {}, now: 0 }).repairs.find((r) => r.kind === 'remove-leftover')!.actions.map(fmt);
+    expect(leftover(split)).toEqual(['route:blue', 'closeGate:green', 'drain:green', 'remove:green']);
+    expect(leftover(l)).toEqual(['closeGate:green', 'drain:green', 'remove:green']);
+  });
+});
