@@ -224,10 +224,10 @@ export function chooseRoute(step: PlanStep, desired: DesiredInstance | undefined
   if (step.strategy === 'recreate') return { path: 'recreate', active, target: other };
   const standby = live.colors[other];
   const warm = Boolean(desired && isRunning(standby) && standby.rev === desired.rev && standby.config && configHash(standby.config) === configHash(desired.config));
-  if (step.strategy === 'canary') {
-    // Level-triggered: a canary the switch still splits to resumes at the weight it has.
+  if (step.strategy === 'canary' || step.strategy === 'ab') {
+    // Level-triggered: a canary the switch still splits to resumes at the weight it has (an experiment starts its duration again).
     const weight = warm ? live.switch.canaryWeight : undefined;
-    return { path: 'canary', active, target: other, ...(warm ? { warm } : {}), ...(weight ? { resumeWeight: weight } : {}) };
+    return { path: step.strategy, active, target: other, ...(warm ? { warm } : {}), ...(weight ? { resumeWeight: weight } : {}) };
   }
   if (warm) return { path: 'swap', active, target: other };
   return { path: 'blue-green', active, target: other };

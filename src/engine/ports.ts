@@ -446,6 +446,6 @@ export interface MetricsSink {
   appliedRevisionAt(at: Date): void;
   restart(instance: string, what: string, kind: string): void;
   fromStatus(status: FleetStatus): void;
-  /** A canary's weight and both colours' numbers over its current step. */
-  canary?(instance: string, weight: number, canary: TrafficSummary, baseline: TrafficSummary): void;
+  /** A canary's weight and both colours' numbers over its current step (an A/B experiment's: with the variants' names). */
+  canary?(instance: string, color: Color, weight: number, canary: TrafficSummary, baseline: TrafficSummary, variants?: [string, string]): void;
 }
