@@ -49,7 +49,7 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
   const admins = new Map<string, AdminClient>();
   const drivers: Partial<Record<RuntimeKind, RuntimeDriver>> = { process: processDriver({ stateDir: state.root }) };
   const docker = () => (drivers.docker ??= dockerDriver({ docker: new Dockerode(), stateDir: state.root }));
-  if (options.env.DOCKER_HOST || usesDocker(state)) docker();
+  if (options.env.DOCKER_HOST || usesRuntime(state, 'docker')) docker();
   const builtin = builtinSwitch({ stateDir: state.root });
   const nginx = nginxFromEnv(options.env);
   // runtime: kubernetes is wired when a fleet asks for it (useCluster), never otherwise.
@@ -135,8 +135,9 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
       await rt.gate?.end();
     },
   };
+  // Colours on a cluster are recorded: reach it (tower status, logs, destroy read no fleet.yaml) — but only then.
   const remembered = readCluster(state);
-  if (remembered) rt.useCluster!(remembered.fleet, remembered.settings);
+  if (remembered && usesRuntime(state, 'kubernetes')) rt.useCluster!(remembered.fleet, remembered.settings);
   // A broker given by URL costs nothing to know about; the gate client connects on first use.
   if (options.env.MQTT_URL || options.needsBroker) await rt.ensureBroker();
   return rt;
@@ -188,6 +189,6 @@ function clusterTransport(api: () => KubeApi | undefined): () => Promise<{ https
   };
 }
 
-function usesDocker(state: StateDir): boolean {
-  return Object.values(state.read().instances).some((i) => Object.values(i.colors).some((c) => c?.config.runtime === 'docker'));
+function usesRuntime(state: StateDir, kind: RuntimeKind): boolean {
+  return Object.values(state.read().instances).some((i) => Object.values(i.colors).some((c) => c?.config.runtime === kind));
 }
