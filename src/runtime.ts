@@ -49,7 +49,7 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
   const admins = new Map<string, AdminClient>();
   const drivers: Partial<Record<RuntimeKind, RuntimeDriver>> = { process: processDriver({ stateDir: state.root }) };
   const docker = () => (drivers.docker ??= dockerDriver({ docker: new Dockerode(), stateDir: state.root }));
-  if (options.env.DOCKER_HOST || usesDocker(state)) docker();
+  if (options.env.DOCKER_HOST || usesRuntime(state, 'docker')) docker();
   const builtin = builtinSwitch({ stateDir: state.root });
   const nginx = nginxFromEnv(options.env);
   // runtime: kubernetes is wired when a fleet asks for it (useCluster), never otherwise.
@@ -72,8 +72,10 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
         drivers.kubernetes = kubernetesDriver({ api, stateDir: state.root, ...(options.log ? { log: options.log } : {}) });
         cluster = { key, api, service: serviceSwitch({ api, fleet }) };
       } catch (err) {
-        // Stalled with the reason (no kubeconfig, no such context): shown in status when a colour needs it.
+        // Stalled with the reason (no kubeconfig, no such context). The driver stays, failing: a pass
+        // must not take a cluster it cannot see for an empty one.
         cluster = { key, error: err instanceof TowerError ? err : new TowerError(`kubernetes: ${(err as Error).message}`, 'KubeConfigInvalid', 'stalled') };
+        drivers.kubernetes = unreachableDriver(cluster.error!);
       }
     },
     driverFor(kind) {
@@ -133,11 +135,32 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
       await rt.gate?.end();
     },
   };
+  // Colours on a cluster are recorded: reach it (tower status, logs, destroy read no fleet.yaml) — but only then.
   const remembered = readCluster(state);
-  if (remembered) rt.useCluster!(remembered.fleet, remembered.settings);
+  if (remembered && usesRuntime(state, 'kubernetes')) rt.useCluster!(remembered.fleet, remembered.settings);
   // A broker given by URL costs nothing to know about; the gate client connects on first use.
   if (options.env.MQTT_URL || options.needsBroker) await rt.ensureBroker();
   return rt;
+}
+
+/** The kubernetes driver when the cluster cannot be reached at all: every call fails with why. */
+function unreachableDriver(error: TowerError): RuntimeDriver {
+  const fail = (): Promise<never> => Promise.reject(error);
+  return {
+    kind: 'kubernetes',
+    list: fail,
+    create: fail,
+    start: fail,
+    stop: fail,
+    remove: fail,
+    inspect: fail,
+    cannotRun: fail,
+    // eslint-disable-next-line require-yield
+    logs: async function* () {
+      throw error;
+    },
+    watch: () => () => {},
+  };
 }
 
 /** Where the fleet's cluster is (fleet.yaml spec.kubernetes, no secret in it), once a fleet used runtime: kubernetes. */
@@ -166,6 +189,6 @@ function clusterTransport(api: () => KubeApi | undefined): () => Promise<{ https
   };
 }
 
-function usesDocker(state: StateDir): boolean {
-  return Object.values(state.read().instances).some((i) => Object.values(i.colors).some((c) => c?.config.runtime === 'docker'));
+function usesRuntime(state: StateDir, kind: RuntimeKind): boolean {
+  return Object.values(state.read().instances).some((i) => Object.values(i.colors).some((c) => c?.config.runtime === kind));
 }

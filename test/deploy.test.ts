@@ -510,7 +510,7 @@ describe('Prometheus', () => {
     expect(arr(doc.groups).map((g) => obj(g).name)).toEqual(['tower']);
     const rules = ruleExprs();
     expect(rules.map((r) => r.name).sort()).toEqual(
-      ['TowerDown', 'TowerFleetOutOfSync', 'TowerInstanceDown', 'TowerInstanceDrift', 'TowerInstanceUnhealthy', 'TowerReconcileErrors', 'TowerRolloutFailed'].sort(),
+      ['TowerDown', 'TowerFleetOutOfSync', 'TowerInstanceDown', 'TowerInstanceDrift', 'TowerInstanceUnhealthy', 'TowerLeadership', 'TowerReconcileErrors', 'TowerRolloutFailed'].sort(),
     );
     const problems = rules.flatMap((r) => promqlProblems(r.expr, cat).map((p) => `${r.name}: ${p}`));
     expect(problems).toEqual([]);
@@ -611,6 +611,23 @@ describe('Prometheus', () => {
             at('TowerReconcileErrors', '35m', [{ severity: 'warning', job: 'tower', instance: 'tower:8080' }]),
             at('TowerDown', '14m', []),
             at('TowerDown', '16m', [{ severity: 'critical', job: 'tower', instance: 'tower:8080' }]),
+          ],
+        },
+        {
+          // Two replicas: a leads until 5m; nobody leads from 5m to 9m (b waits out the lease,
+          // then its renews fail); b leads from 9m; from 16m both say they lead.
+          interval: '1m',
+          input_series: [
+            { series: 'tower_leader{job="tower", instance="tower-a:8080"}', values: '1x4 0x10 1x15' },
+            { series: 'tower_leader{job="tower", instance="tower-b:8080"}', values: '0x8 1x21' },
+          ],
+          alert_rule_test: [
+            at('TowerLeadership', '4m', []),
+            at('TowerLeadership', '6m', []),
+            at('TowerLeadership', '8m', [{ severity: 'critical', job: 'tower' }]),
+            at('TowerLeadership', '12m', []),
+            at('TowerLeadership', '16m', []),
+            at('TowerLeadership', '18m', [{ severity: 'critical', job: 'tower' }]),
           ],
         },
       ],

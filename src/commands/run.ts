@@ -133,6 +133,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
       return () => daemon.off('status', listener);
     },
     metrics: async () => {
+      metrics.leader(daemon.state.leader);
       await daemon.recordUsage();
       return metrics.render();
     },

@@ -14,6 +14,8 @@ export interface StatusRow {
   health: string;
   message: string;
   standby?: string;
+  /** The standby colour's share of new connections while a canary splits them. */
+  canaryWeight?: number;
   runtime?: string;
   /** Replicas of the serving colour ready, of how many, when it has several. */
   replicas?: { ready: number; total: number };
@@ -45,6 +47,7 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
         message: v.health.message,
         ...(v.standby ? { standby: v.standby } : {}),
         ...(replicaReadiness(active) ? { replicas: replicaReadiness(active)! } : {}),
+        ...(l.switch?.canaryWeight !== undefined ? { canaryWeight: l.switch.canaryWeight } : {}),
       };
     });
     if (options.format === 'json') {
@@ -54,7 +57,7 @@ export async function statusCommand(options: { stateDir: string; format: 'text' 
       // A REPLICAS column ("2/3" ready) only when an instance has several.
       const withReplicas = rows.some((r) => r.replicas);
       const header = ['INSTANCE', 'COLOUR', 'PORT', 'REV', 'HEALTH', ...(withReplicas ? ['REPLICAS'] : []), ''];
-      const table = rows.map((r) => [r.name, r.color ?? '-', r.port ? String(r.port) : '-', r.rev ? r.rev.slice(0, 12) : '-', r.health, ...(withReplicas ? [r.replicas ? `${r.replicas.ready}/${r.replicas.total}` : '-'] : []), r.standby ? `(${r.standby} warm)` : r.health === 'Healthy' ? '' : r.message]);
+      const table = rows.map((r) => [r.name, r.color ?? '-', r.port ? String(r.port) : '-', r.rev ? r.rev.slice(0, 12) : '-', r.health, ...(withReplicas ? [r.replicas ? `${r.replicas.ready}/${r.replicas.total}` : '-'] : []), r.canaryWeight !== undefined ? `(canary ${r.standby ?? 'other colour'} ${r.canaryWeight}%)` : r.standby ? `(${r.standby} warm)` : r.health === 'Healthy' ? '' : r.message]);
       const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
       for (const row of [header, ...table]) io.stdout(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
     }

@@ -162,6 +162,19 @@ export function judge(input: AnalysisInput): Verdict {
   return { verdict: 'pass', reason: numbers };
 }
 
+/** "10% for 1 min → 50% for 2 min → 100%; promoted while success ≥ 99.0%, p99 ≤ 500 ms (against the baseline), ≥ 50 requests a step" */
+export function describeCanary(spec: CanarySpec): string {
+  const steps = spec.steps.map((s) => `${s.weight}%${s.pauseMs ? ` for ${formatDuration(s.pauseMs)}` : ''}`).join(' → ');
+  const a = spec.analysis;
+  const checks = [
+    ...(a.successRateMin !== undefined ? [`success ≥ ${pct(a.successRateMin)}`] : []),
+    ...(a.latencyP99Ms !== undefined ? [`p99 ≤ ${ms(a.latencyP99Ms)}`] : []),
+    ...(a.prometheus ? [`prometheus ≤ ${a.prometheus.max}`] : []),
+  ];
+  if (!checks.length) return steps;
+  return `${steps}; each step checks ${checks.join(', ')}${a.compareToBaseline ? ' (against the baseline)' : ''} over ≥ ${a.minRequests} requests`;
+}
+
 /** "canary 212 requests, 94.8 % ok, p99 12 ms; baseline 1890 requests, 100 % ok, p99 9.7 ms" */
 export function describeWindow(c: TrafficSummary, b: TrafficSummary): string {
   const one = (name: string, t: TrafficSummary) => `${name} ${t.requests} requests${t.successRate !== undefined ? `, ${pct(t.successRate)} ok` : ''}${t.p99Ms !== undefined ? `, p99 ${ms(t.p99Ms)}` : ''}`;
@@ -174,4 +187,40 @@ function pct(x: number): string {
 
 function ms(x: number): string {
   return `${x} ms`;
+}
+
+/** strategy: ab — an experiment: this revision's flows next to what runs, split by weight for a while, never promoted. */
+export interface AbSpec {
+  /** The variants' names: the flows that run now, then this revision's. */
+  variants: [string, string];
+  /** The second variant's share of new connections, percent. */
+  weight: number;
+  durationMs: number;
+}
+
+export interface RawAb {
+  variants?: string[];
+  weight?: number;
+  duration?: string;
+}
+
+export const DEFAULT_AB_WEIGHT = 50;
+
+export function abProblems(raw: RawAb): CanaryProblem[] {
+  const problems: CanaryProblem[] = [];
+  const [a, b] = Array.isArray(raw.variants) ? raw.variants : [];
+  if (typeof a === 'string' && a === b) problems.push({ path: ['variants', 1], message: `both variants are named "${a}"`, hint: 'name them apart, e.g. variants: [control, new-checkout]' });
+  if (typeof raw.duration === 'string' && /^0+(ms|s|m|h)$/.test(raw.duration)) problems.push({ path: ['duration'], message: 'an experiment of no duration measures nothing', hint: 'e.g. duration: 1h' });
+  return problems;
+}
+
+export function abSpec(raw: RawAb): AbSpec {
+  const [a, b] = raw.variants ?? [];
+  return { variants: [a ?? 'a', b ?? 'b'], weight: raw.weight ?? DEFAULT_AB_WEIGHT, durationMs: parseDuration(raw.duration ?? '0s') };
+}
+
+/** "control 50% / new-checkout 50% for 1 h, then back to control (never promoted)" */
+export function describeAb(spec: AbSpec): string {
+  const [a, b] = spec.variants;
+  return `${a} ${100 - spec.weight}% / ${b} ${spec.weight}% for ${formatDuration(spec.durationMs)}, then back to ${a} (never promoted)`;
 }

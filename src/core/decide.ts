@@ -189,7 +189,7 @@ function healthOf(l: LiveInstance | undefined, lv: Liveness | undefined, now: nu
   if (!l || isAbsent(l)) return { status: 'Missing', message: 'nothing runs for this instance' };
   const routed = l.switch?.routed;
   const anyRunning = Object.values(l.colors).some(isRunning);
-  const h = assessInstance({ switchUp: l.switch?.running ?? false, ...(routed ? { routedTo: routed } : {}), activeRunning: routed ? isRunning(l.colors[routed]) : !l.switch && anyRunning, adminUp: l.adminUp });
+  const h = assessInstance({ switchUp: l.switch?.running ?? false, ...(routed ? { routedTo: routed } : {}), activeRunning: routed ? isRunning(l.colors[routed]) : !l.switch && anyRunning, ...(routed && l.colors[routed]?.exit ? { activeExit: l.colors[routed]!.exit!.reason } : {}), adminUp: l.adminUp });
   if (lv?.crashLoop && lv.down) {
     const next = lv.nextRestartAt !== undefined ? `; next restart in ${Math.max(0, Math.ceil((lv.nextRestartAt - now) / 1000))} s` : '; restarting';
     return { status: 'Degraded', message: `CrashLoop: restarted ${lv.restarts} times${next} — ${lv.message ?? h.message}` };
@@ -224,10 +224,10 @@ export function chooseRoute(step: PlanStep, desired: DesiredInstance | undefined
   if (step.strategy === 'recreate') return { path: 'recreate', active, target: other };
   const standby = live.colors[other];
   const warm = Boolean(desired && isRunning(standby) && standby.rev === desired.rev && standby.config && configHash(standby.config) === configHash(desired.config));
-  if (step.strategy === 'canary') {
-    // Level-triggered: a canary the switch still splits to resumes at the weight it has.
+  if (step.strategy === 'canary' || step.strategy === 'ab') {
+    // Level-triggered: a canary the switch still splits to resumes at the weight it has (an experiment starts its duration again).
     const weight = warm ? live.switch.canaryWeight : undefined;
-    return { path: 'canary', active, target: other, ...(warm ? { warm } : {}), ...(weight ? { resumeWeight: weight } : {}) };
+    return { path: step.strategy, active, target: other, ...(warm ? { warm } : {}), ...(weight ? { resumeWeight: weight } : {}) };
   }
   if (warm) return { path: 'swap', active, target: other };
   return { path: 'blue-green', active, target: other };

@@ -42,7 +42,7 @@ export type DiagnosticCode =
   | 'UnsharedConsumer'
   /** A switch that cannot serve the instance's runtime (runtime: kubernetes is served by switch: service, and only it). */
   | 'SwitchMismatch'
-  /** strategy: canary that cannot run as written (weights, durations, percentages, a switch that cannot split). */
+  /** strategy: canary or ab that cannot run as written (weights, durations, percentages, names, a switch that cannot split). */
   | 'InvalidCanary'
   /** tower plan --observed: the live fleet given as a file could not be read. */
   | 'ObservedInvalid'

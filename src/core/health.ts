@@ -24,6 +24,8 @@ export interface InstanceObservation {
   routedTo?: string;
   /** The routed colour's process or container runs. */
   activeRunning: boolean;
+  /** Why it does not, as its runtime says (exit code, CrashLoopBackOff, ImagePullBackOff…). */
+  activeExit?: string;
   /** Its Admin API answers (401 counts as up). */
   adminUp: boolean;
   /** Its flows are stopped through /flows/state. */
@@ -37,7 +39,7 @@ export function assessInstance(o: InstanceObservation): Health {
   if (!o.switchUp && !o.activeRunning) return { status: 'Missing', message: 'nothing runs for this instance' };
   if (!o.switchUp) return { status: 'Degraded', message: 'the stable address is not served (switch down)' };
   if (!o.routedTo) return { status: 'Degraded', message: 'the switch routes nowhere' };
-  if (!o.activeRunning) return { status: 'Degraded', message: `the ${o.routedTo} colour the switch routes to is not running` };
+  if (!o.activeRunning) return { status: 'Degraded', message: `the ${o.routedTo} colour the switch routes to is not running${o.activeExit ? ` (${o.activeExit})` : ''}` };
   if (!o.adminUp) return { status: 'Degraded', message: `Node-RED (${o.routedTo}) does not answer` };
   if (o.flowsStopped) return { status: 'Suspended', message: 'flows are stopped' };
   return { status: 'Healthy', message: `${o.routedTo} serves` };

@@ -18,7 +18,7 @@ import {
   type PlanSpec,
 } from './model.js';
 import { credentialRefDiagnostics } from './credentials.js';
-import { canaryProblems, canarySpec, type RawCanary } from './canary.js';
+import { abProblems, abSpec, canaryProblems, canarySpec, type CanaryProblem, type RawAb, type RawCanary } from './canary.js';
 import { unsharedConsumerDiagnostics } from './replicas.js';
 import { validatePlan } from './plan.js';
 import { SCHEMA_IDS, validateAgainstSchema, type Kind } from './schema.js';
@@ -172,7 +172,9 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
   }
 
   const defaultsCanary = canaryOf(defaults.strategy);
-  if (defaultsCanary) diagnostics.push(...canaryDiagnostics(defaultsCanary, (path) => located(fleetDoc, ['spec', 'defaults', 'strategy', 'canary', ...path])));
+  if (defaultsCanary) diagnostics.push(...canaryDiagnostics(canaryProblems(defaultsCanary), 'canary', (path) => located(fleetDoc, ['spec', 'defaults', 'strategy', 'canary', ...path])));
+  const defaultsAb = abOf(defaults.strategy);
+  if (defaultsAb) diagnostics.push(...canaryDiagnostics(abProblems(defaultsAb), 'ab', (path) => located(fleetDoc, ['spec', 'defaults', 'strategy', 'ab', ...path])));
 
   // Instances, with defaults applied. Malformed entries were reported by the schema; skip them.
   const instances: { instance: Instance; index: number }[] = [];
@@ -207,10 +209,12 @@ export function loadRepository(reader: RepoReader, options: LoadOptions = {}): L
       diagnostics.push(error('SwitchMismatch', where.file, where.line, where.col, `instance "${name}": ${mismatch}`, 'runtime: kubernetes goes with switch: service (the default for it); process and docker with builtin or nginx'));
     }
     const ownCanary = canaryOf(raw.strategy);
-    if (ownCanary) diagnostics.push(...canaryDiagnostics(ownCanary, (path) => located(fleetDoc, ['spec', 'instances', index, 'strategy', 'canary', ...path])));
-    if (instance.strategy === 'canary' && (instance.switch ?? 'builtin') !== 'builtin') {
-      const where = located(fleetDoc, ownCanary ? ['spec', 'instances', index, 'strategy'] : ['spec', 'instances', index, 'name']);
-      diagnostics.push(error('InvalidCanary', where.file, where.line, where.col, `instance "${name}": strategy: canary needs switch: builtin (the ${instance.switch} switch cannot split traffic by weight or count it per colour)`, 'use switch: builtin for this instance, or strategy: blue-green'));
+    if (ownCanary) diagnostics.push(...canaryDiagnostics(canaryProblems(ownCanary), 'canary', (path) => located(fleetDoc, ['spec', 'instances', index, 'strategy', 'canary', ...path])));
+    const ownAb = abOf(raw.strategy);
+    if (ownAb) diagnostics.push(...canaryDiagnostics(abProblems(ownAb), 'ab', (path) => located(fleetDoc, ['spec', 'instances', index, 'strategy', 'ab', ...path])));
+    if ((instance.strategy === 'canary' || instance.strategy === 'ab') && (instance.switch ?? 'builtin') !== 'builtin') {
+      const where = located(fleetDoc, ownCanary || ownAb ? ['spec', 'instances', index, 'strategy'] : ['spec', 'instances', index, 'name']);
+      diagnostics.push(error('InvalidCanary', where.file, where.line, where.col, `instance "${name}": strategy: ${instance.strategy} needs switch: builtin (the ${instance.switch} switch cannot split traffic by weight or count it per colour)`, 'use switch: builtin for this instance, or strategy: blue-green'));
     }
     instances.push({ instance, index });
   });
@@ -343,15 +347,27 @@ function canaryOf(strategy: unknown): RawCanary | undefined {
   return isObject(strategy) && isObject(strategy.canary) ? (strategy.canary as RawCanary) : undefined;
 }
 
-function canaryDiagnostics(raw: RawCanary, at: (path: PathSegment[]) => Location): Diagnostic[] {
-  return canaryProblems(raw).map((p) => {
+function abOf(strategy: unknown): RawAb | undefined {
+  return isObject(strategy) && isObject(strategy.ab) ? (strategy.ab as RawAb) : undefined;
+}
+
+function canaryDiagnostics(problems: CanaryProblem[], kind: 'canary' | 'ab', at: (path: PathSegment[]) => Location): Diagnostic[] {
+  return problems.map((p) => {
     const where = at(p.path);
-    return error('InvalidCanary', where.file, where.line, where.col, `strategy.canary: ${p.message}`, p.hint);
+    return error('InvalidCanary', where.file, where.line, where.col, `strategy.${kind}: ${p.message}`, p.hint);
   });
 }
 
 /** The strategy and, for a canary that makes sense (canaryDiagnostics found nothing), its spec. */
-function strategyOf(setting: InstanceSettings['strategy']): Pick<Instance, 'strategy' | 'canary'> {
+function strategyOf(setting: InstanceSettings['strategy']): Pick<Instance, 'strategy' | 'canary' | 'ab'> {
+  const ab = abOf(setting);
+  if (ab) {
+    try {
+      return abProblems(ab).length ? { strategy: 'ab' } : { strategy: 'ab', ab: abSpec(ab) };
+    } catch {
+      return { strategy: 'ab' }; // a duration the schema reported
+    }
+  }
   const canary = canaryOf(setting);
   if (canary) {
     try {

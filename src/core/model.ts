@@ -2,7 +2,7 @@
  * The fleet model: what fleet.yaml and the deploy plans say, after defaults are applied.
  * Field names mirror the YAML, which is a public contract (see schemas/).
  */
-import type { CanarySpec, RawCanary } from './canary.js';
+import type { AbSpec, CanarySpec, RawAb, RawCanary } from './canary.js';
 
 export const API_VERSION = 'tower.redforge.dev/v1';
 
@@ -47,9 +47,9 @@ export interface SmokeCheck {
 
 export type RuntimeKind = 'process' | 'docker' | 'kubernetes';
 /** How an update reaches traffic; canary's steps and analysis are Instance.canary. */
-export type Strategy = 'blue-green' | 'recreate' | 'canary';
-/** strategy as fleet.yaml writes it: a name, or { canary: … }. */
-export type StrategySetting = 'blue-green' | 'recreate' | { canary: RawCanary };
+export type Strategy = 'blue-green' | 'recreate' | 'canary' | 'ab';
+/** strategy as fleet.yaml writes it: a name, { canary: … } or { ab: … }. */
+export type StrategySetting = 'blue-green' | 'recreate' | { canary: RawCanary } | { ab: RawAb };
 export type ContextMode = 'memory' | 'shared';
 /** What serves an instance's stable address: Tower's own router (builtin), the operator's nginx, or a Kubernetes Service (runtime: kubernetes). */
 export type SwitchKind = 'builtin' | 'nginx' | 'service';
@@ -124,6 +124,8 @@ export interface Instance {
   strategy: Strategy;
   /** strategy: canary's steps and analysis. */
   canary?: CanarySpec;
+  /** strategy: ab's variants, weight and duration. */
+  ab?: AbSpec;
   labels: Record<string, string>;
   keepWarm: string;
   drainTimeout: string;

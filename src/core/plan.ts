@@ -12,6 +12,7 @@ import type { Diagnostic } from './diagnostics.js';
 import type { InstanceDiff, UpdateStrategy } from './diff.js';
 import type { DeployPlan, Fleet, OnFailure, PlanOrder, PlanSpec } from './model.js';
 import type { Color, RolloutPath } from './rollout.js';
+import type { AbSpec, CanarySpec } from './canary.js';
 import type { PathSegment } from './yaml-source.js';
 
 export type StepAction = 'create' | 'update' | 'delete';
@@ -27,6 +28,10 @@ export interface PlanStep {
   reason: string;
   /** How the instance gets there, from what runs (decide sets it; the executor follows it). */
   route?: Route;
+  /** strategy canary: its steps and analysis, for the plan to show. */
+  canary?: CanarySpec;
+  /** strategy ab: its variants, weight and duration. */
+  ab?: AbSpec;
 }
 
 /** The path of an instance's rollout, and the colours it goes from and to. */
@@ -203,6 +208,8 @@ export function buildPlan(fleet: Fleet, diffs: readonly InstanceDiff[]): Plan {
   const fleetOrder = fleet.instances.map((i) => i.name);
   const position = new Map(fleetOrder.map((n, i) => [n, i]));
   const byName = new Map(diffs.map((d) => [d.name, d]));
+  const canaryOf = new Map(fleet.instances.filter((i) => i.canary).map((i) => [i.name, i.canary!]));
+  const abOf = new Map(fleet.instances.filter((i) => i.ab).map((i) => [i.name, i.ab!]));
   const changed = (name: string) => {
     const d = byName.get(name);
     return d !== undefined && d.action !== 'unchanged' && d.action !== 'delete';
@@ -232,7 +239,10 @@ export function buildPlan(fleet: Fleet, diffs: readonly InstanceDiff[]): Plan {
       const steps = batch.map((name): PlanStep => {
         const d = byName.get(name)!;
         const { after, reason } = whyHere(name, start > 0, waves.length === 0);
-        return { instance: name, action: d.action as StepAction, strategy: stepStrategy(d), after, reason };
+        const strategy = stepStrategy(d);
+        const canary = strategy === 'canary' ? canaryOf.get(name) : undefined;
+        const ab = strategy === 'ab' ? abOf.get(name) : undefined;
+        return { instance: name, action: d.action as StepAction, strategy, after, reason, ...(canary ? { canary } : {}), ...(ab ? { ab } : {}) };
       });
       waves.push({ index: waves.length, steps });
       previous = batch;

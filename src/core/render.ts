@@ -7,6 +7,7 @@ import { formatDiagnostic, type Diagnostic } from './diagnostics.js';
 import type { ContainerDiff, InstanceDiff, NodeRef } from './diff.js';
 import { tabDiagram, type DiagramFlows, type TabDiagram } from './mermaid.js';
 import type { Plan, PlanStep } from './plan.js';
+import { describeAb, describeCanary } from './canary.js';
 
 export interface PlanReport {
   fleet: string;
@@ -45,6 +46,8 @@ export function planJson(report: PlanReport): Record<string, unknown> {
           instance: s.instance,
           action: s.action,
           strategy: s.strategy,
+          ...(s.canary ? { canary: s.canary } : {}),
+          ...(s.ab ? { ab: s.ab } : {}),
           after: s.after,
           reason: s.reason,
           ...(d ? { flows: d.change, counts: d.counts, config: d.config, desiredRev: d.desiredRev, observedRev: d.observedRev } : {}),
@@ -247,7 +250,9 @@ function describeStep(step: PlanStep): string {
     case 'delete':
       return 'delete (drain, then remove)';
     default:
-      return step.strategy === 'in-place' ? 'update in place (layout only)' : `update (${step.strategy})`;
+      if (step.strategy === 'in-place') return 'update in place (layout only)';
+      if (step.ab) return `update (A/B: ${describeAb(step.ab)})`;
+      return step.canary ? `update (canary: ${describeCanary(step.canary)})` : `update (${step.strategy})`;
   }
 }
 

@@ -144,7 +144,9 @@ export function liveness(input: LivenessInput): Liveness {
       if (!isRunning(c)) restart(color, 'restart', `the warm standby ${color} died (${c.exit?.reason ?? c.status})`, [{ type: 'restart', color }], false);
       else if (deadReplicas(c).length) restart(color, 'restart', `the warm standby ${replicaMessage(color, c)}`, [{ type: 'restart', color }], false);
     } else {
-      const actions: Action[] = isRunning(c) ? [{ type: 'closeGate', color }, { type: 'drain', color }, { type: 'remove', color, graceMs: LEFTOVER_GRACE_MS }] : [{ type: 'remove', color }];
+      // A canary left behind (its rollout ended without Tower) still gets a share of new connections: route them all back first.
+      const unsplit: Action[] = routed && live.switch?.canaryWeight !== undefined ? [{ type: 'route', color: routed }] : [];
+      const actions: Action[] = isRunning(c) ? [...unsplit, { type: 'closeGate', color }, { type: 'drain', color }, { type: 'remove', color, graceMs: LEFTOVER_GRACE_MS }] : [...unsplit, { type: 'remove', color }];
       attempt('remove-leftover', `${color} is neither routed nor kept warm`, actions, false, `leftover-${color}`);
     }
   }

@@ -38,6 +38,7 @@ export type RolloutPath =
   | 'recreate' // stop, then start (for instances that must never run twice)
   | 'create' // a new instance: start, verify, route
   | 'canary' // as blue-green, but traffic moves to the new colour step by step, each step analysed
+  | 'ab' // an experiment: the new colour takes a fixed share for a while, then everything goes back (never promoted)
   | 'delete'; // prune: drain and remove
 
 export type Outcome =
@@ -64,6 +65,7 @@ export type Action =
   | { type: 'route'; color: Color }
   | { type: 'split'; color: Color; weight: number } // the canary colour's share of new connections; the active colour keeps the rest
   | { type: 'analyse'; color: Color; step: number } // judge the canary over step `step` (an index into the instance's canary.steps); throws when it fails
+  | { type: 'experiment'; color: Color } // strategy ab: watch both variants for the experiment's duration, then end it (it throws, with the numbers: the rollback takes the variant away)
   | { type: 'unroute' } // recreate only: nothing serves until the new colour is routed (the switch answers 502)
   | { type: 'drain'; color: Color }
   | { type: 'audit'; color: Color }
@@ -127,6 +129,7 @@ const SKIPPED: Record<RolloutPath, Phase[]> = {
   recreate: [],
   create: [],
   canary: [],
+  ab: [],
   delete: ['DEPLOY', 'VERIFY', 'RESUME', 'AUDIT'],
 };
 
@@ -139,7 +142,7 @@ export interface CanaryPlan {
 /** The state before the first step. For create, target is the first colour (blue). */
 export function initialState(instance: string, path: RolloutPath, active: Color | undefined, target?: Color, switchExisted = false, canary?: CanaryPlan): SwapState {
   const t = target ?? (path === 'in-place' || path === 'delete' ? active! : active ? otherColor(active) : 'blue');
-  const skipped = path === 'canary' && canary?.warm ? SKIPPED.swap : SKIPPED[path];
+  const skipped = (path === 'canary' || path === 'ab') && canary?.warm ? SKIPPED.swap : SKIPPED[path];
   return {
     instance,
     path,
@@ -155,7 +158,7 @@ export function initialState(instance: string, path: RolloutPath, active: Color 
     activeStopped: false,
     switchCreated: false,
     ...(switchExisted ? { switchExisted } : {}),
-    ...(path === 'canary' ? { canarySteps: canary?.steps ?? [] } : {}),
+    ...(path === 'canary' || path === 'ab' ? { canarySteps: canary?.steps ?? [] } : {}),
     skipped,
   };
 }
@@ -194,6 +197,10 @@ function phasesOf(s: SwapState): Partial<Record<Phase, Action[]>> {
     case 'canary': {
       const steps = (s.canarySteps ?? []).flatMap(({ step, weight }): Action[] => [{ type: 'split', color: t, weight }, { type: 'analyse', color: t, step }]);
       return { DRAIN: clearSlot, DEPLOY: start, VERIFY: verify, RESUME: [...steps, { type: 'route', color: t }, { type: 'closeGate', color: a }, { type: 'drain', color: a }], AUDIT: audit };
+    }
+    case 'ab': {
+      const weight = s.canarySteps?.[0]?.weight ?? 50;
+      return { DRAIN: clearSlot, DEPLOY: start, VERIFY: verify, RESUME: [{ type: 'split', color: t, weight }, { type: 'experiment', color: t }] };
     }
     case 'in-place':
       return { DEPLOY: [{ type: 'deployInPlace', color: t }], VERIFY: [{ type: 'checkRev', color: t }, { type: 'smoke', color: t, kind: 'http' }, { type: 'smoke', color: t, kind: 'mqtt' }], AUDIT: audit };
@@ -243,6 +250,7 @@ export function rollbackActions(s: SwapState): Action[] {
     }
     case 'delete':
       return [];
+    case 'ab':
     case 'canary': {
       // Everything back to the active colour, the canary's requests finish, and it goes.
       const out: Action[] = [];

@@ -31,6 +31,8 @@ export interface InstanceStatus {
   standby?: string;
   /** Replicas of the routed colour ready, of how many (only when it has several). */
   replicas?: { ready: number; total: number };
+  /** The other colour's share of new connections while a canary splits them (read from the switch, each pass). */
+  canaryWeight?: number;
   /** Restarts since it last ran stably. */
   restarts: number;
   nextRestartAt?: string;
@@ -56,6 +58,8 @@ export interface CanaryProgress {
   baseline: TrafficSummary;
   verdict: 'pass' | 'fail' | 'wait';
   reason: string;
+  /** strategy ab: the variants' names (the baseline's, then the canary's). */
+  variants?: [string, string];
 }
 
 export interface SourceStatus {
@@ -164,6 +168,7 @@ export function deriveStatus(input: StatusInput): FleetStatus {
       drift: v.drift,
       ...(v.standby ? { standby: v.standby } : {}),
       ...(replicaReadiness(routed) ? { replicas: replicaReadiness(routed)! } : {}),
+      ...(l?.switch?.canaryWeight !== undefined ? { canaryWeight: l.switch.canaryWeight } : {}),
       restarts: v.restarts,
       ...(v.nextRestartAt !== undefined ? { nextRestartAt: input.iso(v.nextRestartAt) } : {}),
       ...(l?.applied ? { nodeRedVersion: l.applied.config.nodeRedVersion, lastDeploy: l.applied.at } : {}),

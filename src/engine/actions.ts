@@ -18,7 +18,7 @@ import { brokerSecrets, fleetBrokerCredentials } from '../core/broker-credential
 import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
 import type { TrafficSummary } from '../core/traffic.js';
-import { analyseStep, splitTraffic } from './canary.js';
+import { analyseStep, endSplitTo, runExperiment, splitTraffic } from './canary.js';
 
 export interface ActDeps {
   fleet: string;
@@ -245,7 +245,7 @@ export class InstanceActions {
       const replica = c?.replicas?.find((r) => r.index === index);
       const status = replica ? replica.status : c?.status;
       if (status !== 'running') throw new TowerError(`${who} exited while starting (${replica?.reason ?? c?.exit?.reason ?? 'gone'})`, 'ExitedWhileStarting');
-      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${who}) not ready after ${timeoutMs} ms: ${failed.message}`, 'NotReady');
+      if (Date.now() >= deadline) throw new TowerError(`Node-RED (${who}) not ready after ${timeoutMs} ms: ${failed.message}${c?.notReady ? ` (${c.notReady})` : ''}`, 'NotReady');
     }
   }
 
@@ -327,6 +327,7 @@ const HANDLERS: Handlers = {
     await a.sw().ensure(a.instance, a.stablePort());
   },
   async retire(a, { color }) {
+    await endSplitTo(a, color);
     if (!(await a.driverOf(color).inspect(a.ref(color)))) return;
     await a.closeGate(color, true);
     await a.discard(color);
@@ -407,12 +408,10 @@ const HANDLERS: Handlers = {
     await a.sw().route(a.instance, { color, port: c.port, ...(ports.length > 1 ? { ports } : {}) });
     a.recordApplied(color);
   },
-  async split(a, { color, weight }) {
-    await splitTraffic(a, color, weight);
-  },
-  async analyse(a, { color, step }) {
-    await analyseStep(a, color, step, a.deps.runtime.readMetric?.bind(a.deps.runtime));
-  },
+  // strategy canary and ab: src/engine/canary.ts
+  split: (a, { color, weight }) => splitTraffic(a, color, weight),
+  analyse: async (a, { color, step }) => void (await analyseStep(a, color, step, a.deps.runtime.readMetric?.bind(a.deps.runtime))),
+  experiment: (a, { color }) => runExperiment(a, color),
   async unroute() {
     // the switch keeps the old route; with the old colour stopped it answers 502 until the new one is routed
   },

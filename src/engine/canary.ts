@@ -31,6 +31,14 @@ export async function splitTraffic(a: InstanceActions, color: Color, weight: num
   await canarySwitch(a).split(a.instance, [{ color: otherOf(color), port: baseline.port, weight: 100 - weight }, { color, port: canary.port, weight }]);
 }
 
+/** A split that still sends `color` new connections (a canary a crash left behind) ends: all go to the routed colour, and the colour's requests finish. */
+export async function endSplitTo(a: InstanceActions, color: Color): Promise<void> {
+  const st = a.live?.switch?.canaryWeight !== undefined ? await a.sw().status(a.instance) : undefined;
+  if (!st?.active || st.active.color === color || !st.split?.some((u) => u.color === color)) return;
+  await a.sw().route(a.instance, st.active);
+  await a.sw().drain(a.instance, color, a.drainMs());
+}
+
 export interface CanaryReading {
   step: number;
   steps: number;
@@ -65,7 +73,7 @@ export async function analyseStep(a: InstanceActions, color: Color, step: number
     const reference = a.canaryReference;
     const verdict = s.pauseMs === 0 ? { verdict: 'pass' as const, reason: describeWindow(reading.canary, reading.baseline) } : judge({ analysis: spec.analysis, canary: reading.canary, baseline: reading.baseline, elapsedMs: reading.elapsedMs, pauseMs: s.pauseMs, ...(prometheus !== undefined ? { prometheus } : {}), ...(reference ? { reference } : {}) });
     const result = { ...reading, verdict };
-    a.deps.onEvent({ type: 'canary', instance: a.instance, ...result });
+    a.deps.onEvent({ type: 'canary', instance: a.instance, color, ...result });
     if (verdict.verdict === 'pass') {
       // The next steps leave the baseline less traffic (none at 100 %): they compare with this window.
       if (reading.baseline.requests >= spec.analysis.minRequests) a.canaryReference = reading.baseline;
@@ -73,6 +81,37 @@ export async function analyseStep(a: InstanceActions, color: Color, step: number
     }
     if (verdict.verdict === 'fail') throw new TowerError(`step ${step + 1} (weight ${s.weight}%) failed its analysis after ${formatDuration(result.elapsedMs)}: ${verdict.reason}`, 'AnalysisFailed', 'stalled');
   }
+}
+
+/**
+ * strategy ab: both variants watched for the experiment's duration, their numbers sent out as
+ * they come; then the experiment ends — by throwing, with the numbers, so that the rollback
+ * sends everything back to the first variant and removes the second. Nothing is promoted.
+ */
+export async function runExperiment(a: InstanceActions, color: Color): Promise<never> {
+  const spec = a.desired?.ab;
+  if (!spec) throw new TowerError(`${a.instance} has no A/B experiment`, 'CanaryMissing', 'stalled');
+  const sw = canarySwitch(a);
+  const started = Date.now();
+  const first = await sw.stats(a.instance);
+  const [control, variant] = spec.variants;
+  const every = Math.max(50, Math.min(READ_EVERY_MS, spec.durationMs / 10));
+  for (;;) {
+    await new Promise((r) => setTimeout(r, Math.max(1, Math.min(every, started + spec.durationMs - Date.now()))));
+    const elapsed = Date.now() - started;
+    const reading = readingOf(first, await sw.stats(a.instance), color, 0, spec.weight, elapsed);
+    const over = elapsed >= spec.durationMs;
+    const numbers = `${control} (${otherOf(color)}) ${describeVariant(reading.baseline)}; ${variant} (${color}) ${describeVariant(reading.canary)}`;
+    const verdict: Verdict = { verdict: over ? 'pass' : 'wait', reason: numbers };
+    a.deps.onEvent({ type: 'canary', instance: a.instance, color, ...reading, steps: 1, verdict, variants: spec.variants });
+    if (over) {
+      throw new TowerError(`A/B experiment ended after ${formatDuration(elapsed)} (${variant} had ${spec.weight}%): ${numbers}; not promoted — to adopt ${variant}, roll it out with strategy blue-green or canary`, 'ExperimentEnded', 'stalled');
+    }
+  }
+}
+
+function describeVariant(t: TrafficSummary): string {
+  return `${t.requests} requests${t.successRate !== undefined ? `, ${(Math.round(t.successRate * 1000) / 10).toFixed(1)}% ok` : ''}${t.p50Ms !== undefined ? `, p50 ${t.p50Ms} ms` : ''}${t.p99Ms !== undefined ? `, p99 ${t.p99Ms} ms` : ''}`;
 }
 
 function readingOf(first: TrafficStats, now: TrafficStats, color: Color, step: number, weight: number, elapsedMs: number): Omit<CanaryReading, 'steps'> {

@@ -80,6 +80,8 @@ export interface RunningColor extends ColorIdentity {
   exit?: ExitRecord;
   /** Every replica when the colour has more than one (absent: the colour is its one replica); the colour's own fields are replica 1's. */
   replicas?: ReplicaView[];
+  /** Why a colour that runs does not serve yet, as its runtime sees it (a pod not Ready): for the message of a readiness timeout. */
+  notReady?: string;
 }
 
 /**
@@ -444,6 +446,6 @@ export interface MetricsSink {
   appliedRevisionAt(at: Date): void;
   restart(instance: string, what: string, kind: string): void;
   fromStatus(status: FleetStatus): void;
-  /** A canary's weight and both colours' numbers over its current step. */
-  canary?(instance: string, weight: number, canary: TrafficSummary, baseline: TrafficSummary): void;
+  /** A canary's weight and both colours' numbers over its current step (an A/B experiment's: with the variants' names). */
+  canary?(instance: string, color: Color, weight: number, canary: TrafficSummary, baseline: TrafficSummary, variants?: [string, string]): void;
 }

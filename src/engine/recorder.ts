@@ -121,9 +121,10 @@ export class RolloutRecorder {
         log.info({ instances: e.instances }, 'cleaning up: old colours are stopped or parked warm');
         break;
       case 'canary': {
-        if (r.instances[e.instance]) r.instances[e.instance]!.canary = { step: e.step + 1, steps: e.steps, weight: e.weight, canary: e.canary, baseline: e.baseline, verdict: e.verdict.verdict, reason: bounded(e.verdict.reason) };
-        if (e.verdict.verdict !== 'wait') log[e.verdict.verdict === 'pass' ? 'info' : 'warn']({ instance: e.instance, step: e.step + 1, weight: e.weight, canary: e.canary, baseline: e.baseline }, `canary step ${e.step + 1} (${e.weight}%): ${e.verdict.verdict}: ${e.verdict.reason}`);
-        this.deps.metrics?.canary?.(e.instance, e.weight, e.canary, e.baseline);
+        if (r.instances[e.instance]) r.instances[e.instance]!.canary = { step: e.step + 1, steps: e.steps, weight: e.weight, canary: e.canary, baseline: e.baseline, verdict: e.verdict.verdict, reason: bounded(e.verdict.reason), ...(e.variants ? { variants: e.variants } : {}) };
+        if (e.verdict.verdict !== 'wait' && !e.variants) log[e.verdict.verdict === 'pass' ? 'info' : 'warn']({ instance: e.instance, step: e.step + 1, weight: e.weight, canary: e.canary, baseline: e.baseline }, `canary step ${e.step + 1} (${e.weight}%): ${e.verdict.verdict}: ${e.verdict.reason}`);
+        if (e.verdict.verdict !== 'wait' && e.variants) log.info({ instance: e.instance, weight: e.weight, variants: e.variants }, `A/B experiment over: ${e.verdict.reason}`);
+        this.deps.metrics?.canary?.(e.instance, e.color, e.weight, e.canary, e.baseline, e.variants);
         break;
       }
       case 'warning':

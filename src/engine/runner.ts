@@ -121,6 +121,7 @@ export class InstanceRunner {
 
 /** The steps a canary runs: all of them, or — resuming — from the one at the weight the switch applies. */
 function canaryPlan(route: Route, desired: DesiredInstance | undefined): CanaryPlan | undefined {
+  if (route.path === 'ab') return { steps: [{ step: 0, weight: desired?.ab?.weight ?? 50 }], warm: route.warm === true };
   if (route.path !== 'canary') return undefined;
   const all = (desired?.canary?.steps ?? []).map((s, step) => ({ step, weight: s.weight }));
   const from = route.resumeWeight ?? 0;

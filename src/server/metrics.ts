@@ -5,6 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { CONDITIONS } from '../core/decide.js';
 import type { FleetStatus } from '../core/status.js';
+import type { TrafficSummary } from '../core/traffic.js';
 import type { MetricsSink } from '../engine/ports.js';
 
 export class FleetMetrics implements MetricsSink {
@@ -21,8 +22,13 @@ export class FleetMetrics implements MetricsSink {
   private readonly restarts: Counter<'instance' | 'what' | 'kind'>;
   private readonly appliedAt: Gauge;
   private readonly inSync: Gauge;
+  private readonly leads: Gauge;
   private readonly cpu: Counter<'instance' | 'color'>;
   private readonly memory: Gauge<'instance' | 'color'>;
+  private readonly canaryWeight: Gauge<'instance' | 'color'>;
+  private readonly canarySuccess: Gauge<'instance' | 'color' | 'role'>;
+  private readonly canaryLatency: Gauge<'instance' | 'color' | 'role' | 'quantile'>;
+  private readonly canaryRequests: Gauge<'instance' | 'color' | 'role'>;
 
   constructor() {
     // A coarse event-loop monitor: the default samples every 10 ms and keeps an idle daemon awake.
@@ -55,9 +61,14 @@ export class FleetMetrics implements MetricsSink {
     this.restarts = new Counter({ name: 'tower_instance_restarts_total', help: 'Repairs that started a dead colour or switch again, by what (blue, green, switch) and kind (restart, restore-switch, restart-switch).', labelNames: ['instance', 'what', 'kind'], registers: r });
     this.appliedAt = new Gauge({ name: 'tower_applied_revision_timestamp_seconds', help: 'When the fleet last converged on a revision (Unix time).', registers: r });
     this.inSync = new Gauge({ name: 'tower_fleet_in_sync', help: '1 when the fleet runs the desired revision.', registers: r });
+    this.leads = new Gauge({ name: 'tower_leader', help: '1 while this daemon leads its fleet (acts on it), 0 while it stands by; of several replicas, exactly one should be 1.', registers: r });
     // A counter (it only grows while the colour runs; a restart resets it, as Prometheus expects of
     // counters), set from the driver's reading at each scrape: reset, then increased to that total.
     this.cpu = new Counter({ name: 'tower_nodered_cpu_seconds_total', help: 'CPU time used by a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
+    this.canaryWeight = new Gauge({ name: 'tower_canary_weight', help: 'The canary colour’s (or an A/B experiment’s second variant’s) share of new connections, percent, while it runs.', labelNames: ['instance', 'color'], registers: r });
+    this.canarySuccess = new Gauge({ name: 'tower_canary_success_ratio', help: 'Share of requests answered 2xx/3xx over the current canary step, per colour (role canary or baseline; for an A/B experiment, the variant’s name), as the switch counted them.', labelNames: ['instance', 'color', 'role'], registers: r });
+    this.canaryLatency = new Gauge({ name: 'tower_canary_latency_seconds', help: 'Latency at the switch over the current canary step, per colour, by quantile (0.5, 0.99).', labelNames: ['instance', 'color', 'role', 'quantile'], registers: r });
+    this.canaryRequests = new Gauge({ name: 'tower_canary_requests', help: 'Requests each colour served over the current canary step.', labelNames: ['instance', 'color', 'role'], registers: r });
     this.memory = new Gauge({ name: 'tower_nodered_memory_bytes', help: 'Resident memory of a Node-RED colour (from the runtime driver).', labelNames: ['instance', 'color'], registers: r });
   }
 
@@ -82,6 +93,28 @@ export class FleetMetrics implements MetricsSink {
     this.appliedAt.set(at.getTime() / 1000);
   }
 
+  /** A canary step's reading; the gauges are forgotten when no canary runs (fromStatus). */
+  canary(instance: string, color: 'blue' | 'green', weight: number, canary: TrafficSummary, baseline: TrafficSummary, variants?: [string, string]): void {
+    this.forgetCanary(instance);
+    this.canaryWeight.set({ instance, color }, weight);
+    const other = color === 'blue' ? 'green' : 'blue';
+    // An A/B experiment's roles are its variants' names.
+    const roles = variants ?? ['baseline', 'canary'];
+    for (const [role, c, t] of [[roles[1], color, canary], [roles[0], other, baseline]] as const) {
+      this.canaryRequests.set({ instance, color: c, role }, t.requests);
+      if (t.successRate !== undefined) this.canarySuccess.set({ instance, color: c, role }, t.successRate);
+      if (t.p50Ms !== undefined) this.canaryLatency.set({ instance, color: c, role, quantile: '0.5' }, t.p50Ms / 1000);
+      if (t.p99Ms !== undefined) this.canaryLatency.set({ instance, color: c, role, quantile: '0.99' }, t.p99Ms / 1000);
+    }
+  }
+
+  private forgetCanary(instance?: string): void {
+    for (const g of [this.canaryWeight, this.canarySuccess, this.canaryLatency, this.canaryRequests] as Gauge<string>[]) {
+      if (instance === undefined) g.reset();
+      else g.remove({ instance });
+    }
+  }
+
   /** Sets the per-instance gauges from the daemon's status (called after each pass). */
   fromStatus(status: FleetStatus): void {
     this.instanceUp.reset();
@@ -98,6 +131,12 @@ export class FleetMetrics implements MetricsSink {
       this.drift.set({ instance: i.name }, i.drift ? 1 : 0);
     }
     this.inSync.set(status.sync === 'Synced' ? 1 : 0);
+    if (!status.rollout) this.forgetCanary(); // a pass outside a rollout: no canary runs
+  }
+
+  /** Set at each scrape: a standby runs no passes, and a leader may lose its lease between two. */
+  leader(leads: boolean): void {
+    this.leads.set(leads ? 1 : 0);
   }
 
   /** Forgets every colour's CPU and memory: colours that are gone must not report their last values. */

@@ -93,3 +93,40 @@ describe('chooseRoute for strategy canary', () => {
     expect(chooseRoute(planStep, desired, live())).toEqual({ path: 'canary', active: 'blue', target: 'green', warm: true });
   });
 });
+
+describe('rollout path ab', () => {
+  it('deploys and verifies, splits at the weight, runs the experiment, and always goes back', () => {
+    let state: SwapState = initialState('api', 'ab', 'blue', 'green', true, { steps: [{ step: 0, weight: 30 }], warm: false });
+    const log: string[] = [];
+    let obs: Observation = { type: 'begin' };
+    for (let guard = 0; guard < 20 && !isFinal(state); guard++) {
+      const { next, actions } = step(state, obs);
+      state = next;
+      obs = { type: 'completed' };
+      const completed: Action[] = [];
+      for (const a of actions) {
+        log.push(`${state.phase} ${fmt(a)}`);
+        if (a.type === 'experiment') {
+          obs = { type: 'failed', error: 'experiment over', completed };
+          break;
+        }
+        completed.push(a);
+      }
+    }
+    expect(log.slice(log.indexOf('RESUME split:green:30'))).toEqual(['RESUME split:green:30', 'RESUME experiment:green', 'RESUME route:blue', 'RESUME closeGate:green', 'RESUME drain:green', 'RESUME remove:green']);
+    expect(state.outcome).toBe('rolled-back');
+  });
+});
+
+describe('a canary left behind (its rollout ended without Tower)', () => {
+  it('is routed away from before it is drained and removed', async () => {
+    const { desiredFleet, liveOf } = await import('../helpers/engine-fixtures.js');
+    const { liveness } = await import('../../src/core/repairs.js');
+    const d = desiredFleet({ instances: { web: 'v1' } }).instances[0]!;
+    const l = liveOf(d, { colors: { blue: {}, green: {} } });
+    const split = { ...l, switch: { ...l.switch!, canaryWeight: 10 } };
+    const leftover = (live: LiveInstance) => liveness({ live, port: d.port, restarts: {}, now: 0 }).repairs.find((r) => r.kind === 'remove-leftover')!.actions.map(fmt);
+    expect(leftover(split)).toEqual(['route:blue', 'closeGate:green', 'drain:green', 'remove:green']);
+    expect(leftover(l)).toEqual(['closeGate:green', 'drain:green', 'remove:green']);
+  });
+});

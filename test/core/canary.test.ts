@@ -115,3 +115,44 @@ describe('judge: a step\'s window', () => {
     expect(judge({ analysis: { ...relative, prometheus: { url: 'http://x', query: 'q', max: 1 } }, canary: t(100, 1, 50), baseline: t(900, 1, 50), elapsedMs: 1_000, pauseMs: 10_000, prometheus: 3 }).reason).toMatch(/^prometheus 3 > 1/);
   });
 });
+
+describe('the plan shows a canary\'s steps', () => {
+  it('in text, Markdown (the PR comment and the check run) and JSON', async () => {
+    const { diffFleet } = await import('../../src/core/diff.js');
+    const { buildPlan } = await import('../../src/core/plan.js');
+    const { planJson, planMarkdown, planText } = await import('../../src/core/render.js');
+    const repo = load(`        canary:
+          steps: [ { weight: 10, pause: 60s }, { weight: 50, pause: 2m }, { weight: 100 } ]
+          analysis: { successRate: { min: 99.5% }, latency: { p99: 500ms }, compareToBaseline: true }
+`);
+    const instances = diffFleet(repo.instances, { instances: [{ name: 'a', flows: [{ id: 't1', type: 'tab', label: 'main' }, { id: 'n1', type: 'inject', z: 't1', wires: [] }] }] });
+    const report = { fleet: 'demo', valid: true, plan: buildPlan(repo.fleet!, instances), instances, diagnostics: [] };
+    const words = 'update (canary: 10% for 1 min → 50% for 2 min → 100%; each step checks success ≥ 99.5%, p99 ≤ 500 ms (against the baseline) over ≥ 50 requests)';
+    expect(planText(report)).toContain(`~ a: ${words}`);
+    expect(planMarkdown(report)).toContain(words);
+    expect((planJson(report).waves as { steps: { canary?: unknown }[] }[])[0]!.steps[0]!.canary).toEqual(repo.instances[0]!.canary);
+  });
+});
+
+describe('strategy: ab in fleet.yaml', () => {
+  it('loads the variants, weight and duration, and the plan shows them', async () => {
+    const { diffFleet } = await import('../../src/core/diff.js');
+    const { buildPlan } = await import('../../src/core/plan.js');
+    const { planText } = await import('../../src/core/render.js');
+    const repo = load(`        ab: { variants: [control, new-checkout], weight: 20, duration: 1h }
+`);
+    expect(repo.diagnostics).toEqual([]);
+    expect(repo.instances[0]).toMatchObject({ strategy: 'ab', ab: { variants: ['control', 'new-checkout'], weight: 20, durationMs: 3_600_000 } });
+    const instances = diffFleet(repo.instances, { instances: [{ name: 'a', flows: [{ id: 't1', type: 'tab', label: 'main' }, { id: 'n1', type: 'inject', z: 't1', wires: [] }] }] });
+    expect(planText({ fleet: 'demo', valid: true, plan: buildPlan(repo.fleet!, instances), instances, diagnostics: [] })).toContain('~ a: update (A/B: control 80% / new-checkout 20% for 1 h, then back to control (never promoted))');
+  });
+
+  it('points at variants of one name, an empty duration and a weight of 100', () => {
+    const repo = load(`        ab: { variants: [same, same], weight: 100, duration: 0s }
+`);
+    const messages = repo.diagnostics.map((d) => `${d.line} ${d.message}`);
+    expect(messages).toContain('10 strategy.ab: both variants are named "same"');
+    expect(messages).toContain('10 strategy.ab: an experiment of no duration measures nothing');
+    expect(messages.some((m) => /^10 .*ab\.weight: must be <= 99/.test(m))).toBe(true);
+  });
+});

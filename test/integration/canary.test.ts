@@ -7,7 +7,6 @@
  * own 500 counts as a failure the switching caused: there are none.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { applyFleet } from '../../src/engine/apply.js';
 import type { RolloutEvent } from '../../src/engine/events.js';
 import { loadDirectory } from '../../src/repository.js';
 import { openRuntime } from '../../src/runtime.js';
+import { tallyLoad } from '../helpers/tally-load.js';
 
 /** GET /work: answers `text` and the colour after delayMs; with failEvery N, every Nth request is the flow's own 500. */
 function workFlow(text: string, delayMs: number, failEvery = 0): object[] {
@@ -43,7 +43,7 @@ const CANARY = `      strategy:
             minRequests: 25
 `;
 
-function writeFleet(dir: string, port: number, flow: object[]): void {
+function writeFleet(dir: string, port: number, flow: object[], strategy = CANARY): void {
   mkdirSync(join(dir, 'flows'), { recursive: true });
   writeFileSync(join(dir, 'flows', 'api.json'), JSON.stringify(flow, null, 2));
   writeFileSync(join(dir, 'fleet.yaml'), `apiVersion: tower.redforge.dev/v1
@@ -57,49 +57,11 @@ spec:
       port: ${port}
       smoke:
         - { name: works, http: { path: /work, expect: { status: 200 } } }
-${CANARY}`);
+${strategy}`);
 }
 
-interface Tally { ok: Record<string, number>; flowErrors: number; switchFailures: Record<string, number>; sent: number }
-
-/** Open loop: a GET /work every intervalMs on a new connection, until stop() (at most maxRequests, 10 s each). */
-function load(port: number, intervalMs: number, maxRequests: number) {
-  const tally: Tally = { ok: {}, flowErrors: 0, switchFailures: {}, sent: 0 };
-  const pending = new Set<Promise<void>>();
-  const fail = (why: string) => void (tally.switchFailures[why] = (tally.switchFailures[why] ?? 0) + 1);
-  const fire = () => {
-    tally.sent += 1;
-    const p = new Promise<void>((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/work', agent: false, timeout: 10_000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => {
-          if (res.statusCode === 200) tally.ok[body] = (tally.ok[body] ?? 0) + 1;
-          else if (res.statusCode === 500 && body === 'flow error') tally.flowErrors += 1;
-          else fail(`HTTP ${res.statusCode} ${body.slice(0, 60)}`);
-          resolve();
-        });
-        res.on('error', (err) => (fail(err.message), resolve()));
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', (err: NodeJS.ErrnoException) => (fail(err.code ?? err.message), resolve()));
-    });
-    pending.add(p);
-    void p.then(() => pending.delete(p));
-  };
-  const timer = setInterval(() => {
-    if (tally.sent < maxRequests) fire();
-  }, intervalMs);
-  return {
-    tally,
-    async stop(): Promise<Tally> {
-      clearInterval(timer);
-      await Promise.all([...pending]);
-      return tally;
-    },
-  };
-}
+/** The flow's own errors; anything else that is not 200 the switching caused. */
+const load = (port: number, intervalMs: number, maxRequests: number) => tallyLoad(port, '/work', intervalMs, maxRequests, (status, body) => status === 500 && body === 'flow error');
 
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
@@ -186,4 +148,30 @@ describe('strategy: canary, real Node-RED under open-loop load', () => {
     expect(slow.live).toMatchObject({ active: { color: 'green' } }); // v3 keeps serving
     console.log(`slow canary: ${slow.outcome.result!.failure!.error}; through the switch: ${JSON.stringify(tally)}`);
   }, 240_000);
+
+  it('runs an A/B experiment for its duration with each variant\'s numbers, then goes back to the first: nothing promoted', async () => {
+    const { dir, state, port } = await workspace();
+    const AB = `      strategy:
+        ab: { variants: [control, fast-path], weight: 30, duration: 4s }
+`;
+    writeFleet(dir, port, workFlow('v1', 20), AB);
+    expect((await apply(dir, state)).outcome.result?.ok).toBe(true);
+    const traffic = load(port, 10, 3_000);
+    writeFleet(dir, port, workFlow('v2', 20), AB);
+    const ab = await apply(dir, state);
+    const tally = await traffic.stop();
+    const failure = ab.outcome.result!.failure!;
+    expect(ab.outcome.result?.ok).toBe(false);
+    expect(failure).toMatchObject({ instance: 'api', phase: 'RESUME', kind: 'stalled' });
+    expect(failure.error).toMatch(/A\/B experiment ended after 4(\.\d)? s \(fast-path had 30%\): control \(blue\) \d+ requests, 100\.0% ok, p50 [\d.]+ ms, p99 [\d.]+ ms; fast-path \(green\) \d+ requests, 100\.0% ok.*not promoted/);
+    const last = ab.canary.at(-1)!;
+    expect(last.variants).toEqual(['control', 'fast-path']);
+    const share = (100 * last.canary.requests) / (last.canary.requests + last.baseline.requests);
+    console.log(`A/B: ${failure.error}; fast-path's share ${share.toFixed(1)} %; through the switch: ${JSON.stringify(tally)}`);
+    expect(Math.abs(share - 30)).toBeLessThanOrEqual(5);
+    expect(tally.switchFailures).toEqual({});
+    expect(tally.ok['v2 green']).toBeGreaterThan(0);
+    expect(ab.live).toMatchObject({ active: { color: 'blue' } }); // back to control
+    expect(ab.live.split).toBeUndefined();
+  }, 120_000);
 });

@@ -2,9 +2,11 @@
  * Leader election by a coordination.k8s.io/v1 Lease (src/adapters/kubernetes/lease.ts) against
  * the stand-in API server, with RBAC on and exactly the rules of deploy/kubernetes/cluster/role.yaml:
  * the Role is proven sufficient for leadership, and leadership uses no verb beyond it.
- * Short durations (a 1 s lease, 600 ms renew deadline, 150 ms retry) keep the waits short.
+ * Short durations (a 1 s lease, 600 ms renew deadline, 150 ms retry) keep the waits short. A TCP
+ * relay that stops relaying stands for a network partition.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,8 +30,38 @@ const leaderships: KubeLeadership[] = [];
 /** API errors the leaderships met, by reason (KubeConflict, KubeAlreadyExists, KubeForbidden, …). */
 const errors = new Map<string, number>();
 
-function connect(standin: Standin): KubeApi {
+/** A TCP relay in front of the stand-in that can stop relaying: a network partition where requests hang, unanswered. */
+async function partitionable(standin: Standin): Promise<{ url: string; freeze(): void; close(): Promise<void> }> {
+  const target = Number(new URL(standin.url).port);
+  const sockets = new Set<net.Socket>();
+  let frozen = false;
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => {});
+    if (frozen) return; // accepted, never answered
+    const upstream = net.connect(target, '127.0.0.1');
+    sockets.add(upstream);
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    freeze() {
+      frozen = true;
+      for (const s of sockets) s.pause();
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+function connect(standin: Pick<Standin, 'kubeconfig'>, url?: string): KubeApi {
   const file = standin.kubeconfig(join(dir, `kubeconfig-${Math.random().toString(36).slice(2)}`), NS);
+  if (url) writeFileSync(file, readFileSync(file, 'utf8').replace(/server: .*/, `server: ${url}`));
   const kube = connectKube({ namespace: NS, access: 'kubeconfig' }, { KUBECONFIG: file, HOME: dir });
   // The real client, counting what the API server answered with.
   return {
@@ -47,7 +79,7 @@ function connect(standin: Standin): KubeApi {
 }
 
 function leadership(kube: KubeApi, identity: string, extra: Partial<KubeLeaseOptions> = {}): KubeLeadership {
-  const l = kubeLeaseLeadership({ api: kube, name: LEASE, identity, ...FAST, ...(process.env.LEASE_DEBUG ? { log: { info: (o, m) => console.log(identity, m, JSON.stringify(o)), warn: (o, m) => console.log(identity, 'WARN', m, JSON.stringify(o)) } } : {}), ...extra });
+  const l = kubeLeaseLeadership({ api: kube, name: LEASE, identity, ...FAST, ...extra });
   leaderships.push(l);
   return l;
 }
@@ -248,5 +280,31 @@ describe('Lease leadership (coordination.k8s.io/v1) on the stand-in, with the Ro
     setTimeout(() => (stop = true), 500).unref();
     expect(await a.acquire(() => stop)).toBe(false);
     expect(a.isLeader()).toBe(false);
+  });
+
+  it('a leader whose requests hang (a partition: connections accepted, never answered) steps down by its own clock', async () => {
+    const relay = await partitionable(s);
+    const kube = connect(s, relay.url);
+    const lost: string[] = [];
+    const a = leadership(kube, 'tower-a', { onLost: (why) => lost.push(why) });
+    try {
+      expect(await a.acquire(never)).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(a.isLeader()).toBe(true);
+      const frozenAt = Date.now();
+      relay.freeze();
+      await eventually(() => !a.isLeader(), 3_000, 'a to step down');
+      expect(Date.now() - frozenAt).toBeLessThan(1_000);
+      expect(lost).toEqual([expect.stringContaining('renew deadline')]);
+      // The Lease, untouched since, passes to a standby that can reach the API server once it has expired.
+      const b = leadership(connect(s), 'tower-b');
+      expect(await b.acquire(never)).toBe(true);
+      expect((await lease()).spec).toMatchObject({ holderIdentity: 'tower-b' });
+      await b.release();
+    } finally {
+      a.abandon();
+      await relay.close();
+      deleteLease();
+    }
   });
 });

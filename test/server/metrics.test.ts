@@ -20,4 +20,12 @@ describe('metrics from the derived status', () => {
     expect(text).toMatch(/tower_instance_restarts_total\{instance="query",what="blue",kind="restart"\} 1/);
     expect(text).toMatch(/tower_fleet_in_sync 0/);
   });
+
+  it('tower_leader says whether this daemon leads, as last set', async () => {
+    const m = new FleetMetrics();
+    m.leader(true);
+    expect((await m.render()).body).toMatch(/^tower_leader 1$/m);
+    m.leader(false);
+    expect((await m.render()).body).toMatch(/^tower_leader 0$/m);
+  });
 });

@@ -124,7 +124,7 @@ export function kubeLeaseLeadership(options: KubeLeaseOptions): KubeLeadership {
       const body = lease({ holderIdentity: identity, leaseDurationSeconds: durationS, acquireTime: microTime(wall), renewTime: microTime(wall), leaseTransitions: 0 });
       try {
         const created = await api.request<LeaseObject>('POST', collection, { body, timeoutMs: requestMs });
-        remember(created, sentAt);
+        remember(created);
         return { held: true, sentAt };
       } catch (err) {
         if (isConflict(err)) return { held: false, holder: '(created by another replica just now)' };
@@ -133,11 +133,14 @@ export function kubeLeaseLeadership(options: KubeLeaseOptions): KubeLeadership {
     }
     const spec = current.spec ?? {};
     const key = recordKey(spec);
-    if (observed?.key !== key) observed = { key, at: sentAt };
+    // When the answer came, not when the question left: the holder may have renewed in between,
+    // and its lease runs from its renew (client-go's observedTime is taken after the Get too).
+    const seenAt = clock();
+    if (observed?.key !== key) observed = { key, at: seenAt };
     const holder = spec.holderIdentity ?? '';
     const mine = holder === identity;
     if (renewOnly && !mine) return { held: false, holder };
-    const theirs = holder !== '' && !mine && sentAt < observed.at + (spec.leaseDurationSeconds ?? durationS) * 1000;
+    const theirs = holder !== '' && !mine && seenAt < observed.at + (spec.leaseDurationSeconds ?? durationS) * 1000;
     if (theirs) return { held: false, holder };
     const transitions = spec.leaseTransitions ?? 0;
     const next: LeaseSpec = {
@@ -150,7 +153,7 @@ export function kubeLeaseLeadership(options: KubeLeaseOptions): KubeLeadership {
     const body: LeaseObject = { ...current, metadata: { ...current.metadata, labels: { ...current.metadata.labels, ...options.labels } }, spec: next };
     try {
       const updated = await api.request<LeaseObject>('PUT', path, { body, timeoutMs: requestMs });
-      remember(updated, sentAt);
+      remember(updated);
       return { held: true, sentAt };
     } catch (err) {
       // Optimistic concurrency: someone wrote since our read; whoever it was won this round.
@@ -159,9 +162,9 @@ export function kubeLeaseLeadership(options: KubeLeaseOptions): KubeLeadership {
     }
   }
 
-  function remember(saved: LeaseObject | undefined, at: number): void {
+  function remember(saved: LeaseObject | undefined): void {
     resourceVersion = saved?.metadata.resourceVersion;
-    if (saved?.spec) observed = { key: recordKey(saved.spec), at };
+    if (saved?.spec) observed = { key: recordKey(saved.spec), at: clock() };
   }
 
   function lease(spec: LeaseSpec): LeaseObject {

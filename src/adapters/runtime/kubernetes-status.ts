@@ -14,6 +14,7 @@
  * the pod IP from inside the cluster. Its pods count as one unit: a colour with a ready pod runs.
  */
 import type { KubeObject } from '../kubernetes/api.js';
+import { exitInfo, signalOfExitCode } from './exit.js';
 import { KUBE_ANNOTATIONS, KUBE_LABELS, NODE_RED_PORT } from './kubernetes-objects.js';
 import type { ColorIdentity, ExitRecord, RunningColor } from './types.js';
 
@@ -77,12 +78,13 @@ export function podProblem(pod: KubeObject): ExitRecord | undefined {
     const waiting = c.state?.waiting;
     if (!waiting?.reason || !STUCK_REASONS.has(waiting.reason)) continue;
     const last = c.lastState?.terminated;
-    const died = last ? ` (last exit: code ${last.exitCode ?? '?'}${last.reason ? `, ${last.reason}` : ''}; ${c.restartCount ?? 0} restarts)` : '';
+    const code = last?.exitCode ?? null;
+    const ended = last ? exitInfo(last.finishedAt ?? '', code, signalOfExitCode(code), last.reason === 'OOMKilled') : undefined;
     return {
       at: last?.finishedAt ?? status.startTime ?? pod.metadata.creationTimestamp ?? '',
-      code: last?.exitCode ?? null,
-      signal: last?.signal ? `signal ${last.signal}` : null,
-      reason: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}${died}`,
+      code,
+      signal: ended?.signal ?? null,
+      reason: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}${ended ? ` (last: ${ended.reason}; ${c.restartCount ?? 0} restarts)` : ''}`,
     };
   }
   return undefined;
@@ -114,6 +116,7 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
     exit = pods.map(podProblem).find((p) => p !== undefined) ?? replicaFailure(deployment);
     if (exit) status = 'exited';
   }
+  const notReady = status === 'running' && ready.length === 0 ? (pods[0] ? whyNotReady(pods[0]) : `Deployment ${deployment.metadata.name} has no pod yet`) : undefined;
   const started = shown ? ((shown.status as PodStatus | undefined)?.containerStatuses?.[0]?.state?.running?.startedAt ?? (shown.status as PodStatus | undefined)?.startTime) : undefined;
   return {
     runtime: 'kubernetes',
@@ -126,7 +129,18 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
     ...(started ? { startedAt: started } : {}),
     url: podUrl(shown, at),
     ...(exit ? { exit } : {}),
+    ...(notReady ? { notReady } : {}),
   };
+}
+
+/** A running pod that is not Ready: its Ready condition and what its readiness probe asks. */
+function whyNotReady(pod: KubeObject): string {
+  const status = (pod.status ?? {}) as PodStatus;
+  const cond = (status.conditions ?? []).find((c) => c.type === 'Ready');
+  const container = status.containerStatuses?.[0];
+  const probe = ((pod.spec as { containers?: { readinessProbe?: { httpGet?: { path?: string; port?: unknown } } }[] } | undefined)?.containers?.[0]?.readinessProbe)?.httpGet;
+  const waiting = container?.state?.waiting?.reason;
+  return `pod ${pod.metadata.name} is not Ready: ${cond?.reason ?? status.phase ?? 'unknown'}${cond?.message ? ` (${cond.message})` : ''}${waiting ? `, container ${waiting}` : ''}${probe ? `; its readiness probe GET ${probe.path ?? '/'} on port ${String(probe.port)} has not passed` : ''}; ${container?.restartCount ?? 0} restarts`;
 }
 
 /** A Deployment that cannot make its pods at all (a quota, an admission webhook) says so in a ReplicaFailure condition. */

@@ -83,6 +83,8 @@ export function kubernetesDriver(options: KubernetesDriverOptions): RuntimeDrive
     async create(spec) {
       const objects = colorObjects(spec, { image: spec.image ?? imageFor(spec), credentialSecret: await credentialSecret(), drainMs: spec.drainMs ?? 30_000, replicas: spec.replicas ?? 1 });
       const name = objects.deployment.metadata.name;
+      // The Redis store and its client are not in the Node-RED image; a pod's context is its own.
+      if (spec.context === 'shared') log(`kubernetes: ${name} wants context: shared, which runtime: kubernetes does not wire to Redis yet; its context stays in the pod and is lost on a swap`);
       const existing = await api.request<KubeObject>('GET', deploymentPath(name), { ok: [404] });
       if (existing && existing.metadata.labels?.[KUBE_LABELS.fleet] !== spec.fleet) {
         throw new RuntimeError(`kubernetes: Deployment ${name} in namespace ${api.namespace} exists but is not Tower's (no label ${KUBE_LABELS.fleet}=${spec.fleet}): rename or remove it`, 'NameConflict');
@@ -133,8 +135,9 @@ export function kubernetesDriver(options: KubernetesDriverOptions): RuntimeDrive
       const name = objectName(ref);
       const deployment = await api.request<KubeObject>('GET', deploymentPath(name), { ok: [404] });
       if (!deployment || deployment.metadata.labels?.[KUBE_LABELS.fleet] !== ref.fleet) throw new RuntimeError(`${name} does not exist`, 'NotFound');
-      const color = colorOf(deployment, (await colorPods(ref))?.items ?? [], addressing);
-      const pod = podsOf(deployment, (await colorPods(ref))?.items ?? []).find((p) => p.metadata.name === color?.id);
+      const pods = (await colorPods(ref))?.items ?? [];
+      const color = colorOf(deployment, pods, addressing);
+      const pod = podsOf(deployment, pods).find((p) => p.metadata.name === color?.id);
       if (!pod) throw new RuntimeError(`${name} has no pod (it is not running)`, 'NotFound');
       const stored = await api.request<KubeObject>('GET', api.core(`secrets/${encodeURIComponent(name)}`), { ok: [404] });
       const secretData = Object.fromEntries(Object.entries((stored?.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));

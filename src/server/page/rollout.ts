@@ -8,7 +8,7 @@ import { badge, html, plural, revCode, when, type RenderOptions, type SafeHtml, 
 
 export type StepState = 'done' | 'current' | 'pending' | 'skipped' | 'failed';
 
-const PATHS: readonly RolloutPath[] = ['blue-green', 'swap', 'in-place', 'recreate', 'create', 'delete'];
+const PATHS: readonly RolloutPath[] = ['blue-green', 'swap', 'in-place', 'recreate', 'create', 'canary', 'ab', 'delete'];
 
 /** The phases a rollout path does not need, as the state machine says. */
 function skippedPhases(path: string | undefined): readonly Phase[] {
@@ -71,7 +71,14 @@ function rolloutInstance(name: string, i: InstanceProgress | undefined): SafeHtm
     const s = states[p];
     return html`<li class="step step-${s}" data-phase="${p}" data-state="${s}" title="${p}: ${s}"${s === 'current' ? html` aria-current="step"` : ''}><span class="icon" aria-hidden="true">${STEP_ICON[s]}</span>${p}<span class="vh"> (${s})</span></li>`;
   })}</ol>
-${i?.error ? html`<p class="error-text">${i.error}</p>` : ''}</li>`;
+${i?.canary ? canaryLine(i.canary) : ''}${i?.error ? html`<p class="error-text">${i.error}</p>` : ''}</li>`;
+}
+
+/** A canary under way: its weight and step, both colours' numbers since the step began. */
+function canaryLine(c: NonNullable<InstanceProgress['canary']>): SafeHtml {
+  const one = (t: typeof c.canary) => `${t.requests} req${t.successRate !== undefined ? `, ${(100 * t.successRate).toFixed(1)} % ok` : ''}${t.p99Ms !== undefined ? `, p50 ${t.p50Ms} ms, p99 ${t.p99Ms} ms` : ''}`;
+  if (c.variants) return html`<p class="canary" data-canary-weight="${c.weight}">A/B ${c.variants[0]} <strong>${100 - c.weight} %</strong> / ${c.variants[1]} <strong>${c.weight} %</strong> · ${c.variants[0]} ${one(c.baseline)} · ${c.variants[1]} ${one(c.canary)}</p>`;
+  return html`<p class="canary" data-canary-weight="${c.weight}">Canary <strong>${c.weight} %</strong> (step ${c.step} of ${c.steps}, ${c.verdict}) · canary ${one(c.canary)} · baseline ${one(c.baseline)}</p>`;
 }
 
 const WAVE_STATE: Record<string, [Tone, string]> = { pending: ['neutral', '○'], running: ['info', '↻'], healthy: ['ok', '✓'], failed: ['bad', '✕'] };
