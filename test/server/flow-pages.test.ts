@@ -16,7 +16,8 @@ import type { LoadedRevision } from '../../src/engine/revisions.js';
 import { createApp } from '../../src/server/app.js';
 import type { PageSources } from '../../src/server/flow-views.js';
 import { HealthRing } from '../../src/server/health-ring.js';
-import { durationChart, healthStrip, waveGrid } from '../../src/server/page/charts.js';
+import { CHART_LIMITS, durationChart, healthStrip, waveGrid } from '../../src/server/page/charts.js';
+import { renderStatusMain } from '../../src/server/page.js';
 import { FLOW_PAGE_CSP } from '../../src/server/page/flow-assets.js';
 import { flowSheets, SHEET_LIMITS } from '../../src/server/page/flow-svg.js';
 import { DRAWING_LIMITS, drawingJson, flowDrawing } from '../../src/server/page/flows.js';
@@ -293,6 +294,17 @@ describe('the fleet page pictures', () => {
     expect(ring.of(s.instances[0]!.name).at(-1)).toEqual({ at: 20_050, health: 'Degraded' });
     ring.record({ instances: [s.instances[1]!] }, 21_000);
     expect(Object.keys(ring.all())).toEqual([s.instances[1]!.name]);
+  });
+
+  it('a steady instance is one span however many samples; at most CHART_LIMITS.healthStrips strips, those not healthy first', () => {
+    const steady = Array.from({ length: 120 }, (_, k) => ({ at: NOW.getTime() - (120 - k) * 15_000, health: 'Healthy' }));
+    expect([...healthStrip('ingest', steady, NOW.getTime()).html.matchAll(/<rect /g)]).toHaveLength(1);
+    const s = syncedStatus();
+    s.instances = Array.from({ length: 100 }, (_, k) => ({ ...s.instances[0]!, name: `i${k}`, health: k === 77 ? 'Degraded' : 'Healthy' }));
+    const page = renderStatusMain({ ...s, history: [], version: 't' }, { now: NOW });
+    expect([...page.matchAll(/<svg class="strip"/g)]).toHaveLength(CHART_LIMITS.healthStrips);
+    expect(page).toContain('aria-label="i77: no samples yet"');
+    expect(page).toContain(`${100 - CHART_LIMITS.healthStrips} more instances: see each instance's page.`);
   });
 
   it('the fleet page draws them inline and links each instance to its page', async () => {

@@ -11,7 +11,7 @@ import type { HealthSample } from '../health-ring.js';
 import { phaseStates } from './rollout.js';
 import { formatDuration, html, plural, shortRev, type SafeHtml } from './html.js';
 
-export const CHART_LIMITS = { rollouts: 20, waves: 20, instancesPerWave: 24, cellChars: 14 } as const;
+export const CHART_LIMITS = { rollouts: 20, waves: 20, instancesPerWave: 24, cellChars: 14, healthStrips: 60 } as const;
 
 const num = (n: number) => Math.round(n * 10) / 10;
 
@@ -90,8 +90,10 @@ export function healthStrip(name: string, samples: readonly HealthSample[], now:
   if (!samples.length) return html`<svg class="strip" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${name}: no samples yet"><rect class="h-none" x="0" y="0" width="${W}" height="${H}"/></svg>`;
   const start = samples[0]!.at;
   const span = Math.max(1, now - start);
-  const parts = samples.map((s, k) => {
-    const end = samples[k + 1]?.at ?? now;
+  // One span per run of the same health: the ring samples a steady instance every interval.
+  const runs = samples.filter((s, k) => k === 0 || samples[k - 1]!.health !== s.health);
+  const parts = runs.map((s, k) => {
+    const end = runs[k + 1]?.at ?? now;
     const x = ((s.at - start) / span) * W;
     const w = Math.max(1, ((end - s.at) / span) * W);
     return html`<rect class="h-${HEALTH_CLASS[s.health] ?? 'neutral'}" x="${num(x)}" y="0" width="${num(w)}" height="${H}"><title>${s.health} from ${new Date(s.at).toISOString().slice(11, 19)} UTC for ${formatDuration(end - s.at)}</title></rect>`;
