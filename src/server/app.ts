@@ -84,6 +84,9 @@ export interface AppDeps {
   now?: () => Date;
 }
 
+/** A plan page is made again for the same sha after this long at the earliest. */
+const PLAN_PAGE_TTL_MS = 2_000;
+
 /** How many rollouts the status API, the page and the events carry. */
 const HISTORY_ON_PAGE = 10;
 
@@ -151,18 +154,36 @@ export function createApp(deps: AppDeps): Hono {
       instanceViews--;
     }
   });
-  app.get('/revisions/:sha', async (c) => {
-    if (!plans) return c.json({ error: 'plans are not available here' }, 404);
-    const sha = c.req.param('sha');
+  // A plan page diffs every instance of the revision against what runs: made at most once per
+  // PLAN_PAGE_TTL_MS for the same sha, however many ask (those who ask meanwhile share it).
+  type PlanAnswer = { page: string } | { status: 404 | 502 | 503; error: string };
+  const planPages = new Map<string, { at: number; answer: Promise<PlanAnswer> }>();
+  const makePlanPage = async (sha: string): Promise<PlanAnswer> => {
     const history = (await deps.history(50).catch(() => [])).map(boundRecord);
     try {
-      const model = await plans.model(sha, { status: deps.status(), version: deps.version, history });
-      if (!model) return c.json({ error: `Tower knows no revision ${sha.slice(0, 64)}: it shows the revisions it is rolling out, rejected, runs or rolled out lately, and the heads of pull requests it planned since it started` }, 404);
-      return c.html(renderPlanPage(model, { now: now() }), 200, flowHeaders);
+      const model = await plans!.model(sha, { status: deps.status(), version: deps.version, history });
+      if (!model) return { status: 404, error: `Tower knows no revision ${sha}: it shows the revisions it is rolling out, rejected, runs or rolled out lately, and the heads of pull requests it planned since it started` };
+      return { page: renderPlanPage(model, { now: now() }) };
     } catch (err) {
-      if (err instanceof TooBusy) return c.json({ error: err.message }, 503, retryAfter);
-      return c.json({ error: `the revision cannot be loaded: ${(err as Error).message.slice(0, 500)}` }, 502);
+      if (err instanceof TooBusy) return { status: 503, error: err.message };
+      return { status: 502, error: `the revision cannot be loaded: ${(err as Error).message.slice(0, 500)}` };
     }
+  };
+  app.get('/revisions/:sha', async (c) => {
+    if (!plans) return c.json({ error: 'plans are not available here' }, 404);
+    const sha = c.req.param('sha').slice(0, 64).toLowerCase();
+    const t = now().getTime();
+    let made = planPages.get(sha);
+    if (!made || t - made.at >= PLAN_PAGE_TTL_MS) {
+      made = { at: t, answer: makePlanPage(sha) };
+      planPages.delete(sha);
+      planPages.set(sha, made);
+      while (planPages.size > 16) planPages.delete(planPages.keys().next().value!);
+    }
+    const answer = await made.answer;
+    if ('page' in answer) return c.html(answer.page, 200, flowHeaders);
+    planPages.delete(sha); // an error is not kept: the next ask tries again
+    return c.json({ error: answer.error }, answer.status, answer.status === 503 ? retryAfter : {});
   });
   // The renderer (FlowFuse's, from its npm package) and our script: same-origin files, so the CSP needs no inline script.
   const asset = (c: Context, body: string, type: string) => {

@@ -207,6 +207,15 @@ describe('the instance and plan pages', () => {
     const res = await app.request(`/revisions/${REV_B.slice(0, 10)}`);
     expect(res.status).toBe(200);
     expect(loads).toEqual([REV_B]);
+    // Asked again at once: the same page, not made again.
+    let observed = 0;
+    const counting = sources({ live: [live('ingest', flows)], revisions: { [REV_B]: revision(REV_B, [{ name: 'ingest', flowList: added }]) } });
+    const app2 = createApp({ ...p.deps, pages: { ...counting, observed: () => (observed++, counting.observed()) } });
+    const pages = await Promise.all(Array.from({ length: 5 }, async () => (await app2.request(`/revisions/${REV_B}`)).text()));
+    expect(new Set(pages).size).toBe(1);
+    expect(observed).toBe(1);
+    await app2.request(`/revisions/${REV_B}`);
+    expect(observed).toBe(1);
     const page = await res.text();
     expect(page).toContain('rolling out');
     expect(page).toMatch(/<section class="card plan-instance" data-instance="ingest" data-action="update"/);
