@@ -79,7 +79,7 @@ export async function analyseStep(a: InstanceActions, color: Color, step: number
       if (reading.baseline.requests >= spec.analysis.minRequests) a.canaryReference = reading.baseline;
       return result;
     }
-    if (verdict.verdict === 'fail') throw new TowerError(`step ${step + 1} (weight ${s.weight}%) failed its analysis after ${formatDuration(result.elapsedMs)}: ${verdict.reason}`, 'AnalysisFailed', 'stalled');
+    if (verdict.verdict === 'fail') throw new TowerError(`step ${step + 1} (${s.weight}%) failed after ${formatDuration(result.elapsedMs)}: ${verdict.reason}`, 'AnalysisFailed', 'stalled');
   }
 }
 

@@ -86,7 +86,7 @@ describe('canaries in waves', () => {
     const { result, order } = await roll([['a', 'b'], ['c']], { failing: ['a/green'] });
     expect(result.ok).toBe(false);
     expect(result.failure).toMatchObject({ instance: 'a', phase: 'RESUME', kind: 'stalled' });
-    expect(result.failure!.error).toMatch(/step 1 \(weight 20%\) failed its analysis after .*: success rate 90\.0% < 99\.0%/);
+    expect(result.failure!.error).toMatch(/step 1 \(20%\) failed after .*: success rate 90\.0% < 99\.0%/);
     expect(order.slice(0, 3)).toEqual(['end b', 'canary a 20% fail', 'end a']);
     expect(order).not.toContain('end c');
     expect(result.instances.find((r) => r.instance === 'b')!.state.outcome).toBe('rolled-back');
@@ -99,5 +99,17 @@ describe('canaries in waves', () => {
     const halted = await roll([['a'], ['c']], { failSmoke: 'c', onFailure: 'halt' });
     expect(halted.result.instances.find((r) => r.instance === 'a')!.state.outcome).toBe('succeeded'); // kept, and cleaned up
     expect(halted.rt.calls.filter((c) => c.startsWith('route a'))).toEqual(['route a green']);
+  });
+});
+
+describe('a failed canary on the commit', () => {
+  it('keeps the measured rate within the 140 characters of a GitHub commit status', async () => {
+    const { finishedStatus } = await import('../../src/adapters/github/render.js');
+    const { result } = await roll([['a']], { failing: ['a/green'] });
+    const error = `${result.failure!.instance} in ${result.failure!.phase}: ${result.failure!.error}`;
+    const { state, description } = finishedStatus({ revision: 'r', outcome: 'rolled-back', error, instances: [], ms: 1 });
+    expect(state).toBe('failure');
+    expect(description.length).toBeLessThanOrEqual(140);
+    expect(description).toMatch(/^rolled back: a in RESUME: analyse green: step 1 \(20%\) failed after [\d.]+ m?s: success rate 90\.0% < 99\.0%/);
   });
 });
