@@ -18,7 +18,7 @@ import { FakeRuntime } from '../helpers/fake-runtime.js';
 const CANARY = { steps: [{ weight: 20, pauseMs: 150 }, { weight: 100, pauseMs: 0 }], analysis: { successRateMin: 0.99, compareToBaseline: false, minRequests: 10 } };
 
 /** The fake switch learns to split; each reading of its counters adds 50 requests, shared by weight; `failing` colours answer 10 % with 500. */
-function splittingSwitch(rt: FakeRuntime, failing: Set<string>) {
+function splittingSwitch(rt: FakeRuntime, failing: Set<string>, flakyReads = 0) {
   const splits = new Map<string, WeightedUpstream[]>();
   const counters = new Map<string, Record<Color, ColorTraffic>>();
   const sw = rt.trafficSwitch;
@@ -30,7 +30,9 @@ function splittingSwitch(rt: FakeRuntime, failing: Set<string>) {
     rt.calls.push(`split ${instance} ${upstreams?.map((u) => `${u.color}:${u.weight}`).join(',') ?? 'end'}`);
     return (await sw.status(instance))!;
   };
+  let reads = 0;
   sw.stats = async (instance) => {
+    if (reads++ < flakyReads) throw new Error('switch for instance a: control GET /stats: ECONNREFUSED (restarting)');
     const c = counters.get(instance) ?? { blue: emptyTraffic(), green: emptyTraffic() };
     counters.set(instance, c);
     for (const u of splits.get(instance) ?? []) {
@@ -55,7 +57,7 @@ function fleets(waves: string[][], onFailure: 'rollback-all' | 'halt' = 'rollbac
   };
 }
 
-async function roll(waves: string[][], options: { failing?: string[]; failSmoke?: string; onFailure?: 'rollback-all' | 'halt' } = {}) {
+async function roll(waves: string[][], options: { failing?: string[]; failSmoke?: string; onFailure?: 'rollback-all' | 'halt'; flakyReads?: number } = {}) {
   const { old, next } = fleets(waves, options.onFailure);
   const rt = new FakeRuntime();
   for (const d of old.instances) {
@@ -63,7 +65,7 @@ async function roll(waves: string[][], options: { failing?: string[]; failSmoke?
     rt.plantSwitch(d.name, d.port, 'blue');
     rt.setApplied(d.name, 'blue');
   }
-  splittingSwitch(rt, new Set(options.failing ?? []));
+  splittingSwitch(rt, new Set(options.failing ?? []), options.flakyReads);
   if (options.failSmoke) rt.failSmoke(options.failSmoke, 'green');
   const live = await observeFleet(rt, 'test');
   const decision = decide({ desired: next, mode: 'rollout', canPlan: true, live, restarts: {}, now: Date.now() });
@@ -99,6 +101,14 @@ describe('canaries in waves', () => {
     const halted = await roll([['a'], ['c']], { failSmoke: 'c', onFailure: 'halt' });
     expect(halted.result.instances.find((r) => r.instance === 'a')!.state.outcome).toBe('succeeded'); // kept, and cleaned up
     expect(halted.rt.calls.filter((c) => c.startsWith('route a'))).toEqual(['route a green']);
+  });
+});
+
+describe('reading the switch', () => {
+  it('tries a failed reading again before it fails the step (a router being restarted)', async () => {
+    expect((await roll([['a']], { flakyReads: 3 })).result.ok).toBe(true);
+    const down = await roll([['a']], { flakyReads: 4 });
+    expect(down.result.failure?.error).toMatch(/analyse green: switch for instance a: control GET \/stats: ECONNREFUSED/);
   });
 });
 
