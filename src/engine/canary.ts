@@ -112,12 +112,15 @@ export async function runExperiment(a: InstanceActions, color: Color): Promise<n
     await new Promise((r) => setTimeout(r, Math.max(1, Math.min(every, started + spec.durationMs - Date.now()))));
     const elapsed = Date.now() - started;
     const reading = readingOf(first, await retrying(() => sw.stats(a.instance)), color, 0, spec.weight, elapsed);
-    const over = elapsed >= spec.durationMs;
+    // A newer revision (or a stopping daemon) ends the experiment early: it would hold its wave for the whole duration.
+    const stopped = a.deps.shouldContinue ? !a.deps.shouldContinue() : false;
+    const over = elapsed >= spec.durationMs || stopped;
     const numbers = `${control} (${otherOf(color)}) ${describeVariant(reading.baseline)}; ${variant} (${color}) ${describeVariant(reading.canary)}`;
     const verdict: Verdict = { verdict: over ? 'pass' : 'wait', reason: numbers };
     a.deps.onEvent({ type: 'canary', instance: a.instance, color, ...reading, steps: 1, verdict, variants: spec.variants });
     if (over) {
-      throw new TowerError(`A/B experiment ended after ${formatDuration(elapsed)} (${variant} had ${spec.weight}%): ${numbers}; not promoted — to adopt ${variant}, roll it out with strategy blue-green or canary`, 'ExperimentEnded', 'stalled');
+      const why = stopped ? ` early (a newer revision, or the daemon stopping)` : '';
+      throw new TowerError(`A/B experiment ended${why} after ${formatDuration(elapsed)} (${variant} had ${spec.weight}%): ${numbers}; not promoted — to adopt ${variant}, roll it out with strategy blue-green or canary`, 'ExperimentEnded', 'stalled');
     }
   }
 }

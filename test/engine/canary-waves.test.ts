@@ -123,3 +123,33 @@ describe('a failed canary on the commit', () => {
     expect(description).toMatch(/^rolled back: a in RESUME: analyse green: step 1 \(20%\) failed after [\d.]+ m?s: success rate 90\.0% < 99\.0%/);
   });
 });
+
+describe('an A/B experiment', () => {
+  it('ends early when a newer revision arrives (or the daemon stops), and goes back to the first variant', async () => {
+    const ab = async (shouldContinue?: () => boolean) => {
+      const base = desiredFleet({ instances: { a: 'v1' } });
+      const next = desiredFleet({ instances: { a: 'v2' } });
+      const withAb = (f: DesiredFleet): DesiredFleet => {
+        const instances = f.instances.map((d): DesiredInstance => ({ ...d, strategy: 'ab', ab: { variants: ['control', 'treat'], weight: 40, durationMs: 60_000 } }));
+        return { fleet: { ...f.fleet, instances }, instances };
+      };
+      const rt = new FakeRuntime();
+      const old = withAb(base);
+      rt.plant('a', 'blue', old.instances[0]!);
+      rt.plantSwitch('a', old.instances[0]!.port, 'blue');
+      rt.setApplied('a', 'blue');
+      splittingSwitch(rt, new Set());
+      const live = await observeFleet(rt, 'test');
+      const desired = withAb(next);
+      const decision = decide({ desired, mode: 'rollout', canPlan: true, live, restarts: {}, now: Date.now() });
+      const started = Date.now();
+      const result = await executeRollout(decision.plan, desired.instances, live, { fleet: 'test', desiredFleet: desired.fleet, runtime: rt, secretsEnv: {}, now: () => new Date(), onEvent: () => {}, ...(shouldContinue ? { shouldContinue } : {}) });
+      return { result, ms: Date.now() - started, rt };
+    };
+    let asked = 0;
+    const early = await ab(() => ++asked < 3);
+    expect(early.ms).toBeLessThan(10_000); // not the minute it was declared for
+    expect(early.result.failure?.error).toMatch(/A\/B experiment ended early \(a newer revision, or the daemon stopping\) after .* \(treat had 40%\): control \(blue\) \d+ requests, 100\.0% ok.*; treat \(green\) \d+ requests/);
+    expect(early.rt.calls.filter((c) => c.startsWith('split a') || c.startsWith('route a'))).toEqual(['split a blue:60,green:40', 'route a blue']);
+  });
+});
