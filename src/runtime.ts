@@ -143,7 +143,7 @@ export async function openRuntime(options: RuntimeOptions): Promise<LocalRuntime
 /** Where the fleet's cluster is (fleet.yaml spec.kubernetes, no secret in it), once a fleet used runtime: kubernetes. */
 const CLUSTER_FILE = 'kubernetes.json';
 
-function readCluster(state: StateDir): { fleet: string; settings: ClusterSettings } | undefined {
+export function readCluster(state: StateDir): { fleet: string; settings: ClusterSettings } | undefined {
   try {
     const saved = JSON.parse(readFileSync(state.path(CLUSTER_FILE), 'utf8')) as { fleet?: unknown; settings?: unknown };
     return typeof saved.fleet === 'string' && saved.settings && typeof saved.settings === 'object' ? { fleet: saved.fleet, settings: saved.settings as ClusterSettings } : undefined;
