@@ -166,7 +166,7 @@ function unreachableDriver(error: TowerError): RuntimeDriver {
 /** Where the fleet's cluster is (fleet.yaml spec.kubernetes, no secret in it), once a fleet used runtime: kubernetes. */
 const CLUSTER_FILE = 'kubernetes.json';
 
-function readCluster(state: StateDir): { fleet: string; settings: ClusterSettings } | undefined {
+export function readCluster(state: StateDir): { fleet: string; settings: ClusterSettings } | undefined {
   try {
     const saved = JSON.parse(readFileSync(state.path(CLUSTER_FILE), 'utf8')) as { fleet?: unknown; settings?: unknown };
     return typeof saved.fleet === 'string' && saved.settings && typeof saved.settings === 'object' ? { fleet: saved.fleet, settings: saved.settings as ClusterSettings } : undefined;

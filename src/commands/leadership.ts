@@ -7,7 +7,9 @@
  *   instance with runtime: kubernetes), else Redis with REDIS_URL, else the lock.
  * The Lease's name and namespace, and for auto the choice itself, come from fleet.yaml: they are
  * read once, from the newest revision, before this daemon first tries to lead, and kept until it
- * restarts (a renamed fleet or a moved namespace takes effect with the next start).
+ * restarts (a renamed fleet or a moved namespace takes effect with the next start). When
+ * fleet.yaml cannot be read then (the remote is down), what the state directory remembers of the
+ * fleet it ran decides; a state directory that ran nothing waits for fleet.yaml.
  */
 import type { Logger } from 'pino';
 import type { ClusterSettings, Fleet } from '../core/model.js';
@@ -29,6 +31,12 @@ export interface ChooseOptions {
   mode: Exclude<LeaderMode, 'lock' | 'redis'>;
   /** Reads the newest revision's fleet; rejects when it cannot (retried). */
   identify(): Promise<FleetIdentity>;
+  /**
+   * What this state directory knows of the fleet it ran (its name, and its cluster if it ran on
+   * Kubernetes), for when fleet.yaml cannot be read: a daemon whose remote is down at start
+   * still keeps what runs alive, as it did before leaders were chosen from fleet.yaml.
+   */
+  remembered?: () => FleetIdentity | undefined;
   kubernetes(fleet: FleetIdentity): Leadership;
   /** With REDIS_URL: the Redis leadership (auto, for a fleet that does not run on Kubernetes). */
   redis?: () => Leadership;
@@ -54,7 +62,13 @@ export function chosenLeadership(options: ChooseOptions): Leadership & { chosen(
     let logged: string | undefined;
     while (!isStopping()) {
       try {
-        const fleet = await options.identify();
+        const fleet = await options.identify().catch((err: unknown) => {
+          const known = options.remembered?.();
+          // Explicitly kubernetes: only a remembered cluster says where the Lease is.
+          if (!known || (options.mode === 'kubernetes' && !known.onKubernetes)) throw err;
+          options.log.warn({ err: (err as Error).message, fleet: known.name, onKubernetes: known.onKubernetes }, 'fleet.yaml cannot be read: choosing the leader lease as this state directory last ran the fleet');
+          return known;
+        });
         if (options.mode === 'kubernetes' || fleet.onKubernetes) {
           what = `kubernetes lease tower-${fleet.name}`;
           return options.kubernetes(fleet);

@@ -23,7 +23,7 @@ import { chosenLeadership, fleetIdentity } from './leadership.js';
 import { parseRunConfig, type RunConfig, type RunFlags } from './run-config.js';
 import { Daemon } from '../engine/daemon.js';
 import type { FleetSource, Leadership } from '../engine/ports.js';
-import { openRuntime, type LocalRuntime } from '../runtime.js';
+import { openRuntime, readCluster, type LocalRuntime } from '../runtime.js';
 import type { ColorView } from '../server/instance-page.js';
 import { lastLogLines } from './logs.js';
 import { LIBRARY_DIR, VERSION } from '../paths.js';
@@ -61,7 +61,7 @@ export async function runCommand(flags: RunFlags, io: Io, signals: NodeJS.EventE
   await store.migrate();
   const source = openSource(config, io.env, log);
   const library = existsSync(LIBRARY_DIR) ? directoryReader(LIBRARY_DIR) : undefined;
-  const leadership = chooseLeadership(config, io.env, source, library, log, () => leaseLeadership(openRedisLease(), log));
+  const leadership = chooseLeadership(config, io.env, source, library, rt, log, () => leaseLeadership(openRedisLease(), log));
   const metrics = new FleetMetrics();
   const fleetName = () => daemon.state.fleet ?? rt.registry.read().fleet;
   const publicUrl = () => config.publicUrl ?? url;
@@ -247,7 +247,7 @@ function leaseName(config: RunConfig): string {
 }
 
 /** TOWER_LEADER (src/commands/leadership.ts): undefined for the state-dir lock alone. */
-function chooseLeadership(config: RunConfig, env: NodeJS.ProcessEnv, source: FleetSource, library: RepoReader | undefined, log: Logger, redis: () => Leadership): Leadership | undefined {
+function chooseLeadership(config: RunConfig, env: NodeJS.ProcessEnv, source: FleetSource, library: RepoReader | undefined, rt: LocalRuntime, log: Logger, redis: () => Leadership): Leadership | undefined {
   if (config.leader === 'lock') return undefined;
   if (config.leader === 'redis') return redis();
   const lease = config.leaderLeaseSeconds;
@@ -259,6 +259,12 @@ function chooseLeadership(config: RunConfig, env: NodeJS.ProcessEnv, source: Fle
       const fleet = reading.newest?.repo.fleet;
       if (!fleet) throw new Error(reading.error ?? 'the newest revision has no fleet.yaml that can be read as a fleet');
       return fleetIdentity(fleet);
+    },
+    remembered() {
+      const cluster = readCluster(rt.state);
+      if (cluster) return { name: cluster.fleet, kubernetes: cluster.settings, onKubernetes: true };
+      const name = rt.registry.read().fleet;
+      return name ? { name, onKubernetes: false } : undefined;
     },
     kubernetes: (fleet) =>
       kubeLeaseLeadership({

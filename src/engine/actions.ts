@@ -33,6 +33,8 @@ export interface ActDeps {
   onEvent(event: RolloutEvent): void;
   /** How long a started colour may take to answer its Admin API. */
   readyTimeoutMs?: number;
+  /** Checked between waves (and by an A/B experiment as it runs): false stops the rollout there (a newer revision supersedes it, the daemon stops). */
+  shouldContinue?: () => boolean;
 }
 
 /** One instance's actions in one rollout or repair: what they learn along the way. */

@@ -14,6 +14,18 @@ import { TowerError, type TrafficSwitch } from './ports.js';
 /** How often a running step reads the switch's counters (at most; short pauses read more often). */
 const READ_EVERY_MS = 1_000;
 
+/** A reading that fails (a router being restarted, a Prometheus hiccup) is tried again before it fails the step: 4 tries, ¼ s apart. */
+async function retrying<T>(read: () => Promise<T>, tries = 4): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await read();
+    } catch (err) {
+      if (i >= tries) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
 function otherOf(color: Color): Color {
   return color === 'blue' ? 'green' : 'blue';
 }
@@ -56,18 +68,18 @@ export async function analyseStep(a: InstanceActions, color: Color, step: number
   if (!spec || !s) throw new TowerError(`${a.instance} has no canary step ${step + 1}`, 'CanaryMissing', 'stalled');
   const sw = canarySwitch(a);
   const started = Date.now();
-  const first = await sw.stats(a.instance);
+  const first = await retrying(() => sw.stats(a.instance));
   const every = Math.max(50, Math.min(READ_EVERY_MS, s.pauseMs / 10));
   for (;;) {
     if (s.pauseMs > 0) await new Promise((r) => setTimeout(r, Math.min(every, Math.max(0, started + s.pauseMs - Date.now()) || every)));
-    const now = await sw.stats(a.instance);
+    const now = await retrying(() => sw.stats(a.instance));
     const reading = { ...readingOf(first, now, color, step, s.weight, Date.now() - started), steps: spec.steps.length };
     let prometheus: number | undefined;
     const p = spec.analysis.prometheus;
     if (p && !readMetric) throw new TowerError('analysis.prometheus is set, but this Tower cannot query Prometheus', 'AnalysisFailed', 'stalled');
     if (p && readMetric) {
-      prometheus = await readMetric(p.url, p.query).catch((err: Error) => {
-        throw new TowerError(`step ${step + 1} (weight ${s.weight}%): the prometheus check cannot be read: ${err.message}`, 'AnalysisFailed', 'stalled');
+      prometheus = await retrying(() => readMetric(p.url, p.query)).catch((err: Error) => {
+        throw new TowerError(`step ${step + 1} (${s.weight}%): the prometheus check cannot be read: ${err.message}`, 'AnalysisFailed', 'stalled');
       });
     }
     const reference = a.canaryReference;
@@ -79,7 +91,7 @@ export async function analyseStep(a: InstanceActions, color: Color, step: number
       if (reading.baseline.requests >= spec.analysis.minRequests) a.canaryReference = reading.baseline;
       return result;
     }
-    if (verdict.verdict === 'fail') throw new TowerError(`step ${step + 1} (weight ${s.weight}%) failed its analysis after ${formatDuration(result.elapsedMs)}: ${verdict.reason}`, 'AnalysisFailed', 'stalled');
+    if (verdict.verdict === 'fail') throw new TowerError(`step ${step + 1} (${s.weight}%) failed after ${formatDuration(result.elapsedMs)}: ${verdict.reason}`, 'AnalysisFailed', 'stalled');
   }
 }
 
@@ -93,19 +105,22 @@ export async function runExperiment(a: InstanceActions, color: Color): Promise<n
   if (!spec) throw new TowerError(`${a.instance} has no A/B experiment`, 'CanaryMissing', 'stalled');
   const sw = canarySwitch(a);
   const started = Date.now();
-  const first = await sw.stats(a.instance);
+  const first = await retrying(() => sw.stats(a.instance));
   const [control, variant] = spec.variants;
   const every = Math.max(50, Math.min(READ_EVERY_MS, spec.durationMs / 10));
   for (;;) {
     await new Promise((r) => setTimeout(r, Math.max(1, Math.min(every, started + spec.durationMs - Date.now()))));
     const elapsed = Date.now() - started;
-    const reading = readingOf(first, await sw.stats(a.instance), color, 0, spec.weight, elapsed);
-    const over = elapsed >= spec.durationMs;
+    const reading = readingOf(first, await retrying(() => sw.stats(a.instance)), color, 0, spec.weight, elapsed);
+    // A newer revision (or a stopping daemon) ends the experiment early: it would hold its wave for the whole duration.
+    const stopped = a.deps.shouldContinue ? !a.deps.shouldContinue() : false;
+    const over = elapsed >= spec.durationMs || stopped;
     const numbers = `${control} (${otherOf(color)}) ${describeVariant(reading.baseline)}; ${variant} (${color}) ${describeVariant(reading.canary)}`;
     const verdict: Verdict = { verdict: over ? 'pass' : 'wait', reason: numbers };
     a.deps.onEvent({ type: 'canary', instance: a.instance, color, ...reading, steps: 1, verdict, variants: spec.variants });
     if (over) {
-      throw new TowerError(`A/B experiment ended after ${formatDuration(elapsed)} (${variant} had ${spec.weight}%): ${numbers}; not promoted — to adopt ${variant}, roll it out with strategy blue-green or canary`, 'ExperimentEnded', 'stalled');
+      const why = stopped ? ` early (a newer revision, or the daemon stopping)` : '';
+      throw new TowerError(`A/B experiment ended${why} after ${formatDuration(elapsed)} (${variant} had ${spec.weight}%): ${numbers}; not promoted — to adopt ${variant}, roll it out with strategy blue-green or canary`, 'ExperimentEnded', 'stalled');
     }
   }
 }

@@ -16,8 +16,6 @@ export type { InstanceResult } from './runner.js';
 export interface RolloutDeps extends ActDeps {
   /** The trace: each instance's state before its actions run (see InstanceRunner). */
   journal?: ConstructorParameters<typeof InstanceRunner>[5]['journal'];
-  /** Checked between waves: false stops the rollout there (a newer revision supersedes it). */
-  shouldContinue?: () => boolean;
 }
 
 export interface RolloutResult {

@@ -85,4 +85,27 @@ describe('tower run: which leader', () => {
     expect(l.isLeader()).toBe(false);
     expect(await l.stillLeader()).toBe(false);
   });
+
+  it('with fleet.yaml unreadable at start, what the state directory remembers decides; nothing remembered, it waits', async () => {
+    const down = async (): Promise<FleetIdentity> => {
+      throw new Error('git fetch: the remote is unreachable');
+    };
+    const pick = async (mode: 'auto' | 'kubernetes', remembered: FleetIdentity | undefined) => {
+      let made = 'none';
+      let stop = false;
+      setTimeout(() => (stop = true), 200);
+      const l = chosenLeadership({ mode, identify: down, remembered: () => remembered, kubernetes: (f) => ((made = `lease tower-${f.name} in ${f.kubernetes?.namespace ?? '(context)'}`), named(made)), log, retryMs: 50 });
+      const led = await l.acquire(() => stop);
+      return { led, made };
+    };
+    // A daemon that ran a fleet on this machine keeps it alive while its remote is down.
+    expect(await pick('auto', { name: 'redforge', onKubernetes: false })).toEqual({ led: true, made: 'none' });
+    // One that ran it on a cluster takes that cluster's Lease (runtime.ts remembers spec.kubernetes).
+    expect(await pick('auto', { name: 'redforge', kubernetes: { namespace: 'apps' }, onKubernetes: true })).toEqual({ led: true, made: 'lease tower-redforge in apps' });
+    expect(await pick('kubernetes', { name: 'redforge', kubernetes: { namespace: 'apps' }, onKubernetes: true })).toEqual({ led: true, made: 'lease tower-redforge in apps' });
+    // Explicitly kubernetes, without a remembered cluster: the Lease's namespace is unknown — wait.
+    expect(await pick('kubernetes', { name: 'redforge', onKubernetes: false })).toEqual({ led: false, made: 'none' });
+    // A state directory that ran nothing has nothing to keep alive: wait for fleet.yaml.
+    expect(await pick('auto', undefined)).toEqual({ led: false, made: 'none' });
+  });
 });

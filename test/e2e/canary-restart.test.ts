@@ -51,6 +51,10 @@ describe('a canary across a daemon restart', () => {
       await first.waitFor((s) => (s.rollout as Progress | null)?.instances?.api?.canary?.weight === 50, 60_000, 'the canary at 50 %');
       await first.kill('SIGKILL');
       const during = { ...traffic.tally.ok };
+      // With no daemon, what runs says where the canary is: the switch's weight.
+      const io = bufferIo(process.env);
+      await main(['status', '--state-dir', state, '--format', 'json'], io);
+      expect((JSON.parse(io.out) as { instances: { name: string; color?: string; canaryWeight?: number }[] }).instances).toMatchObject([{ name: 'api', color: 'blue', canaryWeight: 50 }]);
 
       const second = await startDaemon(['--repo', dir, '--state-dir', state, '--interval', '1h'], process.env);
       daemons.push(second);

@@ -6,7 +6,7 @@
  * renew (RBAC) stops acting until it may. The fleet's instances run as processes (the Kubernetes
  * runtime is not needed to elect a leader); PostgreSQL shares the history.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
@@ -149,4 +149,35 @@ describe('two daemons with a Kubernetes Lease', () => {
     await c.waitFor((x) => x.leader && x.appliedRevision === fourth && x.sync === 'Synced', 30_000, 'c to lead again and roll out k4');
     expect(rolloutsBy(c)).toBe(1);
   }, 180_000);
+});
+
+describe('the leader choice when fleet.yaml cannot be read at start', () => {
+  it('a daemon whose remote is down when it starts still leads (auto: the state-dir lock) and keeps what runs', async () => {
+    const bare = await initBare(join(tmp('tower-bare-'), 'fleet.git'));
+    const clone = await WorkClone.create(bare, tmp('tower-clone-'));
+    const ports = await writeSmallFleet(clone.dir, [{ name: 'web', text: 'd1' }], '{ order: sequential }');
+    const first = await clone.commit('d1');
+    await clone.push();
+    const state = tmp('tower-state-');
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const k of ['TOWER_LEADER', 'REDIS_URL', 'DATABASE_URL', 'KUBECONFIG']) delete env[k];
+    // A file:// URL: a path that is gone would be refused as configuration, a URL is just unreachable.
+    const url = `file://${bare}`;
+    const a = await startDaemon(['--repo', url, '--state-dir', state, '--interval', '1s'], env);
+    daemons.push(a);
+    await a.waitFor((x) => x.appliedRevision === first && x.sync === 'Synced', 30_000, 'a to converge');
+    await a.kill('SIGTERM');
+
+    renameSync(bare, `${bare}.away`);
+    try {
+      const b = await startDaemon(['--repo', url, '--state-dir', state, '--interval', '1s'], env);
+      daemons.push(b);
+      const s = await b.waitFor((x) => x.leader && x.instances.length === 1, 20_000, 'b to lead without its remote');
+      expect(s.instances[0]).toMatchObject({ name: 'web', health: 'Healthy' });
+      expect(b.logs.some((l) => l.msg === 'fleet.yaml cannot be read: choosing the leader lease as this state directory last ran the fleet')).toBe(true);
+      expect(String((await axios.get(`http://127.0.0.1:${ports.web}/hello`, { responseType: 'text' })).data)).toMatch(/^d1 /);
+    } finally {
+      renameSync(`${bare}.away`, bare);
+    }
+  });
 });

@@ -18,7 +18,7 @@ import { FakeRuntime } from '../helpers/fake-runtime.js';
 const CANARY = { steps: [{ weight: 20, pauseMs: 150 }, { weight: 100, pauseMs: 0 }], analysis: { successRateMin: 0.99, compareToBaseline: false, minRequests: 10 } };
 
 /** The fake switch learns to split; each reading of its counters adds 50 requests, shared by weight; `failing` colours answer 10 % with 500. */
-function splittingSwitch(rt: FakeRuntime, failing: Set<string>) {
+function splittingSwitch(rt: FakeRuntime, failing: Set<string>, flakyReads = 0) {
   const splits = new Map<string, WeightedUpstream[]>();
   const counters = new Map<string, Record<Color, ColorTraffic>>();
   const sw = rt.trafficSwitch;
@@ -30,7 +30,9 @@ function splittingSwitch(rt: FakeRuntime, failing: Set<string>) {
     rt.calls.push(`split ${instance} ${upstreams?.map((u) => `${u.color}:${u.weight}`).join(',') ?? 'end'}`);
     return (await sw.status(instance))!;
   };
+  let reads = 0;
   sw.stats = async (instance) => {
+    if (reads++ < flakyReads) throw new Error('switch for instance a: control GET /stats: ECONNREFUSED (restarting)');
     const c = counters.get(instance) ?? { blue: emptyTraffic(), green: emptyTraffic() };
     counters.set(instance, c);
     for (const u of splits.get(instance) ?? []) {
@@ -55,7 +57,7 @@ function fleets(waves: string[][], onFailure: 'rollback-all' | 'halt' = 'rollbac
   };
 }
 
-async function roll(waves: string[][], options: { failing?: string[]; failSmoke?: string; onFailure?: 'rollback-all' | 'halt' } = {}) {
+async function roll(waves: string[][], options: { failing?: string[]; failSmoke?: string; onFailure?: 'rollback-all' | 'halt'; flakyReads?: number } = {}) {
   const { old, next } = fleets(waves, options.onFailure);
   const rt = new FakeRuntime();
   for (const d of old.instances) {
@@ -63,7 +65,7 @@ async function roll(waves: string[][], options: { failing?: string[]; failSmoke?
     rt.plantSwitch(d.name, d.port, 'blue');
     rt.setApplied(d.name, 'blue');
   }
-  splittingSwitch(rt, new Set(options.failing ?? []));
+  splittingSwitch(rt, new Set(options.failing ?? []), options.flakyReads);
   if (options.failSmoke) rt.failSmoke(options.failSmoke, 'green');
   const live = await observeFleet(rt, 'test');
   const decision = decide({ desired: next, mode: 'rollout', canPlan: true, live, restarts: {}, now: Date.now() });
@@ -86,7 +88,7 @@ describe('canaries in waves', () => {
     const { result, order } = await roll([['a', 'b'], ['c']], { failing: ['a/green'] });
     expect(result.ok).toBe(false);
     expect(result.failure).toMatchObject({ instance: 'a', phase: 'RESUME', kind: 'stalled' });
-    expect(result.failure!.error).toMatch(/step 1 \(weight 20%\) failed its analysis after .*: success rate 90\.0% < 99\.0%/);
+    expect(result.failure!.error).toMatch(/step 1 \(20%\) failed after .*: success rate 90\.0% < 99\.0%/);
     expect(order.slice(0, 3)).toEqual(['end b', 'canary a 20% fail', 'end a']);
     expect(order).not.toContain('end c');
     expect(result.instances.find((r) => r.instance === 'b')!.state.outcome).toBe('rolled-back');
@@ -99,5 +101,55 @@ describe('canaries in waves', () => {
     const halted = await roll([['a'], ['c']], { failSmoke: 'c', onFailure: 'halt' });
     expect(halted.result.instances.find((r) => r.instance === 'a')!.state.outcome).toBe('succeeded'); // kept, and cleaned up
     expect(halted.rt.calls.filter((c) => c.startsWith('route a'))).toEqual(['route a green']);
+  });
+});
+
+describe('reading the switch', () => {
+  it('tries a failed reading again before it fails the step (a router being restarted)', async () => {
+    expect((await roll([['a']], { flakyReads: 3 })).result.ok).toBe(true);
+    const down = await roll([['a']], { flakyReads: 4 });
+    expect(down.result.failure?.error).toMatch(/analyse green: switch for instance a: control GET \/stats: ECONNREFUSED/);
+  });
+});
+
+describe('a failed canary on the commit', () => {
+  it('keeps the measured rate within the 140 characters of a GitHub commit status', async () => {
+    const { finishedStatus } = await import('../../src/adapters/github/render.js');
+    const { result } = await roll([['a']], { failing: ['a/green'] });
+    const error = `${result.failure!.instance} in ${result.failure!.phase}: ${result.failure!.error}`;
+    const { state, description } = finishedStatus({ revision: 'r', outcome: 'rolled-back', error, instances: [], ms: 1 });
+    expect(state).toBe('failure');
+    expect(description.length).toBeLessThanOrEqual(140);
+    expect(description).toMatch(/^rolled back: a in RESUME: analyse green: step 1 \(20%\) failed after [\d.]+ m?s: success rate 90\.0% < 99\.0%/);
+  });
+});
+
+describe('an A/B experiment', () => {
+  it('ends early when a newer revision arrives (or the daemon stops), and goes back to the first variant', async () => {
+    const ab = async (shouldContinue?: () => boolean) => {
+      const base = desiredFleet({ instances: { a: 'v1' } });
+      const next = desiredFleet({ instances: { a: 'v2' } });
+      const withAb = (f: DesiredFleet): DesiredFleet => {
+        const instances = f.instances.map((d): DesiredInstance => ({ ...d, strategy: 'ab', ab: { variants: ['control', 'treat'], weight: 40, durationMs: 60_000 } }));
+        return { fleet: { ...f.fleet, instances }, instances };
+      };
+      const rt = new FakeRuntime();
+      const old = withAb(base);
+      rt.plant('a', 'blue', old.instances[0]!);
+      rt.plantSwitch('a', old.instances[0]!.port, 'blue');
+      rt.setApplied('a', 'blue');
+      splittingSwitch(rt, new Set());
+      const live = await observeFleet(rt, 'test');
+      const desired = withAb(next);
+      const decision = decide({ desired, mode: 'rollout', canPlan: true, live, restarts: {}, now: Date.now() });
+      const started = Date.now();
+      const result = await executeRollout(decision.plan, desired.instances, live, { fleet: 'test', desiredFleet: desired.fleet, runtime: rt, secretsEnv: {}, now: () => new Date(), onEvent: () => {}, ...(shouldContinue ? { shouldContinue } : {}) });
+      return { result, ms: Date.now() - started, rt };
+    };
+    let asked = 0;
+    const early = await ab(() => ++asked < 3);
+    expect(early.ms).toBeLessThan(10_000); // not the minute it was declared for
+    expect(early.result.failure?.error).toMatch(/A\/B experiment ended early \(a newer revision, or the daemon stopping\) after .* \(treat had 40%\): control \(blue\) \d+ requests, 100\.0% ok.*; treat \(green\) \d+ requests/);
+    expect(early.rt.calls.filter((c) => c.startsWith('split a') || c.startsWith('route a'))).toEqual(['split a blue:60,green:40', 'route a blue']);
   });
 });

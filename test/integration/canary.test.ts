@@ -107,7 +107,7 @@ describe('strategy: canary, real Node-RED under open-loop load', () => {
     expect(bad.outcome.result?.ok).toBe(false);
     const failure = bad.outcome.result!.failure!;
     expect(failure).toMatchObject({ instance: 'api', phase: 'RESUME', kind: 'stalled' });
-    expect(failure.error).toMatch(/step 1 \(weight 10%\) failed its analysis after .*: success rate 9[0-6]\.\d% < baseline 100\.0% − 1\.0% \(canary \d+ requests, 9[0-6]\.\d% ok/);
+    expect(failure.error).toMatch(/step 1 \(10%\) failed after .*: success rate 9[0-6]\.\d% < baseline 100\.0% − 1\.0% \(canary \d+ requests, 9[0-6]\.\d% ok/);
     expect(new Set(bad.canary.map((e) => e.weight))).toEqual(new Set([10]));
     const measured = bad.canary.at(-1)!;
     expect(measured.verdict.verdict).toBe('fail');

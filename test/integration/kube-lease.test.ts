@@ -139,12 +139,18 @@ describe('Lease leadership (coordination.k8s.io/v1) on the stand-in, with the Ro
     expect(Date.parse(l.spec!.renewTime!)).toBeGreaterThan(Date.parse(l.spec!.acquireTime!));
     bStop = true;
     expect(await bWaits).toBe(false);
-    await a.release();
-    expect((await lease()).spec?.holderIdentity).toBe('');
-    // Leadership used exactly the lease verbs the Role allows, and all of them.
+    // Leadership used exactly the lease verbs the Role allows, and all of them (update: renews).
     expect([...s.used].filter((u) => u.startsWith('coordination.k8s.io/')).sort()).toEqual(['coordination.k8s.io/leases create', 'coordination.k8s.io/leases get', 'coordination.k8s.io/leases update']);
     expect([...s.used].filter((u) => !u.startsWith('coordination.k8s.io/'))).toEqual([]);
     expect([...s.requests.keys()].filter((k) => k.includes('forbidden'))).toEqual([]);
+    // The real kubectl reads it as from a cluster (describe also lists events, which the Role
+    // does not grant: kubectl goes on without them).
+    expect(await s.kubectl(['get', 'lease', LEASE], NS)).toMatch(new RegExp(`^${LEASE}\\s+tower-a\\s+`, 'm'));
+    const described = await s.kubectl(['describe', 'lease', LEASE], NS);
+    expect(described).toMatch(/Holder Identity:\s+tower-a/);
+    expect(described).toMatch(/Lease Duration Seconds:\s+1/);
+    await a.release();
+    expect((await lease()).spec?.holderIdentity).toBe('');
     deleteLease();
   });
 
