@@ -199,7 +199,8 @@ describe('Lease leadership (coordination.k8s.io/v1) on the stand-in, with the Ro
   it('a 409 race never yields two leaders: 8 contenders, 6 rounds, each round one leader who then stops', async () => {
     const kube = connect(s);
     errors.clear();
-    const contenders = Array.from({ length: 8 }, (_, i) => leadership(kube, `tower-${i}`, { leaseDurationSeconds: 1, renewDeadlineMs: 600, retryPeriodMs: 60 }));
+    // A renew deadline well above a loaded machine's stalls: a winner that lost its term to a stall would be a flake, not a finding.
+    const contenders = Array.from({ length: 8 }, (_, i) => leadership(kube, `tower-${i}`, { leaseDurationSeconds: 3, renewDeadlineMs: 2_000, retryPeriodMs: 60 }));
     let overlap = 0;
     let sampling = true;
     const sampler = (async () => {
@@ -213,22 +214,26 @@ describe('Lease leadership (coordination.k8s.io/v1) on the stand-in, with the Ro
     const running = new Map<string, Promise<boolean>>();
     const start = (c: KubeLeadership) => running.set(c.identity, c.acquire(() => done));
     // Round 0 starts on no Lease at all (the creates race), the others on a released one (the updates race).
-    for (const c of contenders) start(c);
-    for (let round = 0; round < 6; round++) {
-      const winner = await eventually(() => contenders.find((c) => c.isLeader()), 10_000, `round ${round}: a leader`);
-      // Let the others try a few times against the winner.
-      await new Promise((r) => setTimeout(r, 200));
-      expect(contenders.filter((c) => c.isLeader()).map((c) => c.identity)).toEqual([winner.identity]);
-      expect((await lease()).spec?.holderIdentity).toBe(winner.identity);
-      leaders.push(winner.identity);
-      await winner.release();
-      start(winner);
+    try {
+      for (const c of contenders) start(c);
+      for (let round = 0; round < 6; round++) {
+        const winner = await eventually(() => contenders.find((c) => c.isLeader()), 10_000, `round ${round}: a leader`);
+        // Let the others try a few times against the winner.
+        await new Promise((r) => setTimeout(r, 200));
+        expect(contenders.filter((c) => c.isLeader()).map((c) => c.identity)).toEqual([winner.identity]);
+        expect((await lease()).spec?.holderIdentity).toBe(winner.identity);
+        leaders.push(winner.identity);
+        await winner.release();
+        start(winner);
+      }
+    } finally {
+      // Contenders left running would hold the Lease against every later test.
+      done = true;
+      await Promise.all(running.values());
+      sampling = false;
+      await sampler;
+      for (const c of contenders) await c.release();
     }
-    done = true;
-    await Promise.all(running.values());
-    sampling = false;
-    await sampler;
-    for (const c of contenders) await c.release();
     expect(overlap).toBe(0);
     expect(leaders).toHaveLength(6);
     // The race was real: creates and updates lost to another replica's write.
