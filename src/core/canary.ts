@@ -134,17 +134,19 @@ export interface Verdict {
  * baseline instead — the canary's success rate may trail the baseline's by at most 1 − min,
  * its p99 exceed the baseline's by at most the limit — so that a slow day for everyone fails
  * no canary. The baseline is the same window's once it has minRequests, else the reference
- * (an earlier window's); with neither, the step waits like one with too little traffic.
+ * (an earlier window's); with neither, the step waits for one until its pause ends, and is
+ * then judged against the limits as written.
  */
 export function judge(input: AnalysisInput): Verdict {
   const { analysis: a, canary: c, baseline: b, elapsedMs, pauseMs } = input;
   const numbers = describeWindow(c, b);
   const base = b.requests >= a.minRequests ? b : input.reference;
-  if (c.requests < a.minRequests || (a.compareToBaseline && !base)) {
-    const short = c.requests < a.minRequests ? `${c.requests} canary requests` : `${b.requests} baseline requests to compare with`;
-    if (elapsedMs >= Math.max(2 * pauseMs, pauseMs + 1_000)) return { verdict: 'fail', reason: `too little traffic to judge: ${short} in ${formatDuration(elapsedMs)}, ${a.minRequests} needed (${numbers})` };
-    return { verdict: 'wait', reason: `${short} of ${a.minRequests} (${numbers})` };
+  if (c.requests < a.minRequests) {
+    if (elapsedMs >= Math.max(2 * pauseMs, pauseMs + 1_000)) return { verdict: 'fail', reason: `too little traffic to judge: ${c.requests} canary requests in ${formatDuration(elapsedMs)}, ${a.minRequests} needed (${numbers})` };
+    return { verdict: 'wait', reason: `${c.requests} of ${a.minRequests} canary requests (${numbers})` };
   }
+  // Nothing to compare with yet: wait for the baseline until the pause ends; after it (a lone 100 % step), the limits hold as written.
+  if (a.compareToBaseline && !base && elapsedMs < pauseMs) return { verdict: 'wait', reason: `${b.requests} of ${a.minRequests} baseline requests to compare with (${numbers})` };
   const relative = a.compareToBaseline ? base : undefined;
   const which = relative && relative !== b ? 'earlier baseline' : 'baseline';
   const failures: string[] = [];

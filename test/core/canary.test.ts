@@ -110,7 +110,9 @@ describe('judge: a step\'s window', () => {
     expect(judge({ analysis: relative, canary: t(100, 1, 60 * 3), baseline: t(900, 1, 60), elapsedMs: 1_000, pauseMs: 10_000 }).reason).toMatch(/^p99 180 ms > baseline 60 ms \+ 100 ms/);
     // A baseline with too few requests of its own: wait for it, or compare with an earlier window's.
     expect(judge({ analysis: relative, canary: t(100, 0.97, 50), baseline: t(10, 0.97, 50), elapsedMs: 1_000, pauseMs: 10_000 }).verdict).toBe('wait');
-    expect(judge({ analysis: relative, canary: t(100, 1, 50), baseline: t(0, 1, 50), elapsedMs: 25_000, pauseMs: 10_000 }).reason).toMatch(/^too little traffic to judge: 0 baseline requests to compare with/);
+    // None at all (a lone 100 % step): after the pause, the limits as written.
+    expect(judge({ analysis: relative, canary: t(100, 1, 50), baseline: t(0, 1, 50), elapsedMs: 10_000, pauseMs: 10_000 }).verdict).toBe('pass');
+    expect(judge({ analysis: relative, canary: t(100, 1, 150), baseline: t(0, 1, 50), elapsedMs: 10_000, pauseMs: 10_000 }).reason).toMatch(/^p99 150 ms > 100 ms/);
     expect(judge({ analysis: relative, canary: t(100, 1, 300), baseline: t(0, 1, 50), reference: t(400, 1, 60), elapsedMs: 1_000, pauseMs: 10_000 }).reason).toMatch(/^p99 300 ms > earlier baseline 60 ms \+ 100 ms/);
     expect(judge({ analysis: { ...relative, prometheus: { url: 'http://x', query: 'q', max: 1 } }, canary: t(100, 1, 50), baseline: t(900, 1, 50), elapsedMs: 1_000, pauseMs: 10_000, prometheus: 3 }).reason).toMatch(/^prometheus 3 > 1/);
   });
