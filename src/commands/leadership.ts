@@ -56,6 +56,8 @@ const ALONE: Leadership = {
 export function chosenLeadership(options: ChooseOptions): Leadership & { chosen(): string | undefined } {
   let chosen: Leadership | undefined;
   let what: string | undefined;
+  /** Why no leadership could be chosen yet (the last error), until one is. */
+  let blocked: string | undefined;
   const retryMs = options.retryMs ?? 5_000;
 
   async function choose(isStopping: () => boolean): Promise<Leadership | undefined> {
@@ -79,6 +81,7 @@ export function chosenLeadership(options: ChooseOptions): Leadership & { chosen(
         const message = (err as Error).message;
         if (message !== logged) options.log.error({ err: message, leader: options.mode }, 'cannot tell which leader lease to take: not acting until fleet.yaml (or the cluster) can be read');
         logged = message;
+        blocked = `cannot tell which leader lease to take: ${message}`;
       }
       const until = Date.now() + retryMs;
       while (!isStopping() && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
@@ -89,6 +92,7 @@ export function chosenLeadership(options: ChooseOptions): Leadership & { chosen(
   return {
     async acquire(isStopping) {
       chosen ??= await choose(isStopping);
+      blocked = undefined;
       if (!chosen) return false;
       return chosen.acquire(isStopping);
     },
@@ -96,5 +100,6 @@ export function chosenLeadership(options: ChooseOptions): Leadership & { chosen(
     isLeader: () => chosen?.isLeader() ?? false,
     release: async () => chosen?.release(),
     chosen: () => what,
+    blockedBy: () => (chosen ? undefined : blocked),
   };
 }

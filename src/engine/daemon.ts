@@ -78,6 +78,9 @@ export class Daemon extends EventEmitter {
 
   /** The status as the last pass derived it (with the rollout's live progress). */
   get state(): FleetStatus {
+    const blocked = this.leader ? undefined : this.opts.leadership?.blockedBy?.();
+    // A daemon that cannot take its lease acts on nothing: the status says why instead of "starting".
+    if (blocked && this.reconciler.status.reason === 'NoRevision') return { ...this.reconciler.status, leader: false, sync: 'Unknown', reason: 'NoLeader', message: `not leading: ${blocked}`, lastError: blocked };
     return { ...this.reconciler.status, leader: this.leader };
   }
 

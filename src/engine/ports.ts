@@ -367,6 +367,8 @@ export interface Leadership {
   /** The same from what is known locally, without asking: checked between waves. */
   isLeader(): boolean;
   release(): Promise<void>;
+  /** Why this daemon cannot even try to lead (no lease to take: the cluster cannot be reached), for the status; undefined when it can. */
+  blockedBy?(): string | undefined;
 }
 
 export type FinishedOutcome = 'succeeded' | 'rolled-back' | 'failed' | 'superseded' | 'interrupted';

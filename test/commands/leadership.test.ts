@@ -108,4 +108,25 @@ describe('tower run: which leader', () => {
     // A state directory that ran nothing has nothing to keep alive: wait for fleet.yaml.
     expect(await pick('auto', undefined)).toEqual({ led: false, made: 'none' });
   });
+
+  it('says why it cannot lead while no lease can be chosen (the cluster cannot be reached), and stops saying so once one is', async () => {
+    let reachable = false;
+    const l = chosenLeadership({
+      mode: 'auto',
+      identify: async () => fleet('      runtime: kubernetes\n'),
+      kubernetes: () => {
+        if (!reachable) throw new Error('kubernetes: cannot load the kubeconfig: ENOENT');
+        return named('lease');
+      },
+      log,
+      retryMs: 20,
+    });
+    expect(l.blockedBy!()).toBeUndefined();
+    const leading = l.acquire(() => false);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(l.blockedBy!()).toBe('cannot tell which leader lease to take: kubernetes: cannot load the kubeconfig: ENOENT');
+    reachable = true;
+    expect(await leading).toBe(true);
+    expect(l.blockedBy!()).toBeUndefined();
+  });
 });
