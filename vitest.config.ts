@@ -6,5 +6,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Two test files at once even on two cores (vitest's default would be one): most of the time a
+    // file waits on Node-RED, brokers and browsers, not on the CPU; timing goals live in bench/.
+    maxWorkers: 2,
   },
 });
