@@ -8,7 +8,7 @@
  * Pure: the observation and the restart book go in, repairs come out.
  */
 import { configHash } from './flows.js';
-import { COLORS, deadReplicas, isRunning, otherColorOf, type LiveColor, type LiveInstance } from './live.js';
+import { COLORS, deadReplicas, isRunning, otherColorOf, runtimeRestartsReplicas, type LiveColor, type LiveInstance } from './live.js';
 import { restartKey, restartVerdict, type RestartBook, type RestartPolicy } from './restarts.js';
 import type { Action } from './rollout.js';
 
@@ -128,9 +128,10 @@ export function liveness(input: LivenessInput): Liveness {
   }
   // A replica of the routed colour died while the others serve: the driver starts that replica alone
   // (restart starts what does not run); its gate reopens by itself from the retained command.
+  // A runtime that restarts replicas itself (Kubernetes) is left to it: the instance is Degraded meanwhile.
   if (routed && isRunning(routedColor) && deadReplicas(routedColor).length) {
     out.message = replicaMessage(routed, routedColor);
-    restart(routed, 'restart', out.message, [{ type: 'restart', color: routed }], true);
+    if (!runtimeRestartsReplicas(routedColor)) restart(routed, 'restart', out.message, [{ type: 'restart', color: routed }], true);
   }
 
   // The colours nobody routes to: standbys Tower keeps warm, or leftovers.
@@ -142,7 +143,7 @@ export function liveness(input: LivenessInput): Liveness {
       attempt('reap-standby', `the keepWarm of ${color} ran out`, [{ type: 'remove', color }], false, `reap-${color}`);
     } else if (parkedUntil !== undefined) {
       if (!isRunning(c)) restart(color, 'restart', `the warm standby ${color} died (${c.exit?.reason ?? c.status})`, [{ type: 'restart', color }], false);
-      else if (deadReplicas(c).length) restart(color, 'restart', `the warm standby ${replicaMessage(color, c)}`, [{ type: 'restart', color }], false);
+      else if (deadReplicas(c).length && !runtimeRestartsReplicas(c)) restart(color, 'restart', `the warm standby ${replicaMessage(color, c)}`, [{ type: 'restart', color }], false);
     } else {
       // A canary left behind (its rollout ended without Tower) still gets a share of new connections: route them all back first.
       const unsplit: Action[] = routed && live.switch?.canaryWeight !== undefined ? [{ type: 'route', color: routed }] : [];

@@ -101,6 +101,12 @@ export interface ReplicaView {
   port?: number;
   /** Why it does not run, when it does not. */
   reason?: string;
+  /**
+   * What names its deploy gate and MQTT session (gateTopicFor, consumerClientIdFor) when the runtime cannot give a
+   * replica its index in its environment — the pods of a Deployment share one template, so each is named by its pod
+   * name ($(POD_NAME) in the template). Absent: its index.
+   */
+  key?: string;
 }
 
 /** A colour (or, with `replica`, one replica of it) stopped running without being asked to (crash, kill, OOM, container removed). */

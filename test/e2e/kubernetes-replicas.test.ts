@@ -1,0 +1,218 @@
+/**
+ * replicas: N on runtime: kubernetes, end to end on the stand-in (its pods run real Node-RED):
+ * each pod of a colour is a replica the engine asks itself — every one must run the desired rev
+ * before the Service moves — requests through the Service reach every pod, a swap under
+ * open-loop load fails none, and MQTT work behind the deploy gate is shared between the pods
+ * ($share/<group>/<topic>, each pod its own session named after it): each QoS 1 message
+ * published across a swap is processed once, none lost.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli.js';
+import { bufferIo } from '../../src/commands/io.js';
+import { freePort } from '../../src/adapters/net.js';
+import { api } from '../helpers/kube-standin/client.js';
+import { startStandin, type Standin } from '../helpers/kube-standin/server.js';
+import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+
+const NS = 'tower-replicas';
+let s: Standin;
+let broker: Mosquitto;
+let kubeconfig: string;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  s = await startStandin({ images: { 'nodered/node-red:4.1': 'node-red' }, crashBackoffMs: 1_000 });
+  s.namespace(NS);
+  broker = await startMosquitto();
+  kubeconfig = s.kubeconfig(join(tmp('tower-kube-'), 'config'), NS);
+});
+
+afterAll(async () => {
+  await s?.stop();
+  await broker?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tmp(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+async function tower(...args: string[]) {
+  const io = bufferIo({ ...process.env, KUBECONFIG: kubeconfig, KUBERNETES_SERVICE_HOST: '', MQTT_URL: broker.url });
+  const code = await main(args, io);
+  return { code, out: io.out, err: io.err };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Answers GET /who with its version, colour and pod (TOWER_REPLICA is the pod's name); a job on $share/worker/<fleet>/jobs is answered on <fleet>/done with who did it. */
+function flows(fleet: string, version: string, delayMs: number): object[] {
+  const z = 'w-tab';
+  const who = `${JSON.stringify(version)} + ' ' + env.get('TOWER_COLOR') + ' ' + env.get('TOWER_REPLICA')`;
+  return [
+    { id: z, type: 'tab', label: 'worker', disabled: false, info: '' },
+    { id: 'w-http', type: 'http in', z, name: '', url: '/who', method: 'get', upload: false, swaggerDoc: '', x: 100, y: 40, wires: [['w-who']] },
+    { id: 'w-who', type: 'function', z, name: 'who', func: `setTimeout(() => { msg.payload = ${who}; node.send(msg); }, ${delayMs});\nreturn null;`, outputs: 1, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], x: 300, y: 40, wires: [['w-res']] },
+    { id: 'w-res', type: 'http response', z, name: '', statusCode: '', headers: {}, x: 500, y: 40, wires: [] },
+    { id: 'w-broker', type: 'mqtt-broker', name: 'fleet broker', broker: '${TOWER_MQTT_URL}', port: '${TOWER_MQTT_PORT}', tls: 'w-tls', clientid: '', autoConnect: true, usetls: true, verifyservercert: '${TOWER_MQTT_VERIFY_SERVER_CERT}', protocolVersion: '4', keepalive: '60', cleansession: true, autoUnsubscribe: true },
+    { id: 'w-tls', type: 'tls-config', name: 'fleet broker TLS', cert: '', key: '', ca: '', certname: '', keyname: '', caname: '', servername: '', alpnprotocol: '' },
+    { id: 'w-in', type: 'mqtt in', z, name: 'jobs', topic: `$share/worker/${fleet}/jobs`, qos: '1', datatype: 'json', broker: 'tower-gate-consumer', nl: false, rap: true, rh: 0, inputs: 0, x: 120, y: 100, wires: [['w-process']] },
+    { id: 'w-process', type: 'function', z, name: 'process', func: `msg.payload = { id: msg.payload && msg.payload.id, by: env.get('TOWER_COLOR') + '/' + env.get('TOWER_REPLICA') };\nmsg.topic = '${fleet}/done';\nreturn msg;`, outputs: 1, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], x: 300, y: 100, wires: [['w-out']] },
+    { id: 'w-out', type: 'mqtt out', z, name: 'done', topic: '', qos: '1', retain: 'false', broker: 'w-broker', x: 480, y: 100, wires: [] },
+  ];
+}
+
+function writeFleet(dir: string, fleet: string, port: number, version: string, delayMs = 0): void {
+  mkdirSync(join(dir, 'flows'), { recursive: true });
+  writeFileSync(join(dir, 'flows', 'worker.json'), JSON.stringify(flows(fleet, version, delayMs), null, 2));
+  writeFileSync(
+    join(dir, 'fleet.yaml'),
+    [
+      'apiVersion: tower.redforge.dev/v1',
+      'kind: Fleet',
+      `metadata: { name: ${fleet} }`,
+      'spec:',
+      `  kubernetes: { namespace: ${NS}, access: kubeconfig }`,
+      '  defaults: { runtime: kubernetes, keepWarm: 0s, drainTimeout: 2s, nodeRedVersion: "4.1", resources: { memory: 256Mi, cpu: 0.1 } }',
+      '  instances:',
+      '    - name: worker',
+      '      flows: [flows/worker.json, lib:deploy-gate]',
+      `      port: ${port}`,
+      '      replicas: 2',
+      '      smoke:',
+      `        - { name: answers, http: { path: /who, expect: { status: 200, bodyContains: ${version} } } }`,
+      '',
+    ].join('\n'),
+  );
+}
+
+/** GET /who through the Service (the API server's service proxy, as a client outside the cluster reaches it). */
+async function who(fleet: string): Promise<{ ok: boolean; body: string }> {
+  const r = await api(s, 'GET', `/api/v1/namespaces/${NS}/services/${fleet}-worker:http/proxy/who`).catch((e: Error) => ({ status: 0, text: e.message }));
+  return { ok: r.status === 200, body: r.text };
+}
+
+async function podsOf(fleet: string, color: string): Promise<string[]> {
+  const r = await api<{ items: { metadata: { name: string; deletionTimestamp?: string } }[] }>(s, 'GET', `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(`tower.redforge.dev/fleet=${fleet},tower.redforge.dev/color=${color}`)}`);
+  return r.body.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name).sort();
+}
+
+/** How often Tower asked a pod's Admin API for its flows (the rev check) through the pod proxy. */
+const flowsAsked = (pod: string) => s.proxied.get(`GET pods/${pod} /flows`) ?? 0;
+
+describe('replicas: 2 on runtime: kubernetes', () => {
+  it('asks every pod for its rev before the Service moves; the Service reaches both pods; a swap under open-loop load fails none', async () => {
+    const dir = tmp('tower-kr-fleet-');
+    const state = tmp('tower-kr-state-');
+    const port = await freePort();
+    writeFleet(dir, 'kr1', port, 'v1', 300);
+    const first = await tower('apply', dir, '--state-dir', state);
+    expect(first.code, first.out + first.err).toBe(0);
+    const blue = await podsOf('kr1', 'blue');
+    expect(blue).toHaveLength(2);
+    for (const pod of blue) expect(flowsAsked(pod), `GET /flows on ${pod}`).toBeGreaterThan(0);
+    const bodies = new Set<string>();
+    for (let i = 0; i < 30 && bodies.size < 2; i++) bodies.add((await who('kr1')).body);
+    expect(bodies).toEqual(new Set(blue.map((p) => `v1 blue ${p}`)));
+    const status = JSON.parse((await tower('status', '--state-dir', state, '--format', 'json')).out) as { instances: { name: string; health: string; replicas?: unknown }[] };
+    expect(status.instances[0]).toMatchObject({ name: 'worker', health: 'Healthy' });
+
+    writeFleet(dir, 'kr1', port, 'v2', 300);
+    const results: { ok: boolean; body: string }[] = [];
+    const pending: Promise<void>[] = [];
+    // Open loop: a request every 25 ms whatever the answers do, at most 600.
+    const timer = setInterval(() => {
+      if (pending.length < 600) pending.push(who('kr1').then((r) => void results.push(r)));
+    }, 25);
+    // When the Service's selector first names green: how often each green pod had been asked for its flows.
+    let atSwitch: Record<string, number> | undefined;
+    const watcher = setInterval(() => {
+      const selector = (s.store.get('services', NS, 'kr1-worker')?.spec as { selector?: Record<string, string> } | undefined)?.selector;
+      if (atSwitch || selector?.['tower.redforge.dev/color'] !== 'green') return;
+      atSwitch = Object.fromEntries([...s.proxied].filter(([k]) => k.startsWith('GET pods/kr1-worker-green-') && k.endsWith(' /flows')).map(([k, n]) => [k.split(' ')[1]!.slice('pods/'.length), n]));
+    }, 20);
+    const second = await tower('apply', dir, '--state-dir', state);
+    clearInterval(watcher);
+    await sleep(500);
+    clearInterval(timer);
+    await Promise.all(pending);
+    expect(second.code, second.out + second.err).toBe(0);
+    const green = await podsOf('kr1', 'green');
+    expect(green).toHaveLength(2);
+    // Each green pod had been asked for its rev before the Service moved to green; the audit asks each again after.
+    expect(Object.keys(atSwitch ?? {}).sort()).toEqual(green);
+    for (const pod of green) expect(flowsAsked(pod), `GET /flows on ${pod}`).toBeGreaterThan(atSwitch![pod]!);
+    expect(results.length).toBeGreaterThan(50);
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    const served = new Set(results.map((r) => r.body));
+    for (const pod of blue) expect(served).toContain(`v1 blue ${pod}`);
+    for (const pod of green) expect(served).toContain(`v2 green ${pod}`);
+    expect(await podsOf('kr1', 'blue')).toEqual([]);
+  }, 180_000);
+
+  it('shares MQTT work between the pods: each QoS 1 message published across a swap is processed once in total, none lost', async () => {
+    const dir = tmp('tower-kr-fleet-');
+    const state = tmp('tower-kr-state-');
+    const port = await freePort();
+    writeFleet(dir, 'kr2', port, 'v1');
+    const first = await tower('apply', dir, '--state-dir', state);
+    expect(first.code, first.out + first.err).toBe(0);
+    const blue = await podsOf('kr2', 'blue');
+
+    const processed = new Map<string, string[]>();
+    const collector = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+    collector.on('message', (_t, payload) => {
+      const { id, by } = JSON.parse(payload.toString()) as { id: string; by: string };
+      processed.set(id, [...(processed.get(id) ?? []), by]);
+    });
+    await collector.subscribeAsync('kr2/done', { qos: 1 });
+    const publisher = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+    const sent: string[] = [];
+    const publish = async (id: string) => {
+      sent.push(id);
+      await publisher.publishAsync('kr2/jobs', JSON.stringify({ id }), { qos: 1 });
+    };
+    const allProcessed = async () => {
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && sent.some((id) => !processed.has(id))) await sleep(100);
+      await sleep(1_000); // duplicates, if any, would arrive now
+    };
+    try {
+      for (let i = 0; i < 40; i++) await publish(`before-${i}`);
+      await allProcessed();
+      const before = sent.map((id) => processed.get(id) ?? []);
+      expect(before.every((by) => by.length === 1)).toBe(true);
+      expect(new Set(before.flat())).toEqual(new Set(blue.map((p) => `blue/${p}`)));
+
+      writeFleet(dir, 'kr2', port, 'v2');
+      let publishing = true;
+      const publishing2 = (async () => {
+        for (let i = 0; publishing && i < 3_000; i++) {
+          await publish(`swap-${i}`);
+          await sleep(10);
+        }
+      })();
+      const swap = await tower('apply', dir, '--state-dir', state);
+      await sleep(500);
+      publishing = false;
+      await publishing2;
+      expect(swap.code, swap.out + swap.err).toBe(0);
+      await allProcessed();
+      const green = await podsOf('kr2', 'green');
+      const during = sent.filter((id) => id.startsWith('swap-'));
+      expect(during.length).toBeGreaterThan(100);
+      expect(during.filter((id) => !processed.has(id))).toEqual([]);
+      expect(during.filter((id) => (processed.get(id)?.length ?? 0) > 1)).toEqual([]);
+      expect(new Set(during.flatMap((id) => processed.get(id)!))).toEqual(new Set([...blue.map((p) => `blue/${p}`), ...green.map((p) => `green/${p}`)]));
+    } finally {
+      await publisher.endAsync();
+      await collector.endAsync();
+    }
+  }, 180_000);
+});
