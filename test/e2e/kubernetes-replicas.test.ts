@@ -4,7 +4,9 @@
  * before the Service moves — requests through the Service reach every pod, a swap under
  * open-loop load fails none, and MQTT work behind the deploy gate is shared between the pods
  * ($share/<group>/<topic>, each pod its own session named after it): each QoS 1 message
- * published across a swap is processed once, none lost.
+ * published across a swap is processed once, none lost. With the daemon: a crashed pod is
+ * Kubernetes' to restart (Tower restarts nothing), and a pod Kubernetes replaces (a new name, so
+ * a new gate) has its gate opened by the next pass and takes its share of the work.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,9 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
 import { bufferIo } from '../../src/commands/io.js';
 import { freePort } from '../../src/adapters/net.js';
-import { api } from '../helpers/kube-standin/client.js';
+import { api, eventually } from '../helpers/kube-standin/client.js';
 import { startStandin, type Standin } from '../helpers/kube-standin/server.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 
 const NS = 'tower-replicas';
 let s: Standin;
@@ -31,7 +34,10 @@ beforeAll(async () => {
   kubeconfig = s.kubeconfig(join(tmp('tower-kube-'), 'config'), NS);
 });
 
+const daemons: DaemonProcess[] = [];
+
 afterAll(async () => {
+  for (const d of daemons) await d.kill('SIGKILL').catch(() => undefined);
   await s?.stop();
   await broker?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -214,5 +220,58 @@ describe('replicas: 2 on runtime: kubernetes', () => {
       await publisher.endAsync();
       await collector.endAsync();
     }
+  }, 180_000);
+
+  it('by the daemon: a crashed pod is left to Kubernetes; a replaced pod\'s gate is opened by the next pass and it takes its share', async () => {
+    const dir = tmp('tower-kr-fleet-');
+    const state = tmp('tower-kr-state-');
+    writeFleet(dir, 'kr3', await freePort(), 'v1');
+    const d = await startDaemon(['--repo', dir, '--state-dir', state, '--interval', '2s'], { ...process.env, KUBECONFIG: kubeconfig, KUBERNETES_SERVICE_HOST: '', MQTT_URL: broker.url, TOWER_LOG_LEVEL: 'debug' });
+    daemons.push(d);
+    await d.waitFor((st) => st.sync === 'Synced' && st.instances[0]?.health === 'Healthy', 90_000, 'Synced');
+    const [a, b] = await podsOf('kr3', 'blue');
+
+    // A crash inside pod a: the kubelet restarts its container in the same pod; Tower hears of it and restarts nothing.
+    let from = d.logs.length;
+    expect(s.kubelet.crash(NS, a!)).toBe(true);
+    await d.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes(a!) && l.msg.includes('killed by SIGKILL'), 15_000, from);
+    await d.waitFor((st) => st.instances[0]?.health === 'Healthy', 30_000, 'healthy again');
+    expect(await podsOf('kr3', 'blue')).toEqual([a, b]);
+    expect(d.logs.slice(from).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('repaired worker: restart'))).toEqual([]);
+
+    // Pod b deleted: the Deployment makes another, with another name — its gate is new and closed until Tower opens it.
+    from = d.logs.length;
+    const deleted = await api(s, 'DELETE', `/api/v1/namespaces/${NS}/pods/${b!}`);
+    expect(deleted.status, deleted.text).toBe(200);
+    const pods = await eventually(async () => {
+      const now = await podsOf('kr3', 'blue');
+      return now.length === 2 && !now.includes(b!) ? now : undefined;
+    }, 30_000, 'a replacement pod');
+    const c = pods.find((p) => p !== a)!;
+    await d.waitForLog((l) => l.msg === 'repaired worker: reopen-gate', 30_000, from);
+    const watcher = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+    try {
+      const states = new Map<string, string>();
+      watcher.on('message', (t, payload) => void states.set(t, payload.toString()));
+      await watcher.subscribeAsync(`tower/gate/kr3/worker/blue/+/state`, { qos: 1 });
+      await eventually(async () => (states.get(`tower/gate/kr3/worker/blue/${c}/state`) === 'open' && states.get(`tower/gate/kr3/worker/blue/${a!}/state`) === 'open' ? true : undefined), 10_000, 'both pods\' gates open');
+
+      const processed = new Map<string, string[]>();
+      watcher.on('message', (t, payload) => {
+        if (t !== 'kr3/done') return;
+        const { id, by } = JSON.parse(payload.toString()) as { id: string; by: string };
+        processed.set(id, [...(processed.get(id) ?? []), by]);
+      });
+      await watcher.subscribeAsync('kr3/done', { qos: 1 });
+      const ids = Array.from({ length: 40 }, (_, i) => `after-${i}`);
+      for (const id of ids) await watcher.publishAsync('kr3/jobs', JSON.stringify({ id }), { qos: 1 });
+      await eventually(async () => (ids.every((id) => processed.has(id)) ? true : undefined), 20_000, 'every job processed');
+      await sleep(1_000);
+      expect(ids.filter((id) => processed.get(id)!.length !== 1)).toEqual([]);
+      expect(new Set(ids.flatMap((id) => processed.get(id)!))).toEqual(new Set([`blue/${a!}`, `blue/${c}`]));
+    } finally {
+      await watcher.endAsync();
+    }
+    await d.kill('SIGTERM');
   }, 180_000);
 });
