@@ -128,6 +128,11 @@ describe('replicas: 2 on runtime: kubernetes', () => {
     expect(bodies).toEqual(new Set(blue.map((p) => `v1 blue ${p}`)));
     const status = JSON.parse((await tower('status', '--state-dir', state, '--format', 'json')).out) as { instances: { name: string; health: string; replicas?: unknown }[] };
     expect(status.instances[0]).toMatchObject({ name: 'worker', health: 'Healthy' });
+    // tower logs --replica k: the k-th pod's log.
+    const logs = await tower('logs', 'worker', '--state-dir', state, '--replica', '2', '--lines', '200');
+    expect(logs.code, logs.err).toBe(0);
+    expect(logs.out).toMatch(/Started flows/);
+    expect((await tower('logs', 'worker', '--state-dir', state, '--replica', '3')).err).toContain('replicas 1 to 2, not 3');
 
     writeFleet(dir, 'kr1', port, 'v2', 300);
     const results: { ok: boolean; body: string }[] = [];
