@@ -116,7 +116,10 @@ export function kubernetesDriver(options: KubernetesDriverOptions): RuntimeDrive
         const color = await inspect(ref);
         if (!color) throw new RuntimeError(`kubernetes: Deployment ${name} vanished while starting`, 'NotFound');
         if (color.status === 'exited' || (color.id !== name && (replicas <= 1 || (color.replicas?.length ?? 0) >= replicas))) return color;
-        if (Date.now() > deadline) throw new RuntimeError(`kubernetes: Deployment ${name} made no pod within ${options.podTimeoutMs ?? 30_000} ms (kubectl describe deployment ${name} -n ${api.namespace} says why)`, 'NoPod');
+        if (Date.now() > deadline) {
+          const made = color.id === name ? 'no pod' : `${color.replicas?.length ?? 1} of its ${replicas} pods`;
+          throw new RuntimeError(`kubernetes: Deployment ${name} made ${made} within ${options.podTimeoutMs ?? 30_000} ms (kubectl describe deployment ${name} -n ${api.namespace} says why)`, 'NoPod');
+        }
         await new Promise((r) => setTimeout(r, 200));
       }
     },
