@@ -99,8 +99,11 @@ export interface LiveInstance {
   rev?: string;
   /** The routed colour's Admin API answered. */
   adminUp: boolean;
-  /** Present when the routed colour consumes MQTT through the deploy gate: is the gate open? */
-  gate?: { open: boolean };
+  /**
+   * Present when the routed colour consumes MQTT through the deploy gate: is the gate open? `gone`: the keys (pod
+   * names) of its replicas that no longer exist but left a gate state, and so maybe a persistent session, on the broker.
+   */
+  gate?: { open: boolean; gone?: string[] };
   /** Whether the instance's flows use the deploy gate, as read from a running colour; absent when none could be read. */
   gated?: boolean;
   /** What Tower last applied and verified on this instance. */

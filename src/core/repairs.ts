@@ -21,6 +21,7 @@ export type RepairKind =
   | 'failover' // the routed colour died and a warm standby runs the same rev: route to it at once
   | 'restart' // a colour Tower keeps (routed, or parked warm) died: start it again
   | 'reopen-gate' // the routed colour's MQTT consumers are off: open its gate
+  | 'forget-replicas' // replicas of the routed colour are gone (pods replaced): end their sessions, which would keep a share of the work
   | 'remove-leftover' // a colour nobody routes to nor keeps warm: drain and remove it
   | 'reap-standby'; // a parked colour whose keepWarm ran out
 
@@ -125,6 +126,12 @@ export function liveness(input: LivenessInput): Liveness {
     failover('is gone', false);
   } else if (routed && isRunning(routedColor) && live.gate && !live.gate.open) {
     attempt('reopen-gate', `the gate of ${routed} is closed`, [{ type: 'openGate', color: routed }], true);
+  }
+  // A pod lost without stopping (its node died) left a persistent session in the shared subscription: the broker
+  // queues its share of the messages for it until it expires. Ending it gives them to the replicas that run.
+  const gone = live.gate?.gone ?? [];
+  if (routed && gone.length) {
+    attempt('forget-replicas', `${routed}: ${gone.length} replica(s) gone with their MQTT session left on the broker (${gone.slice(0, 3).join(', ')}${gone.length > 3 ? ', …' : ''})`, [{ type: 'forgetReplicas', color: routed, keys: gone }], true);
   }
   // A replica of the routed colour died while the others serve: the driver starts that replica alone
   // (restart starts what does not run); its gate reopens by itself from the retained command.

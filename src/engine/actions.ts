@@ -289,6 +289,22 @@ export class InstanceActions {
     await Promise.all(this.replicaIndexes(color).map((k) => this.endReplicaSession(color, k)));
   }
 
+  /**
+   * Replicas named by their pods that are gone: their gates are cleared and their sessions ended — not those that
+   * run now (asked again: a session ended under a running consumer would cut it off). All of them when the colour is.
+   */
+  async forgetReplicas(color: Color, keys?: string[]): Promise<void> {
+    const gate = this.deps.runtime.gate;
+    const listed = keys ?? (gate?.replicaKeys ? await gate.replicaKeys(this.topic(color)) : []);
+    if (!gate || !listed.length) return;
+    const now = await this.driverOf(color).inspect(this.ref(color));
+    const present = new Set([...(now?.replicas?.map((r) => r.key) ?? []), ...(now?.leaving ?? [])]);
+    await Promise.all(listed.filter((k) => !present.has(k)).map(async (k) => {
+      await gate.clear(this.topic(color, k));
+      await this.endReplicaSession(color, k);
+    }));
+  }
+
   private async endReplicaSession(color: Color, replica: ReplicaKey): Promise<void> {
     try {
       await this.deps.runtime.gate!.endSession(consumerClientIdFor(this.deps.fleet, this.instance, color, replica));
@@ -307,6 +323,8 @@ export class InstanceActions {
     await this.driverOf(color).remove(this.ref(color));
     if (this.usesGate()) await Promise.all(this.replicaIndexes(color).map((k) => this.deps.runtime.gate!.clear(this.topic(color, k))));
     await this.endSession(color);
+    // Pods the colour had before (replaced by Kubernetes) left their gates and sessions too.
+    if (this.usesGate() && this.colors[color]?.replicas?.some((r) => r.key)) await this.forgetReplicas(color);
     delete this.colors[color];
     this.deps.runtime.registry.update((r) => void delete r.instances[this.instance]?.colors[color]);
   }
@@ -401,6 +419,7 @@ const HANDLERS: Handlers = {
   async closeGate(a, { color }) {
     await a.closeGate(color, false);
   },
+  forgetReplicas: (a, { color, keys }) => a.forgetReplicas(color, keys),
   async route(a, { color }) {
     const c = a.colors[color];
     if (!c) throw new TowerError(`no ${color} colour to route to`, 'ColorMissing');

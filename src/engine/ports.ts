@@ -82,6 +82,8 @@ export interface RunningColor extends ColorIdentity {
   replicas?: ReplicaView[];
   /** Why a colour that runs does not serve yet, as its runtime sees it (a pod not Ready): for the message of a readiness timeout. */
   notReady?: string;
+  /** Keys of replicas on their way out (pods terminating gracefully): not replicas any more, but their Node-RED still runs. */
+  leaving?: string[];
 }
 
 /**
@@ -222,6 +224,11 @@ export interface DeployGate {
   endSession(clientId: string): Promise<void>;
   /** The retained state ("open", "closed", …) or null. */
   state(topicBase: string): Promise<string | null>;
+  /**
+   * The keys of the replicas with a gate state retained under a colour's gate (<topicBase>/<key>/state), pods gone
+   * included: what a replica named by its pod leaves on the broker when Kubernetes replaces the pod.
+   */
+  replicaKeys?(topicBase: string): Promise<string[]>;
   end(): Promise<void>;
 }
 

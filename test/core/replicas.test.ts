@@ -75,6 +75,14 @@ describe('liveness with replicas', () => {
     expect(liveness({ live: all, port: 1881, restarts: {}, now: 0 }).repairs).toEqual([expect.objectContaining({ kind: 'restart', actions: [{ type: 'restart', color: 'blue' }] })]);
   });
 
+  it('ends the sessions of replicas gone without stopping (pods replaced), and only when there are some', () => {
+    const l = live(['running', 'running']);
+    l.gate = { open: true, gone: ['f-web-blue-abc-x1'] };
+    expect(liveness({ live: l, port: 1881, restarts: {}, now: 0 }).repairs).toEqual([expect.objectContaining({ kind: 'forget-replicas', urgent: true, actions: [{ type: 'forgetReplicas', color: 'blue', keys: ['f-web-blue-abc-x1'] }] })]);
+    l.gate = { open: true, gone: [] };
+    expect(liveness({ live: l, port: 1881, restarts: {}, now: 0 }).repairs).toEqual([]);
+  });
+
   it('has nothing to do when every replica runs', () => {
     expect(liveness({ live: live(['running', 'running']), port: 1881, restarts: {}, now: 0 }).repairs).toEqual([]);
   });

@@ -227,7 +227,7 @@ describe('replicas: 2 on runtime: kubernetes', () => {
     }
   }, 180_000);
 
-  it('by the daemon: a crashed pod is left to Kubernetes; a replaced pod\'s gate is opened by the next pass and it takes its share', async () => {
+  it('by the daemon: a crashed pod is left to Kubernetes; a replaced pod\'s gate is opened by the next pass and it takes its share; a lost pod\'s session is ended', async () => {
     const dir = tmp('tower-kr-fleet-');
     const state = tmp('tower-kr-state-');
     writeFleet(dir, 'kr3', await freePort(), 'v1');
@@ -274,6 +274,25 @@ describe('replicas: 2 on runtime: kubernetes', () => {
       await sleep(1_000);
       expect(ids.filter((id) => processed.get(id)!.length !== 1)).toEqual([]);
       expect(new Set(ids.flatMap((id) => processed.get(id)!))).toEqual(new Set([`blue/${a!}`, `blue/${c}`]));
+
+      // Pod c lost without stopping (a forced delete: SIGKILL, no preStop): its persistent session stays in the shared
+      // subscription, where the broker would queue its share of the work. The next pass ends it (forget-replicas).
+      from = d.logs.length;
+      const forced = await api(s, 'DELETE', `/api/v1/namespaces/${NS}/pods/${c}`, { gracePeriodSeconds: 0 });
+      expect(forced.status, forced.text).toBe(200);
+      await d.waitForLog((l) => l.msg === 'repaired worker: forget-replicas' && String(l.reason).includes(c), 30_000, from);
+      const replacement = await eventually(async () => {
+        const now = await podsOf('kr3', 'blue');
+        return now.length === 2 && !now.includes(c) ? now.find((p) => p !== a)! : undefined;
+      }, 30_000, 'a pod in place of c');
+      await eventually(async () => (states.get(`tower/gate/kr3/worker/blue/${replacement}/state`) === 'open' ? true : undefined), 30_000, 'the new pod\'s gate open');
+      expect(states.get(`tower/gate/kr3/worker/blue/${c}/state`) ?? '').toBe('');
+      const more = Array.from({ length: 60 }, (_, i) => `lost-pod-${i}`);
+      for (const id of more) await watcher.publishAsync('kr3/jobs', JSON.stringify({ id }), { qos: 1 });
+      await eventually(async () => (more.every((id) => processed.has(id)) ? true : undefined), 20_000, 'every job after the lost pod processed');
+      await sleep(1_000);
+      expect(more.filter((id) => processed.get(id)!.length !== 1)).toEqual([]);
+      expect(new Set(more.flatMap((id) => processed.get(id)!))).toEqual(new Set([`blue/${a!}`, `blue/${replacement}`]));
     } finally {
       await watcher.endAsync();
     }

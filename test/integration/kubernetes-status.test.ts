@@ -68,6 +68,10 @@ describe('kubernetes colour status', () => {
     ]);
     // The ready pod still answers for the colour.
     expect(c.url).toBe(`${PROXY.namespaceUrl}/pods/a:1880/proxy`);
+    // A pod terminating is no replica, but still runs: it is leaving.
+    const going = colorOf(deployment(2, { 'tower.redforge.dev/replicas': '2' }), [later, pod('b', ready), pod('g', ready, { deletionTimestamp: '2026-12-02T10:10:00Z' })], PROXY)!;
+    expect(going.replicas?.map((r) => r.id)).toEqual(['b', 'a']);
+    expect(going.leaving).toEqual(['g']);
     // One replica: the colour is its pod, as before; stopped: no pods, no replicas.
     expect(colorOf(deployment(1, { 'tower.redforge.dev/replicas': '1' }), [later], PROXY)!.replicas).toBeUndefined();
     expect(colorOf(deployment(0, { 'tower.redforge.dev/replicas': '3', 'tower.redforge.dev/stopped': '2026-12-02T10:01:00Z' }), [], PROXY)!.replicas).toBeUndefined();

@@ -123,6 +123,7 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
   }
   const notReady = status === 'running' && ready.length === 0 ? (pods[0] ? whyNotReady(pods[0]) : `Deployment ${deployment.metadata.name} has no pod yet`) : undefined;
   const replicas = Number(annotations[KUBE_ANNOTATIONS.replicas]) > 1 && pods.length ? pods.map((p, i) => replicaOf(p, i + 1, at)) : undefined;
+  const leaving = fleetPods.filter((p) => p.metadata.deletionTimestamp && (p.metadata.ownerReferences ?? []).some((o) => o.uid === deployment.metadata.uid)).map((p) => p.metadata.name);
   const started = shown ? ((shown.status as PodStatus | undefined)?.containerStatuses?.[0]?.state?.running?.startedAt ?? (shown.status as PodStatus | undefined)?.startTime) : undefined;
   return {
     runtime: 'kubernetes',
@@ -137,6 +138,7 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
     ...(exit ? { exit } : {}),
     ...(notReady ? { notReady } : {}),
     ...(replicas ? { replicas } : {}),
+    ...(replicas && leaving.length ? { leaving } : {}),
   };
 }
 
