@@ -17,8 +17,11 @@ export function urlVariable(instance: string): string {
   return `TOWER_URL_${instance.toUpperCase().replace(/-/g, '_')}`;
 }
 
-/** A colour's deploy gate; replica k > 1 of it has its own, …/<color>/r<k> (replica 1 keeps the colour's, as before replicas). */
-export function gateTopicFor(fleet: string, instance: string, color: Color, replica = 1): string {
+/**
+ * A colour's deploy gate; replica k > 1 of it has its own, …/<color>/r<k> (replica 1 keeps the colour's, as before replicas).
+ * A replica whose runtime cannot give it its index (pods of one template) is named by a key instead, …/<color>/<key>: its pod's name.
+ */
+export function gateTopicFor(fleet: string, instance: string, color: Color, replica: ReplicaKey = 1): string {
   return `tower/gate/${fleet}/${instance}/${color}${replicaSuffix(replica)}`;
 }
 
@@ -27,11 +30,15 @@ export function gateTopicFor(fleet: string, instance: string, color: Color, repl
  * session per instance and colour, so the broker keeps the colour's messages while it is
  * briefly away. Names are [a-z0-9-], so the slashes keep ids of different fleets apart.
  */
-export function consumerClientIdFor(fleet: string, instance: string, color: Color, replica = 1): string {
+export function consumerClientIdFor(fleet: string, instance: string, color: Color, replica: ReplicaKey = 1): string {
   return `tower/${fleet}/${instance}/${color}${replicaSuffix(replica)}`;
 }
 
-function replicaSuffix(replica: number): string {
+/** A replica's index 1..N, or the key its runtime names it by (kubernetes: the pod's name). */
+export type ReplicaKey = number | string;
+
+function replicaSuffix(replica: ReplicaKey): string {
+  if (typeof replica === 'string') return `/${replica}`;
   return replica > 1 ? `/r${replica}` : '';
 }
 

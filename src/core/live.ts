@@ -47,6 +47,8 @@ export interface LiveReplica {
   status: LiveColor['status'];
   /** Why it does not run. */
   reason?: string;
+  /** What names its deploy gate and MQTT session when its runtime cannot give it its index (kubernetes: the pod's name). */
+  key?: string;
   /** Its Admin API answered this pass (looked at for the routed colour only). */
   ready?: boolean;
 }
@@ -54,6 +56,15 @@ export interface LiveReplica {
 /** Replicas that do not run, of a colour that has several. */
 export function deadReplicas(c: LiveColor | undefined): LiveReplica[] {
   return (c?.replicas ?? []).filter((r) => r.status !== 'running');
+}
+
+/**
+ * Whether the colour's runtime restarts its dead replicas itself: a Deployment's pods are
+ * Kubernetes' to restart (the kubelet restarts a container, the ReplicaSet replaces a pod), so
+ * Tower only reports them; the process and docker drivers' replicas are Tower's to restart.
+ */
+export function runtimeRestartsReplicas(c: Pick<LiveColor, 'runtime'>): boolean {
+  return c.runtime === 'kubernetes';
 }
 
 /** How many replicas of a colour that has several are ready (run, and answered when asked) — "2/3". */
@@ -88,8 +99,11 @@ export interface LiveInstance {
   rev?: string;
   /** The routed colour's Admin API answered. */
   adminUp: boolean;
-  /** Present when the routed colour consumes MQTT through the deploy gate: is the gate open? */
-  gate?: { open: boolean };
+  /**
+   * Present when the routed colour consumes MQTT through the deploy gate: is the gate open? `gone`: the keys (pod
+   * names) of its replicas that no longer exist but left a gate state, and so maybe a persistent session, on the broker.
+   */
+  gate?: { open: boolean; gone?: string[] };
   /** Whether the instance's flows use the deploy gate, as read from a running colour; absent when none could be read. */
   gated?: boolean;
   /** What Tower last applied and verified on this instance. */

@@ -8,7 +8,7 @@
  * Pure: the observation and the restart book go in, repairs come out.
  */
 import { configHash } from './flows.js';
-import { COLORS, deadReplicas, isRunning, otherColorOf, type LiveColor, type LiveInstance } from './live.js';
+import { COLORS, deadReplicas, isRunning, otherColorOf, runtimeRestartsReplicas, type LiveColor, type LiveInstance } from './live.js';
 import { restartKey, restartVerdict, type RestartBook, type RestartPolicy } from './restarts.js';
 import type { Action } from './rollout.js';
 
@@ -21,6 +21,7 @@ export type RepairKind =
   | 'failover' // the routed colour died and a warm standby runs the same rev: route to it at once
   | 'restart' // a colour Tower keeps (routed, or parked warm) died: start it again
   | 'reopen-gate' // the routed colour's MQTT consumers are off: open its gate
+  | 'forget-replicas' // replicas of the routed colour are gone (pods replaced): end their sessions, which would keep a share of the work
   | 'remove-leftover' // a colour nobody routes to nor keeps warm: drain and remove it
   | 'reap-standby'; // a parked colour whose keepWarm ran out
 
@@ -126,11 +127,18 @@ export function liveness(input: LivenessInput): Liveness {
   } else if (routed && isRunning(routedColor) && live.gate && !live.gate.open) {
     attempt('reopen-gate', `the gate of ${routed} is closed`, [{ type: 'openGate', color: routed }], true);
   }
+  // A pod lost without stopping (its node died) left a persistent session in the shared subscription: the broker
+  // queues its share of the messages for it until it expires. Ending it gives them to the replicas that run.
+  const gone = live.gate?.gone ?? [];
+  if (routed && gone.length) {
+    attempt('forget-replicas', `${routed}: ${gone.length} replica(s) gone with their MQTT session left on the broker (${gone.slice(0, 3).join(', ')}${gone.length > 3 ? ', …' : ''})`, [{ type: 'forgetReplicas', color: routed, keys: gone }], true);
+  }
   // A replica of the routed colour died while the others serve: the driver starts that replica alone
   // (restart starts what does not run); its gate reopens by itself from the retained command.
+  // A runtime that restarts replicas itself (Kubernetes) is left to it: the instance is Degraded meanwhile.
   if (routed && isRunning(routedColor) && deadReplicas(routedColor).length) {
     out.message = replicaMessage(routed, routedColor);
-    restart(routed, 'restart', out.message, [{ type: 'restart', color: routed }], true);
+    if (!runtimeRestartsReplicas(routedColor)) restart(routed, 'restart', out.message, [{ type: 'restart', color: routed }], true);
   }
 
   // The colours nobody routes to: standbys Tower keeps warm, or leftovers.
@@ -142,7 +150,7 @@ export function liveness(input: LivenessInput): Liveness {
       attempt('reap-standby', `the keepWarm of ${color} ran out`, [{ type: 'remove', color }], false, `reap-${color}`);
     } else if (parkedUntil !== undefined) {
       if (!isRunning(c)) restart(color, 'restart', `the warm standby ${color} died (${c.exit?.reason ?? c.status})`, [{ type: 'restart', color }], false);
-      else if (deadReplicas(c).length) restart(color, 'restart', `the warm standby ${replicaMessage(color, c)}`, [{ type: 'restart', color }], false);
+      else if (deadReplicas(c).length && !runtimeRestartsReplicas(c)) restart(color, 'restart', `the warm standby ${replicaMessage(color, c)}`, [{ type: 'restart', color }], false);
     } else {
       // A canary left behind (its rollout ended without Tower) still gets a share of new connections: route them all back first.
       const unsplit: Action[] = routed && live.switch?.canaryWeight !== undefined ? [{ type: 'route', color: routed }] : [];

@@ -62,6 +62,7 @@ export type Action =
   | { type: 'smoke'; color: Color; kind: 'http' | 'mqtt' }
   | { type: 'openGate'; color: Color }
   | { type: 'closeGate'; color: Color }
+  | { type: 'forgetReplicas'; color: Color; keys: string[] } // replicas gone (pods replaced): clear their gates and end their MQTT sessions
   | { type: 'route'; color: Color }
   | { type: 'split'; color: Color; weight: number } // the canary colour's share of new connections; the active colour keeps the rest
   | { type: 'analyse'; color: Color; step: number } // judge the canary over step `step` (an index into the instance's canary.steps); throws when it fails

@@ -6,7 +6,7 @@
  */
 import { parseDuration } from '../core/duration.js';
 import { contentHash } from '../core/flows.js';
-import { consumerClientIdFor, gateTopicFor, replicaEnvironments, towerEnvironment } from '../core/instance-env.js';
+import { consumerClientIdFor, gateTopicFor, replicaEnvironments, towerEnvironment, type ReplicaKey } from '../core/instance-env.js';
 import type { LiveInstance } from '../core/live.js';
 import { flowsUseGate } from '../core/live.js';
 import { isSecretRef, type DesiredInstance, type Fleet, type FlowNode, type RuntimeKind } from '../core/model.js';
@@ -119,11 +119,11 @@ export class InstanceActions {
     return c.replicas?.length ? c.replicas.map((r) => ({ index: r.index, url: r.url })) : [{ index: 1, url: c.url }];
   }
 
-  /** The replica indexes a colour has or had (its gates and MQTT sessions), as far as this run knows. */
-  replicaIndexes(color: Color): number[] {
+  /** What names the replicas a colour has or had (their gates and MQTT sessions: index, or pod name), as far as this run knows. */
+  replicaIndexes(color: Color): ReplicaKey[] {
     const c = this.colors[color];
     const count = Math.max(c?.replicas?.length ?? 1, this.desired?.config.replicas ?? 1);
-    return c?.replicas?.length ? c.replicas.map((r) => r.index) : Array.from({ length: count }, (_, i) => i + 1);
+    return c?.replicas?.length ? c.replicas.map((r) => r.key ?? r.index) : Array.from({ length: count }, (_, i) => i + 1);
   }
 
   /** The desired flows or the flows that run use the deploy gate (they differ while a rollout adds or drops it). */
@@ -132,7 +132,7 @@ export class InstanceActions {
     return Boolean(this.desired?.flows.includes('lib:deploy-gate')) || flowsUseGate(this.live?.flows) || this.live?.gated === true;
   }
 
-  topic(color: Color, replica = 1): string {
+  topic(color: Color, replica: ReplicaKey = 1): string {
     return gateTopicFor(this.deps.fleet, this.instance, color, replica);
   }
 
@@ -256,17 +256,17 @@ export class InstanceActions {
     if (!this.usesGate()) return;
     const gate = this.deps.runtime.gate!;
     const c = await this.driverOf(color).inspect(this.ref(color));
-    const replicas: Pick<ReplicaView, 'index' | 'status'>[] = c?.replicas ?? this.replicaIndexes(color).map((index) => ({ index, status: index === 1 && c ? c.status : 'exited' }));
+    const replicas: { key: ReplicaKey; status: ReplicaView['status'] }[] = c?.replicas?.map((r) => ({ key: r.key ?? r.index, status: r.status })) ?? this.replicaIndexes(color).map((key) => ({ key, status: key === 1 && c ? c.status : 'exited' }));
     const closing = replicas.filter((r) => r.status === 'running');
     await Promise.all(
       replicas.filter((r) => r.status !== 'running').map(async (r) => {
-        await gate.clear(this.topic(color, r.index));
-        await this.endReplicaSession(color, r.index);
+        await gate.clear(this.topic(color, r.key));
+        await this.endReplicaSession(color, r.key);
       }),
     );
     if (!closing.length) return;
     try {
-      await Promise.all(closing.map((r) => gate.close(this.topic(color, r.index))));
+      await Promise.all(closing.map((r) => gate.close(this.topic(color, r.key))));
       this.gateClosedAt[color] = Date.now();
     } catch (err) {
       if (!tolerant) throw err;
@@ -291,11 +291,27 @@ export class InstanceActions {
     await Promise.all(this.replicaIndexes(color).map((k) => this.endReplicaSession(color, k)));
   }
 
-  private async endReplicaSession(color: Color, replica: number): Promise<void> {
+  /**
+   * Replicas named by their pods that are gone: their gates are cleared and their sessions ended — not those that
+   * run now (asked again: a session ended under a running consumer would cut it off). All of them when the colour is.
+   */
+  async forgetReplicas(color: Color, keys?: string[]): Promise<void> {
+    const gate = this.deps.runtime.gate;
+    const listed = keys ?? (gate?.replicaKeys ? await gate.replicaKeys(this.topic(color)) : []);
+    if (!gate || !listed.length) return;
+    const now = await this.driverOf(color).inspect(this.ref(color));
+    const present = new Set([...(now?.replicas?.map((r) => r.key) ?? []), ...(now?.leaving ?? [])]);
+    await Promise.all(listed.filter((k) => !present.has(k)).map(async (k) => {
+      await gate.clear(this.topic(color, k));
+      await this.endReplicaSession(color, k);
+    }));
+  }
+
+  private async endReplicaSession(color: Color, replica: ReplicaKey): Promise<void> {
     try {
       await this.deps.runtime.gate!.endSession(consumerClientIdFor(this.deps.fleet, this.instance, color, replica));
     } catch (err) {
-      this.warn(`cannot end the MQTT session of ${color}${replica > 1 ? ` replica ${replica}` : ''}: ${(err as Error).message}`);
+      this.warn(`cannot end the MQTT session of ${color}${replica !== 1 ? ` replica ${replica}` : ''}: ${(err as Error).message}`);
     }
   }
 
@@ -309,6 +325,8 @@ export class InstanceActions {
     await this.driverOf(color).remove(this.ref(color));
     if (this.usesGate()) await Promise.all(this.replicaIndexes(color).map((k) => this.deps.runtime.gate!.clear(this.topic(color, k))));
     await this.endSession(color);
+    // Pods the colour had before (replaced by Kubernetes) left their gates and sessions too.
+    if (this.usesGate() && this.colors[color]?.replicas?.some((r) => r.key)) await this.forgetReplicas(color);
     delete this.colors[color];
     this.deps.runtime.registry.update((r) => void delete r.instances[this.instance]?.colors[color]);
   }
@@ -403,6 +421,7 @@ const HANDLERS: Handlers = {
   async closeGate(a, { color }) {
     await a.closeGate(color, false);
   },
+  forgetReplicas: (a, { color, keys }) => a.forgetReplicas(color, keys),
   async route(a, { color }) {
     const c = a.colors[color];
     if (!c) throw new TowerError(`no ${color} colour to route to`, 'ColorMissing');
@@ -464,11 +483,12 @@ export interface KnownColor {
   port: number;
   url: string;
   runtime: RuntimeKind;
-  replicas?: { index: number; url: string; port?: number }[];
+  replicas?: KnownReplica[];
 }
+type KnownReplica = { index: number; url: string; port?: number; key?: string };
 
-function known(c: { port: number; url: string; runtime: RuntimeKind; replicas?: { index: number; url: string; port?: number }[] | undefined }): KnownColor {
-  return { port: c.port, url: c.url, runtime: c.runtime, ...(c.replicas?.length ? { replicas: c.replicas.map((r) => ({ index: r.index, url: r.url, ...(r.port !== undefined ? { port: r.port } : {}) })) } : {}) };
+function known(c: { port: number; url: string; runtime: RuntimeKind; replicas?: KnownReplica[] | undefined }): KnownColor {
+  return { port: c.port, url: c.url, runtime: c.runtime, ...(c.replicas?.length ? { replicas: c.replicas.map((r) => ({ index: r.index, url: r.url, ...(r.port !== undefined ? { port: r.port } : {}), ...(r.key ? { key: r.key } : {}) })) } : {}) };
 }
 
 /** n ports nobody listens on, all different (two asks in a row may get the same one). */

@@ -48,7 +48,8 @@ export class Daemon extends EventEmitter {
   private leader = false;
   private rollingOut = false;
   private peeking = false;
-  private readonly watched = new Map<RuntimeDriver | TrafficSwitch, () => void>();
+  /** The drivers and switches watched, each with how to stop watching it (and the fleet it watches). */
+  private readonly watched = new Map<RuntimeDriver | TrafficSwitch, { stop: () => void; fleet?: string }>();
   /** A pass must fetch the source: a trigger said so, or the poll interval has passed since the last fetch. */
   private fetchDue = true;
   private lastFetchAt = 0;
@@ -125,7 +126,7 @@ export class Daemon extends EventEmitter {
   start(): Promise<void> {
     const watcher = this.opts.source.watch?.(() => this.trigger('source changed'));
     this.running = this.loop().finally(async () => {
-      for (const stop of this.watched.values()) stop();
+      for (const { stop } of this.watched.values()) stop();
       await watcher?.close();
     });
     return this.running;
@@ -194,27 +195,32 @@ export class Daemon extends EventEmitter {
 
   /** Every driver the fleet may run on, and the switch, tell the loop when something exits by itself. */
   private watchDrivers(): void {
-    for (const sw of this.opts.runtime.switches()) {
-      if (this.watched.has(sw) || !sw.watch) continue;
-      this.watched.set(
-        sw,
-        sw.watch((instance) => {
-          this.log.warn({ instance }, `the switch of ${instance} stopped`);
-          this.trigger(`the switch of ${instance} exited`, false);
-        }),
-      );
-    }
+    const switches = this.opts.runtime.switches();
     const fleet = this.reconciler.status.fleet ?? this.opts.runtime.registry.read().fleet;
+    const drivers = fleet ? this.opts.runtime.drivers() : [];
+    // A driver or switch the runtime replaced (spec.kubernetes changed: a new cluster, a new driver),
+    // or one watching another fleet, is watched no more: its watch (a pods watch on the API server) would run on.
+    for (const [of, w] of this.watched) {
+      if (switches.includes(of as TrafficSwitch) || (drivers.includes(of as RuntimeDriver) && w.fleet === fleet)) continue;
+      w.stop();
+      this.watched.delete(of);
+    }
+    for (const sw of switches) {
+      if (this.watched.has(sw) || !sw.watch) continue;
+      const stop = sw.watch((instance) => {
+        this.log.warn({ instance }, `the switch of ${instance} stopped`);
+        this.trigger(`the switch of ${instance} exited`, false);
+      });
+      this.watched.set(sw, { stop });
+    }
     if (!fleet) return;
-    for (const driver of this.opts.runtime.drivers()) {
+    for (const driver of drivers) {
       if (this.watched.has(driver)) continue;
-      this.watched.set(
-        driver,
-        driver.watch(fleet, (exit) => {
-          this.log.warn({ instance: exit.instance, color: exit.color, code: exit.code, signal: exit.signal }, `${exit.instance}/${exit.color} stopped: ${exit.reason}`);
-          this.trigger(`${exit.instance}/${exit.color} exited`, false);
-        }),
-      );
+      const stop = driver.watch(fleet, (exit) => {
+        this.log.warn({ instance: exit.instance, color: exit.color, code: exit.code, signal: exit.signal }, `${exit.instance}/${exit.color} stopped: ${exit.reason}`);
+        this.trigger(`${exit.instance}/${exit.color} exited`, false);
+      });
+      this.watched.set(driver, { stop, fleet });
     }
   }
 

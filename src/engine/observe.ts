@@ -40,11 +40,20 @@ export async function observeFleet(rt: FleetRuntime, fleet: string): Promise<Liv
         }
       }
       // Open when every running replica's gate is (a replica's own repair reopens it by the retained command).
-      const gated = serving?.replicas?.filter((r) => r.status === 'running').map((r) => r.index) ?? [1];
+      const gated = serving?.replicas?.filter((r) => r.status === 'running').map((r) => r.key ?? r.index) ?? [1];
       const gate = flows && routed && rt.gate && flowsUseGate(flows) ? { open: (await Promise.all(gated.map((k) => rt.gate!.state(gateTopicFor(fleet, name, routed, k)).catch(() => null)))).every((s) => s === 'open') } : undefined;
-      // Replicas 2..N of the routed colour: ready when their Admin API answers (replica 1 was just asked).
+      // Replicas named by their pods: which of them are gone, their gate state (and maybe session) left behind.
+      const keys = new Set(serving?.replicas?.flatMap((r) => (r.key ? [r.key] : [])));
+      // Pods terminating still run (their preStop lets work finish): not gone yet.
+      const present = new Set([...keys, ...(running.find((x) => x.instance === name && x.color === routed)?.leaving ?? [])]);
+      if (gate && keys.size && rt.gate?.replicaKeys) {
+        const gone = (await rt.gate.replicaKeys(gateTopicFor(fleet, name, routed!)).catch(() => [])).filter((k) => !present.has(k));
+        if (gone.length) Object.assign(gate, { gone });
+      }
+      // The routed colour's replicas: ready when their Admin API answers (the one at the colour's URL was just asked;
+      // on Kubernetes that is a ready pod, not necessarily replica 1).
       if (serving?.replicas) {
-        serving.replicas = await Promise.all(serving.replicas.map(async (r) => ({ ...r, ready: r.status === 'running' && (r.index === 1 ? adminUp : await rt.admin(r.url).getFlows().then(() => true, () => false)) })));
+        serving.replicas = await Promise.all(serving.replicas.map(async (r) => ({ ...r, ready: r.status === 'running' && (r.url === serving.url ? adminUp : await rt.admin(r.url).getFlows().then(() => true, () => false)) })));
       }
       // Whether the flows use the gate decides if a dead routed colour may be failed over: read it
       // from the warm standby when the routed colour cannot answer.
@@ -85,6 +94,6 @@ function liveColor(r: RunningColor, record: { rev: string; config: LiveColor['co
     ...(record?.keepWarmUntil ? { parkedUntil: Date.parse(record.keepWarmUntil) } : {}),
     ...(r.startedAt ? { startedAt: r.startedAt } : {}),
     ...(r.exit ? { exit: r.exit } : {}),
-    ...(r.replicas ? { replicas: r.replicas.map((x) => ({ index: x.index, url: x.url, status: x.status, ...(x.port !== undefined ? { port: x.port } : {}), ...(x.reason ? { reason: x.reason } : {}) })) } : {}),
+    ...(r.replicas ? { replicas: r.replicas.map((x) => ({ index: x.index, url: x.url, status: x.status, ...(x.port !== undefined ? { port: x.port } : {}), ...(x.reason ? { reason: x.reason } : {}), ...(x.key ? { key: x.key } : {}) })) } : {}),
   };
 }

@@ -82,6 +82,8 @@ export interface RunningColor extends ColorIdentity {
   replicas?: ReplicaView[];
   /** Why a colour that runs does not serve yet, as its runtime sees it (a pod not Ready): for the message of a readiness timeout. */
   notReady?: string;
+  /** Keys of replicas on their way out (pods terminating gracefully): not replicas any more, but their Node-RED still runs. */
+  leaving?: string[];
 }
 
 /**
@@ -101,6 +103,12 @@ export interface ReplicaView {
   port?: number;
   /** Why it does not run, when it does not. */
   reason?: string;
+  /**
+   * What names its deploy gate and MQTT session (gateTopicFor, consumerClientIdFor) when the runtime cannot give a
+   * replica its index in its environment — the pods of a Deployment share one template, so each is named by its pod
+   * name ($(POD_NAME) in the template). Absent: its index.
+   */
+  key?: string;
 }
 
 /** A colour (or, with `replica`, one replica of it) stopped running without being asked to (crash, kill, OOM, container removed). */
@@ -216,6 +224,11 @@ export interface DeployGate {
   endSession(clientId: string): Promise<void>;
   /** The retained state ("open", "closed", …) or null. */
   state(topicBase: string): Promise<string | null>;
+  /**
+   * The keys of the replicas with a gate state retained under a colour's gate (<topicBase>/<key>/state), pods gone
+   * included: what a replica named by its pod leaves on the broker when Kubernetes replaces the pod.
+   */
+  replicaKeys?(topicBase: string): Promise<string[]>;
   end(): Promise<void>;
 }
 

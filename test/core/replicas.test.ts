@@ -21,6 +21,11 @@ describe('replica environment', () => {
     expect(env[2]).toMatchObject({ TOWER_GATE_TOPIC: 'tower/gate/f/web/blue/r3', TOWER_MQTT_CLIENT_ID: 'tower/f/web/blue/r3' });
     expect(new Set(env.map((e) => e.TOWER_MQTT_CLIENT_ID)).size).toBe(3);
   });
+
+  it('names a replica its runtime cannot number by its key (a pod name)', () => {
+    expect(gateTopicFor('f', 'web', 'blue', 'f-web-blue-7d9c-x2x')).toBe('tower/gate/f/web/blue/f-web-blue-7d9c-x2x');
+    expect(consumerClientIdFor('f', 'web', 'blue', '$(TOWER_POD_NAME)')).toBe('tower/f/web/blue/$(TOWER_POD_NAME)');
+  });
 });
 
 describe('UnsharedConsumer', () => {
@@ -55,6 +60,27 @@ describe('liveness with replicas', () => {
     expect(out.repairs).toEqual([expect.objectContaining({ kind: 'restart', urgent: true, actions: [{ type: 'restart', color: 'blue' }], restartKey: 'web/blue' })]);
     expect(out.message).toBe('blue: 2/3 replicas run; replica 2 died (killed by SIGKILL)');
     expect(replicaReadiness(live(['running', 'exited', 'running']).colors.blue)).toEqual({ ready: 2, total: 3 });
+  });
+
+  it('leaves a dead pod to Kubernetes: degraded, reported, no restart of the colour', () => {
+    const l = live(['running', 'exited']);
+    l.colors.blue!.runtime = 'kubernetes';
+    const out = liveness({ live: l, port: 1881, restarts: {}, now: 0 });
+    expect(out.repairs).toEqual([]);
+    expect(out.down).toBe(false);
+    expect(out.message).toBe('blue: 1/2 replicas run; replica 2 died (killed by SIGKILL)');
+    // Every pod stuck: the colour itself is not running, and that is still repaired (scaled up again).
+    const all = live(['exited', 'exited']);
+    all.colors.blue = { ...all.colors.blue!, runtime: 'kubernetes', status: 'exited' };
+    expect(liveness({ live: all, port: 1881, restarts: {}, now: 0 }).repairs).toEqual([expect.objectContaining({ kind: 'restart', actions: [{ type: 'restart', color: 'blue' }] })]);
+  });
+
+  it('ends the sessions of replicas gone without stopping (pods replaced), and only when there are some', () => {
+    const l = live(['running', 'running']);
+    l.gate = { open: true, gone: ['f-web-blue-abc-x1'] };
+    expect(liveness({ live: l, port: 1881, restarts: {}, now: 0 }).repairs).toEqual([expect.objectContaining({ kind: 'forget-replicas', urgent: true, actions: [{ type: 'forgetReplicas', color: 'blue', keys: ['f-web-blue-abc-x1'] }] })]);
+    l.gate = { open: true, gone: [] };
+    expect(liveness({ live: l, port: 1881, restarts: {}, now: 0 }).repairs).toEqual([]);
   });
 
   it('has nothing to do when every replica runs', () => {

@@ -56,6 +56,27 @@ describe('kubernetes colour status', () => {
     expect(colorOf(quota, [], PROXY)).toMatchObject({ status: 'exited', exit: { reason: 'ReplicaFailure: pods "f-web-green-x" is forbidden: exceeded quota' } });
   });
 
+  it('with replicas, each pod is a replica: its URL, its status and reason, an index by creation, its name as the key of its gate and session', () => {
+    const crash = pod('c', { phase: 'Running', conditions: [{ type: 'Ready', status: 'False' }], containerStatuses: [{ ready: false, restartCount: 3, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 20s' } } }] }, { creationTimestamp: '2026-12-02T10:00:01Z' });
+    const later = pod('a', ready, { creationTimestamp: '2026-12-02T10:09:00Z' });
+    const c = colorOf(deployment(3, { 'tower.redforge.dev/replicas': '3' }), [later, crash, pod('b', starting)], PROXY)!;
+    expect(c.status).toBe('running');
+    expect(c.replicas).toEqual([
+      { index: 1, id: 'b', key: 'b', url: `${PROXY.namespaceUrl}/pods/b:1880/proxy`, status: 'running' },
+      { index: 2, id: 'c', key: 'c', url: `${PROXY.namespaceUrl}/pods/c:1880/proxy`, status: 'exited', reason: 'pod c: CrashLoopBackOff: back-off 20s' },
+      { index: 3, id: 'a', key: 'a', url: `${PROXY.namespaceUrl}/pods/a:1880/proxy`, status: 'running' },
+    ]);
+    // The ready pod still answers for the colour.
+    expect(c.url).toBe(`${PROXY.namespaceUrl}/pods/a:1880/proxy`);
+    // A pod terminating is no replica, but still runs: it is leaving.
+    const going = colorOf(deployment(2, { 'tower.redforge.dev/replicas': '2' }), [later, pod('b', ready), pod('g', ready, { deletionTimestamp: '2026-12-02T10:10:00Z' })], PROXY)!;
+    expect(going.replicas?.map((r) => r.id)).toEqual(['b', 'a']);
+    expect(going.leaving).toEqual(['g']);
+    // One replica: the colour is its pod, as before; stopped: no pods, no replicas.
+    expect(colorOf(deployment(1, { 'tower.redforge.dev/replicas': '1' }), [later], PROXY)!.replicas).toBeUndefined();
+    expect(colorOf(deployment(0, { 'tower.redforge.dev/replicas': '3', 'tower.redforge.dev/stopped': '2026-12-02T10:01:00Z' }), [], PROXY)!.replicas).toBeUndefined();
+  });
+
   it('is not Tower\'s without its labels, and not listed while being deleted', () => {
     expect(colorOf({ ...deployment(1), metadata: { name: 'x', uid: 'd1', labels: { app: 'x' } } }, [], PROXY)).toBeUndefined();
     expect(colorOf({ ...deployment(1), metadata: { ...deployment(1).metadata, deletionTimestamp: '2026-12-02T10:06:00Z' } }, [], PROXY)).toBeUndefined();

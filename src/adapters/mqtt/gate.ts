@@ -50,6 +50,8 @@ export interface DeployGate {
   endSession(clientId: string): Promise<void>;
   /** The retained state ("open", "closed", …) or null when there is none. */
   state(topicBase: string): Promise<string | null>;
+  /** The keys of the replica gates with a state retained under a colour's gate: <topicBase>/<key>/state (pods gone included). */
+  replicaKeys(topicBase: string): Promise<string[]>;
   /** Close the connection. The gate object is unusable afterwards. */
   end(): Promise<void>;
 }
@@ -80,12 +82,15 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
   const subs = new Map<string, Sub>();
   // Last payload seen per subscribed state topic ('' = cleared).
   const seen = new Map<string, string>();
+  // Listeners of wildcard subscriptions (replicaKeys): each sees every message.
+  const everything = new Set<(topic: string, payload: string) => void>();
 
   const client = (): Promise<MqttClient> => {
     if (ended) return Promise.reject(new Error('the deploy gate connection was ended'));
     connecting ??= connect(opts, clientId, timeoutMs, (topic, payload) => {
       if (subs.has(topic)) seen.set(topic, payload);
       for (const l of listeners.get(topic) ?? []) l(payload);
+      for (const l of everything) l(topic, payload);
     }).catch((err: unknown) => {
       connecting = undefined; // the next call tries again
       throw err;
@@ -230,6 +235,32 @@ export function deployGate(opts: DeployGateOptions): DeployGate {
         );
       } finally {
         release(c, stateTopic, sub);
+      }
+    },
+
+    async replicaKeys(topicBase) {
+      const c = await client();
+      const found = new Map<string, string>();
+      const filter = `${topicBase}/+/state`;
+      const collect = (topic: string, payload: string) => {
+        const key = topic.startsWith(`${topicBase}/`) && topic.endsWith('/state') ? topic.slice(topicBase.length + 1, -'/state'.length) : '';
+        if (key && !key.includes('/')) found.set(key, payload);
+      };
+      everything.add(collect);
+      try {
+        return await bounded(
+          (async () => {
+            await subscribe(c, filter);
+            // As in state(): the retained messages come right after the SUBACK, before this UNSUBACK.
+            await c.unsubscribeAsync(`${topicBase}/probe`);
+            return [...found].filter(([, payload]) => payload !== '').map(([key]) => key);
+          })(),
+          timeoutMs,
+          () => `could not list the replica gates of ${describeBase(topicBase)}: the broker did not answer within ${formatDuration(timeoutMs)}`,
+        );
+      } finally {
+        everything.delete(collect);
+        c.unsubscribeAsync(filter).catch(() => undefined);
       }
     },
 

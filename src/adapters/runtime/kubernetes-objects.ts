@@ -17,6 +17,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { deployableFlows } from '../../core/flows.js';
+import { consumerClientIdFor, gateTopicFor } from '../../core/instance-env.js';
 import type { KubeObject } from '../kubernetes/api.js';
 import { encryptCredentials, extractCredentials } from './credentials.js';
 import { renderSettings } from './settings.js';
@@ -104,8 +105,11 @@ export function colorObjects(spec: ColorSpec, opts: { image: string; credentialS
   for (const k of secretNames) if (k in spec.env) secretData[k] = spec.env[k]!;
   if (credentials) secretData['flows_cred.json'] = JSON.stringify(encryptCredentials(opts.credentialSecret, credentials));
   const secretRef = (key: string) => ({ name: key, valueFrom: { secretKeyRef: { name, key } } });
+  // The kubelet expands $(VAR) in env values (and $$ to $): a value is passed as written by doubling each $.
+  const literal = (v: string) => v.replaceAll('$', '$$$$');
   const env = [
-    ...Object.entries(spec.env).map(([k, v]) => (secretNames.has(k) ? secretRef(k) : { name: k, value: v })),
+    ...(opts.replicas > 1 ? [{ name: ENV_POD_NAME, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } }] : []),
+    ...Object.entries({ ...spec.env, ...replicaEnv(spec, opts.replicas) }).map(([k, v]) => (secretNames.has(k) ? secretRef(k) : { name: k, value: REPLICA_ENV.has(k) && opts.replicas > 1 ? v : literal(v) })),
     secretRef(ENV_CREDENTIAL_SECRET),
     secretRef(ENV_ADMIN_HASH),
     secretRef(ENV_ADMIN_TOKEN_SHA),
@@ -168,6 +172,21 @@ export function colorObjects(spec: ColorSpec, opts: { image: string; credentialS
   const size = Buffer.byteLength(JSON.stringify(configMap.data));
   if (size > 1024 * 1024 - 4096) throw new RuntimeError(`kubernetes: the flows and settings of ${name} take ${size} bytes; a ConfigMap holds at most 1 MiB`, 'FlowsTooLarge');
   return { deployment, configMap, secret };
+}
+
+/**
+ * Replicas in pods: every pod of a Deployment has the same template, so a replica's own env
+ * (its deploy gate and MQTT session, see core/instance-env.ts replicaEnvironments) is named
+ * after the pod itself — $(TOWER_POD_NAME), from the downward API, expanded by the kubelet.
+ * The engine finds each pod's by the same name (ReplicaView.key). A pod that Kubernetes
+ * replaces has a new name: a new gate (the engine opens it on its next pass) and a new session.
+ */
+const ENV_POD_NAME = 'TOWER_POD_NAME';
+const REPLICA_ENV = new Set(['TOWER_REPLICA', 'TOWER_GATE_TOPIC', 'TOWER_MQTT_CLIENT_ID']);
+function replicaEnv(spec: ColorSpec, replicas: number): Record<string, string> {
+  if (replicas <= 1) return {};
+  const pod = `$(${ENV_POD_NAME})`;
+  return { TOWER_REPLICA: pod, TOWER_GATE_TOPIC: gateTopicFor(spec.fleet, spec.instance, spec.color, pod), TOWER_MQTT_CLIENT_ID: consumerClientIdFor(spec.fleet, spec.instance, spec.color, pod) };
 }
 
 /** The ConfigMap or Secret, owned by its colour's Deployment: deleting the Deployment (by hand too) takes them along. */

@@ -11,12 +11,17 @@
  *    status page and `tower status` show, and which fails a rollout's DEPLOY at once;
  *  - running: anything else (pods starting count: "runs, not necessarily ready").
  * The colour's URL is one pod's (a ready one first): through the API server's pod proxy, or at
- * the pod IP from inside the cluster. Its pods count as one unit: a colour with a ready pod runs.
+ * the pod IP from inside the cluster. A colour with a ready pod runs.
+ *
+ * With `replicas` > 1 each pod is a replica (RunningColor.replicas): its own URL, its status
+ * (exited with Kubernetes' reason when it is stuck), an index by creation (then name) — a pod
+ * Kubernetes replaced comes last — and its name as the key of its deploy gate and MQTT session
+ * (the pods share one template: their env names them by $(TOWER_POD_NAME), kubernetes-objects.ts).
  */
 import type { KubeObject } from '../kubernetes/api.js';
 import { exitInfo, signalOfExitCode } from './exit.js';
 import { KUBE_ANNOTATIONS, KUBE_LABELS, NODE_RED_PORT } from './kubernetes-objects.js';
-import type { ColorIdentity, ExitRecord, RunningColor } from './types.js';
+import type { ColorIdentity, ExitRecord, ReplicaView, RunningColor } from './types.js';
 
 /** Waiting reasons of a container that will not start by waiting for it. */
 export const STUCK_REASONS = new Set(['CrashLoopBackOff', 'ImagePullBackOff', 'ErrImagePull', 'ErrImageNeverPull', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError', 'RunContainerError']);
@@ -117,6 +122,8 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
     if (exit) status = 'exited';
   }
   const notReady = status === 'running' && ready.length === 0 ? (pods[0] ? whyNotReady(pods[0]) : `Deployment ${deployment.metadata.name} has no pod yet`) : undefined;
+  const replicas = Number(annotations[KUBE_ANNOTATIONS.replicas]) > 1 && pods.length ? pods.map((p, i) => replicaOf(p, i + 1, at)) : undefined;
+  const leaving = fleetPods.filter((p) => p.metadata.deletionTimestamp && (p.metadata.ownerReferences ?? []).some((o) => o.uid === deployment.metadata.uid)).map((p) => p.metadata.name);
   const started = shown ? ((shown.status as PodStatus | undefined)?.containerStatuses?.[0]?.state?.running?.startedAt ?? (shown.status as PodStatus | undefined)?.startTime) : undefined;
   return {
     runtime: 'kubernetes',
@@ -130,7 +137,15 @@ export function colorOf(deployment: KubeObject, fleetPods: readonly KubeObject[]
     url: podUrl(shown, at),
     ...(exit ? { exit } : {}),
     ...(notReady ? { notReady } : {}),
+    ...(replicas ? { replicas } : {}),
+    ...(replicas && leaving.length ? { leaving } : {}),
   };
+}
+
+/** One pod of a colour with replicas: it runs (starting counts) unless it is stuck for a reason waiting will not fix. */
+function replicaOf(pod: KubeObject, index: number, at: PodAddressing): ReplicaView {
+  const problem = podProblem(pod);
+  return { index, id: pod.metadata.name, key: pod.metadata.name, url: podUrl(pod, at), status: problem ? 'exited' : 'running', ...(problem ? { reason: `pod ${pod.metadata.name}: ${problem.reason}` } : {}) };
 }
 
 /** A running pod that is not Ready: its Ready condition and what its readiness probe asks. */

@@ -9,7 +9,7 @@
  *
  * create makes the Deployment at 0 replicas, then the ConfigMap and Secret owned by it (deleting
  * the Deployment, by hand too, takes them along); start scales it to the instance's `replicas`
- * and waits for a pod to exist (its readiness is the engine's to wait for); stop scales it to 0;
+ * and waits for their pods to exist (its readiness is the engine's to wait for); stop scales it to 0;
  * remove deletes all three (pods end gracefully: their preStop sleeps drainTimeout). A pod that
  * crashes is Kubernetes' to restart; watch() tells the engine (kubernetes-watch.ts).
  *
@@ -108,13 +108,18 @@ export function kubernetesDriver(options: KubernetesDriverOptions): RuntimeDrive
       if (!deployment) throw new RuntimeError(`kubernetes: Deployment ${name} does not exist: nothing to start`, 'NotFound');
       const replicas = Math.max(1, Number(deployment.metadata.annotations?.[KUBE_ANNOTATIONS.replicas]) || 1);
       await api.request('PATCH', deploymentPath(name), { contentType: MERGE, body: { metadata: { annotations: { [KUBE_ANNOTATIONS.stopped]: null } }, spec: { replicas } } });
-      // Resolves once a pod exists (its URL is the pod's); whether it becomes ready is the engine's to wait for.
+      // Resolves once every replica's pod exists (their URLs are the pods'), so that the engine asks each of them;
+      // whether they become ready is the engine's to wait for. With pods running already this changes nothing:
+      // a pod that died is Kubernetes' to restart.
       const deadline = Date.now() + (options.podTimeoutMs ?? 30_000);
       for (;;) {
         const color = await inspect(ref);
         if (!color) throw new RuntimeError(`kubernetes: Deployment ${name} vanished while starting`, 'NotFound');
-        if (color.id !== name || color.status === 'exited') return color;
-        if (Date.now() > deadline) throw new RuntimeError(`kubernetes: Deployment ${name} made no pod within ${options.podTimeoutMs ?? 30_000} ms (kubectl describe deployment ${name} -n ${api.namespace} says why)`, 'NoPod');
+        if (color.status === 'exited' || (color.id !== name && (replicas <= 1 || (color.replicas?.length ?? 0) >= replicas))) return color;
+        if (Date.now() > deadline) {
+          const made = color.id === name ? 'no pod' : `${color.replicas?.length ?? 1} of its ${replicas} pods`;
+          throw new RuntimeError(`kubernetes: Deployment ${name} made ${made} within ${options.podTimeoutMs ?? 30_000} ms (kubectl describe deployment ${name} -n ${api.namespace} says why)`, 'NoPod');
+        }
         await new Promise((r) => setTimeout(r, 200));
       }
     },
@@ -137,14 +142,16 @@ export function kubernetesDriver(options: KubernetesDriverOptions): RuntimeDrive
       if (!deployment || deployment.metadata.labels?.[KUBE_LABELS.fleet] !== ref.fleet) throw new RuntimeError(`${name} does not exist`, 'NotFound');
       const pods = (await colorPods(ref))?.items ?? [];
       const color = colorOf(deployment, pods, addressing);
-      const pod = podsOf(deployment, pods).find((p) => p.metadata.name === color?.id);
-      if (!pod) throw new RuntimeError(`${name} has no pod (it is not running)`, 'NotFound');
+      // --replica k: the k-th pod, as the colour's replicas are numbered.
+      const pod = opts.replica !== undefined ? podsOf(deployment, pods)[opts.replica - 1] : podsOf(deployment, pods).find((p) => p.metadata.name === color?.id);
+      if (!pod) throw new RuntimeError(opts.replica !== undefined ? `${name} has no replica ${opts.replica}` : `${name} has no pod (it is not running)`, 'NotFound');
       const stored = await api.request<KubeObject>('GET', api.core(`secrets/${encodeURIComponent(name)}`), { ok: [404] });
       const secretData = Object.fromEntries(Object.entries((stored?.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
       const containers = (deployment.spec as { template: { spec: { containers: { env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { key: string } } }[] }[] } } }).template.spec.containers;
       const env: Record<string, string> = {};
       for (const e of containers[0]?.env ?? []) {
-        const value = e.valueFrom?.secretKeyRef ? secretData[e.valueFrom.secretKeyRef.key] : e.value;
+        // Plain values are written with $ doubled (the kubelet expands $(VAR)).
+        const value = e.valueFrom?.secretKeyRef ? secretData[e.valueFrom.secretKeyRef.key] : e.value?.replaceAll('$$', '$');
         if (value !== undefined) env[e.name] = value;
       }
       const secretValue = options.credentialSecret ?? (await credentialSecret().catch(() => undefined));

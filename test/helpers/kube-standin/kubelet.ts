@@ -3,7 +3,8 @@
  * the node's allocatable), gives each a pod IP on loopback (127.1.x.y — every pod has its own
  * address, as in its own network namespace, so all of them listen on the same container port),
  * "pulls" images from a fixed table, materialises volumes (configMap, secret, projected,
- * emptyDir) and env (value, secretKeyRef, configMapKeyRef, fieldRef), and runs the container.
+ * emptyDir) and env (value, with $(VAR) expanded as the kubelet does; secretKeyRef, configMapKeyRef,
+ * fieldRef), and runs the container.
  *
  * Images are emulated by what they run:
  *   node-red     the official nodered/node-red image: `node red.js --userDir /data $FLOWS <args>`,
@@ -355,7 +356,7 @@ export class Kubelet {
     }
     for (const e of c.env ?? []) {
       const f = e.valueFrom;
-      if (!f) env[e.name] = e.value ?? '';
+      if (!f) env[e.name] = expandEnv(e.value ?? '', env);
       else if (f.secretKeyRef) {
         const data = secret(f.secretKeyRef.name, f.secretKeyRef.optional);
         if (!(f.secretKeyRef.key in data)) {
@@ -620,4 +621,39 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((done) => setTimeout(done, Math.max(0, ms)).unref());
+}
+
+/**
+ * The kubelet's expansion of an env value (k8s third_party/forked/golang/expansion): $(NAME) is
+ * the value of a variable defined before it (envFrom, or earlier in env), left as written when
+ * there is none; $$ is a $; any other $ stays.
+ */
+export function expandEnv(input: string, defined: Record<string, string>): string {
+  let out = '';
+  for (let i = 0; i < input.length; i++) {
+    const c = input[i]!;
+    if (c !== '$' || i + 1 >= input.length) {
+      out += c;
+      continue;
+    }
+    const next = input[i + 1]!;
+    if (next === '$') {
+      out += '$';
+      i++;
+    } else if (next === '(') {
+      const close = input.indexOf(')', i + 2);
+      if (close < 0) {
+        out += '$(';
+        i++;
+      } else {
+        const name = input.slice(i + 2, close);
+        out += Object.hasOwn(defined, name) ? defined[name] : `$(${name})`;
+        i = close;
+      }
+    } else {
+      out += `$${next}`;
+      i++;
+    }
+  }
+  return out;
 }

@@ -94,6 +94,8 @@ export interface Standin {
   used: Set<string>;
   /** Requests served, by verb, resource and whether they were rejected; reset with requests.clear(). */
   requests: Map<string, number>;
+  /** Proxied requests, by "METHOD pods/NAME /path" or "METHOD services/NAME /path" (without the query): an observer's count, for tests. */
+  proxied: Map<string, number>;
   /** Writes a kubeconfig for this server (cluster, user with the token, context `standin` with namespace). */
   kubeconfig(file: string, namespace?: string): string;
   /** Runs the real kubectl against this server (in a child: this process serves its requests); resolves to stdout, rejects with stderr. */
@@ -134,6 +136,7 @@ export async function startStandin(options: StandinOptions = {}): Promise<Standi
   const controllers = new Controllers(store, { deletePod });
   const used = new Set<string>();
   const requests = new Map<string, number>();
+  const proxied = new Map<string, number>();
   const watches = new Set<http.ServerResponse>();
   let clusterIp = 10;
   const ensureNamespace = (name: string) => {
@@ -395,6 +398,8 @@ export async function startStandin(options: StandinOptions = {}): Promise<Standi
       if (!choices.length) throw new StatusError(503, 'ServiceUnavailable', `no endpoints available for service "${name}"`);
       target = choices[Math.floor(Math.random() * choices.length)]!;
     }
+    const seen = `${req.method ?? 'GET'} ${route.info.resource}/${name} ${route.rest || '/'}`;
+    proxied.set(seen, (proxied.get(seen) ?? 0) + 1);
     const headers = { ...req.headers, host: `${target.ip}:${target.port}` };
     delete headers.authorization;
     const upstream = http.request({ host: target.ip, port: target.port, method: req.method, path: `${route.rest || '/'}${new URL(req.url ?? '/', url).search}`, headers }, (up) => {
@@ -439,6 +444,7 @@ export async function startStandin(options: StandinOptions = {}): Promise<Standi
     kubelet,
     used,
     requests,
+    proxied,
     kubeconfig(file, namespace = 'default') {
       const text = [
         'apiVersion: v1',
