@@ -219,7 +219,11 @@ describe('replicas: 2 on runtime: kubernetes', () => {
       const during = sent.filter((id) => id.startsWith('swap-'));
       expect(during.length).toBeGreaterThan(100);
       expect(during.filter((id) => !processed.has(id))).toEqual([]);
-      expect(during.filter((id) => (processed.get(id)?.length ?? 0) > 1)).toEqual([]);
+      // QoS 1 is at least once: a message in flight on a gate that closes may be redelivered after it
+      // was processed — at most one per closed gate (blue's two pods), each at most twice, never by every pod.
+      const twice = during.filter((id) => (processed.get(id)?.length ?? 0) > 1);
+      expect(twice.length, JSON.stringify(twice.map((id) => [id, processed.get(id)]))).toBeLessThanOrEqual(2);
+      expect(twice.filter((id) => processed.get(id)!.length > 2)).toEqual([]);
       expect(new Set(during.flatMap((id) => processed.get(id)!))).toEqual(new Set([...blue.map((p) => `blue/${p}`), ...green.map((p) => `green/${p}`)]));
     } finally {
       await publisher.endAsync();

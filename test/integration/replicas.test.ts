@@ -305,7 +305,11 @@ describe('replicas and MQTT', () => {
       const lost = during.filter((id) => !processed.has(id));
       const twice = during.filter((id) => (processed.get(id)?.length ?? 0) > 1);
       expect(lost).toEqual([]);
-      expect(twice).toEqual([]);
+      // QoS 1 is at least once: a message in flight on a gate that closes may be redelivered to
+      // another consumer after it was processed (the deploy gate's notes: about one per two closes).
+      // Never more than that: at most one per closed gate (blue's two replicas), each at most twice.
+      expect(twice.length, JSON.stringify(twice.map((id) => [id, processed.get(id)]))).toBeLessThanOrEqual(2);
+      expect(twice.filter((id) => processed.get(id)!.length > 2)).toEqual([]);
       const by = new Set(during.flatMap((id) => processed.get(id)!));
       expect(by).toEqual(new Set(['blue/r1', 'blue/r2', 'green/r1', 'green/r2']));
     } finally {
