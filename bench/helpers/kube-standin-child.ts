@@ -27,16 +27,13 @@ const kubeconfig = s.kubeconfig(join(dir, 'config'), namespace);
 /** What a pod's Node-RED would run: the ConfigMap's flows until a POST /flows replaces them. */
 const deployed = new Map<string, FlowNode[]>();
 const servers = new Map<string, http.Server>();
-
-function podAt(ip: string) {
-  return s.store.list('pods', namespace, (p) => (p.status as { podIP?: string } | undefined)?.podIP === ip)[0];
-}
+/** Pod IP → the name of its colour's objects, from the store's events (listing every pod on each poll cost more than Tower's own work at 1,000 instances). */
+const colourAt = new Map<string, string>();
 
 function flowsOf(ip: string): FlowNode[] {
   const known = deployed.get(ip);
   if (known) return known;
-  const pod = podAt(ip);
-  const owner = pod?.metadata.labels ? `${pod.metadata.labels['tower.redforge.dev/fleet']}-${pod.metadata.labels['tower.redforge.dev/instance']}-${pod.metadata.labels['tower.redforge.dev/color']}` : undefined;
+  const owner = colourAt.get(ip);
   const cm = owner ? s.store.get('configmaps', namespace, owner) : undefined;
   const text = (cm?.data as Record<string, string> | undefined)?.['flows.json'];
   return text ? (JSON.parse(text) as FlowNode[]) : [];
@@ -66,17 +63,19 @@ function answer(ip: string, req: http.IncomingMessage, res: http.ServerResponse)
   });
 }
 
-/** Every pod IP gets its answering server as soon as the pod has one (polled: cheap next to the API traffic). */
-async function serveNewPods(): Promise<void> {
-  for (const pod of s.store.list('pods', namespace)) {
-    const ip = (pod.status as { podIP?: string } | undefined)?.podIP;
-    if (!ip || servers.has(ip)) continue;
-    const server = http.createServer((req, res) => answer(ip, req, res));
-    servers.set(ip, server);
-    await new Promise<void>((done) => server.listen(1880, ip, done));
-  }
-}
-const poll = setInterval(() => void serveNewPods().catch((err: Error) => process.stderr.write(`${err.message}\n`)), 20);
+/** Every pod IP gets its answering server as soon as the pod has one. */
+s.store.events.on('event', (e: { resource: string; type: string; object: { metadata: { labels?: Record<string, string> }; status?: unknown } }) => {
+  if (e.resource !== 'pods' || e.type === 'DELETED') return;
+  const ip = (e.object.status as { podIP?: string } | undefined)?.podIP;
+  const labels = e.object.metadata.labels;
+  if (!ip || !labels) return;
+  colourAt.set(ip, `${labels['tower.redforge.dev/fleet']}-${labels['tower.redforge.dev/instance']}-${labels['tower.redforge.dev/color']}`);
+  if (servers.has(ip)) return;
+  const server = http.createServer((req, res) => answer(ip, req, res));
+  servers.set(ip, server);
+  server.on('error', (err: Error) => process.stderr.write(`${ip}: ${err.message}\n`));
+  server.listen(1880, ip);
+});
 
 process.stdout.write(`${JSON.stringify({ url: s.url, token: s.token, caFile: s.caFile, kubeconfig })}\n`);
 
@@ -88,7 +87,6 @@ for await (const line of createInterface({ input: process.stdin })) {
     break;
   }
 }
-clearInterval(poll);
 await Promise.all([...servers.values()].map((srv) => new Promise<void>((done) => srv.close(() => done()))));
 await s.stop();
 rmSync(dir, { recursive: true, force: true });
