@@ -9,7 +9,7 @@ import { contentHash } from '../core/flows.js';
 import { consumerClientIdFor, gateTopicFor, replicaEnvironments, towerEnvironment, type ReplicaKey } from '../core/instance-env.js';
 import type { LiveInstance } from '../core/live.js';
 import { flowsUseGate } from '../core/live.js';
-import { isSecretRef, type DesiredInstance, type Fleet, type FlowNode, type RuntimeKind } from '../core/model.js';
+import { isSecretRef, type DesiredInstance, type Fleet, type FlowNode } from '../core/model.js';
 import type { Action, Color } from '../core/rollout.js';
 import { TowerError, type ColorSpec, type FleetRuntime, type ReplicaView, type RuntimeDriver } from './ports.js';
 import { resolveCredentials, resolveEnv, secretValues } from './secrets.js';
@@ -19,6 +19,7 @@ import { redactor } from '../core/redact.js';
 import type { RolloutEvent } from './events.js';
 import type { TrafficSummary } from '../core/traffic.js';
 import { analyseStep, endSplitTo, runExperiment, splitTraffic } from './canary.js';
+import { auditReplicas, distinctPorts, known, type KnownColor } from './replicas.js';
 
 export interface ActDeps {
   fleet: string;
@@ -201,7 +202,6 @@ export class InstanceActions {
       context: desired.config.context,
       labels: desired.labels,
       admin: rt.adminCredentials,
-      ...(desired.config.replicas ? { replicas: desired.config.replicas } : {}),
       drainMs: this.drainMs(),
       // Colours of one instance share one context namespace, so context survives the swap.
       ...(desired.config.context === 'shared' && rt.redisUrl ? { sharedContext: { url: rt.redisUrl, prefix: `tower:${deps.fleet}:${this.instance}` } } : {}),
@@ -477,49 +477,3 @@ const HANDLERS: Handlers = {
     if (!a.desired) a.deps.runtime.registry.update((r) => void delete r.instances[a.instance]);
   },
 };
-
-/** What a run knows of a colour: where it and its replicas answer. */
-export interface KnownColor {
-  port: number;
-  url: string;
-  runtime: RuntimeKind;
-  replicas?: KnownReplica[];
-}
-type KnownReplica = { index: number; url: string; port?: number; key?: string };
-
-function known(c: { port: number; url: string; runtime: RuntimeKind; replicas?: KnownReplica[] | undefined }): KnownColor {
-  return { port: c.port, url: c.url, runtime: c.runtime, ...(c.replicas?.length ? { replicas: c.replicas.map((r) => ({ index: r.index, url: r.url, ...(r.port !== undefined ? { port: r.port } : {}), ...(r.key ? { key: r.key } : {}) })) } : {}) };
-}
-
-/** n ports nobody listens on, all different (two asks in a row may get the same one). */
-async function distinctPorts(rt: FleetRuntime, n: number): Promise<number[]> {
-  const ports = new Set<number>();
-  for (let tries = 0; ports.size < n && tries < n * 20; tries++) ports.add(await rt.freePort());
-  if (ports.size < n) throw new TowerError(`cannot find ${n} free ports for the replicas`, 'NoFreePort');
-  return [...ports];
-}
-
-/**
- * The audit of a colour with replicas. Through the stable address each new connection may reach
- * another replica, and an Admin API login holds for the one Node-RED that gave it: so the switch
- * must route to exactly this colour's replicas, the HTTP smoke checks must pass through it, and
- * each replica, asked directly, must run the desired rev.
- */
-async function auditReplicas(a: InstanceActions, color: Color, stable: string): Promise<void> {
-  const rt = a.deps.runtime;
-  const desired = a.desired!;
-  const routed = (await a.sw().status(a.instance))?.active;
-  const ports = a.colors[color]?.replicas?.map((r) => r.port) ?? [];
-  if (routed?.color !== color || (routed.ports && ports.some((p) => p !== undefined && !routed.ports!.includes(p)))) {
-    throw new TowerError(`the switch of ${stable} does not route to every replica of ${color}`, 'AuditFailed', 'stalled');
-  }
-  const checks = (desired.smoke ?? []).filter((c) => c.http);
-  if (checks.length) {
-    const failed = (await rt.smoke({ baseUrl: stable, checks, defaultTimeoutMs: 5_000, redact: a.redact })).filter((r) => !r.ok);
-    if (failed.length) throw new TowerError(`through ${stable}: ${failed.map((f) => `"${f.name}": ${f.message}`).join('; ')}`, 'AuditFailed', 'stalled');
-  }
-  for (const { index, url } of a.replicaUrls(color)) {
-    const got = await rt.admin(url).getFlows();
-    if (got.rev !== desired.rev) throw new TowerError(`${color} replica ${index} serves rev ${got.rev.slice(0, 12)}, expected ${desired.rev.slice(0, 12)}`, 'AuditFailed', 'stalled');
-  }
-}
